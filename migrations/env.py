@@ -1,0 +1,45 @@
+"""Alembic environment: the URL comes from pacore's settings (or the caller), metadata from the models."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+from sqlmodel import SQLModel
+
+import pacore.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+config = context.config
+target_metadata = SQLModel.metadata
+
+
+def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Only pacore's own tables: Celery's result tables and kombu's queue tables share the database."""
+    return type_ != "table" or name in target_metadata.tables
+
+
+def _url() -> str:
+    url = config.attributes.get("url")
+    if url:
+        return url
+    from pacore.db import resolve_url
+    from pacore.settings import Settings
+
+    return resolve_url(Settings())
+
+
+def run_migrations_online() -> None:
+    connectable = config.attributes.get("connection")
+    if connectable is not None:
+        context.configure(connection=connectable, target_metadata=target_metadata, include_name=_include_name)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_engine(_url(), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, include_name=_include_name)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,369 @@
+"""The `pacore` command. Settings are built here, once, and passed down.
+
+The control plane (`scheduler`) and the workers (`worker`) are imported inside the commands that need
+them, so that `pacore submit` and `pacore status` need neither Celery workers nor an engine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pacore.core.campaign import CampaignConfig
+from pacore.core.problems import LineError
+from pacore.core.schedule import PRESETS, parse_rounds, parse_tokens
+from pacore.db import Database, SchemaError
+from pacore.settings import Settings
+
+
+class Context:
+    """Per-invocation state: the settings, and the database once a command asks for it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._db: Database | None = None
+
+    def db(self, require_schema: bool = True) -> Database:
+        if self._db is None:
+            self._db = Database.from_settings(self.settings)
+        if require_schema:
+            try:
+                self._db.require_schema()
+            except SchemaError as exc:
+                raise click.ClickException(str(exc)) from exc
+        return self._db
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.version_option(package_name="pacore")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """pacore: PaCoRe test-time-compute campaigns on a job queue (see README.md)."""
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic's ValidationError names the variable and the problem
+        raise click.ClickException(f"invalid PACORE_* setting: {exc}") from exc
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    ctx.obj = Context(settings)
+
+
+# -- db ---------------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Schema migrations (Alembic)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@pass_ctx
+def db_upgrade(obj: Context, revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    database = obj.db(require_schema=False)
+    database.upgrade(revision)
+    click.echo(f"database schema at {database.current_revision()}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@pass_ctx
+def db_downgrade(obj: Context, revision: str) -> None:
+    """Revert migrations down to REVISION (`base` removes everything)."""
+    database = obj.db(require_schema=False)
+    database.downgrade(revision)
+    click.echo(f"database schema at {database.current_revision() or 'base'}")
+
+
+@db.command("current")
+@pass_ctx
+def db_current(obj: Context) -> None:
+    """Print the schema revision of the database."""
+    click.echo(obj.db(require_schema=False).current_revision() or "base (no schema: run `pacore db upgrade`)")
+
+
+# -- submit -----------------------------------------------------------------------------------------
+
+
+def _tokens(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_tokens(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from exc
+
+
+def _rounds(_ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_rounds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from exc
+
+
+def campaign_options(f: Any) -> Any:
+    options = [
+        click.option("--name", help="Campaign name (unique). Default: the file name without extension."),
+        click.option("--preset", type=click.Choice(list(PRESETS)), help="low=[4], medium=[16], high=[32,4]."),
+        click.option("--rounds", callback=_rounds, help="Custom K per round, e.g. 32,4 (final 1 implicit)."),
+        click.option(
+            "--samples",
+            type=click.IntRange(1, 4096),
+            default=1,
+            show_default=True,
+            help="Independent runs per problem.",
+        ),
+        click.option("--model", help="Served model name. Default: PACORE_MODEL."),
+        click.option("--max-tokens", type=click.IntRange(1), help="Per-trajectory completion cap."),
+        click.option("--temperature", type=click.FloatRange(0, 2), default=1.0, show_default=True),
+        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True),
+        click.option(
+            "--seed",
+            type=int,
+            default=42,
+            show_default=True,
+            help="Orders messages and samples pools; never sent as the sampling seed.",
+        ),
+        click.option(
+            "--reproducible-sampling",
+            is_flag=True,
+            help="Send a per-trajectory sampling seed derived from --seed.",
+        ),
+        click.option(
+            "--pass-truncated",
+            is_flag=True,
+            help="Pass truncated trajectories on whole (the reference pipeline's behaviour).",
+        ),
+        click.option("--problem-budget", callback=_tokens, help="TTC limit per run, e.g. 2M."),
+        click.option("--campaign-budget", callback=_tokens, help="TTC limit for the campaign, e.g. 500M."),
+        click.option(
+            "--skip-invalid", is_flag=True, help="Submit the valid lines and report the invalid ones."
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def build_config(settings: Settings, opts: dict[str, Any]) -> CampaignConfig:
+    if opts["preset"] and opts["rounds"]:
+        raise click.UsageError("give --preset or --rounds, not both")
+    rounds = opts["rounds"] or PRESETS[opts["preset"] or "low"]
+    return CampaignConfig(
+        rounds=rounds,
+        samples=opts["samples"],
+        model=opts["model"] or settings.model,
+        max_tokens=opts["max_tokens"],
+        temperature=opts["temperature"],
+        top_p=opts["top_p"],
+        seed=opts["seed"],
+        problem_budget=opts["problem_budget"],
+        campaign_budget=opts["campaign_budget"],
+        pass_truncated=opts["pass_truncated"],
+        reproducible_sampling=opts["reproducible_sampling"],
+    )
+
+
+def _report_errors(errors: list[LineError], path: Path, limit: int = 50) -> None:
+    for error in errors[:limit]:
+        click.echo(f"{path}: {error}", err=True)
+    if len(errors) > limit:
+        click.echo(f"{path}: ... and {len(errors) - limit} more invalid line(s)", err=True)
+
+
+PROBLEM_FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+
+
+@main.command()
+@click.argument("file", type=PROBLEM_FILE)
+@campaign_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def submit(obj: Context, file: Path, as_json: bool, **opts: Any) -> None:
+    """Turn a JSONL problem file into a campaign (problems and runs; the scheduler does the rest)."""
+    from pacore.submit import SubmitError
+    from pacore.submit import submit as do_submit
+
+    config = build_config(obj.settings, opts)
+    name = opts["name"] or file.stem
+    try:
+        done = do_submit(obj.db(), file, name, config, opts["skip_invalid"])
+    except SubmitError as exc:
+        _report_errors(exc.errors, file)
+        raise click.ClickException(str(exc)) from exc
+    _report_errors(done.skipped, file)
+    if done.skipped:
+        click.echo(f"{file}: skipped {len(done.skipped)} invalid line(s)", err=True)
+    result = {
+        "campaign_id": done.campaign_id,
+        "name": done.name,
+        "problems": done.problems,
+        "runs": done.runs,
+    }
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(
+            f"campaign {done.name!r} (id {done.campaign_id}): {done.problems} problems, {done.runs} runs"
+        )
+
+
+# -- status -----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("campaign", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def status(obj: Context, campaign: str | None, as_json: bool) -> None:
+    """Campaigns with problems, runs and trajectories by status, and tokens."""
+    from pacore.status import UnknownCampaign, summaries
+
+    try:
+        with obj.db().session() as session:
+            rows = summaries(session, campaign)
+    except UnknownCampaign as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(rows[0] if campaign else {"campaigns": rows}))
+        return
+    from pacore.display import status_table
+
+    status_table(rows)
+
+
+# -- export -----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("campaign")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Default: stdout."
+)
+@pass_ctx
+def export(obj: Context, campaign: str, output: Path | None) -> None:
+    """Write one JSONL line per run (official PaCoRe results fields plus pacore's own)."""
+    from pacore.export import export_lines
+    from pacore.status import UnknownCampaign, find_campaign
+
+    with obj.db().session() as session:
+        try:
+            campaign_id = find_campaign(session, campaign).id
+        except UnknownCampaign as exc:
+            raise click.ClickException(str(exc)) from exc
+        assert campaign_id is not None
+        out = output.open("w", encoding="utf-8") if output else sys.stdout
+        try:
+            for line in export_lines(session, campaign_id):
+                out.write(line + "\n")
+        finally:
+            if output:
+                out.close()
+
+
+# -- processes --------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--concurrency", type=click.IntRange(1), default=4, show_default=True)
+@pass_ctx
+def scheduler(obj: Context, concurrency: int) -> None:
+    """The control worker: chord callbacks and the dispatch tick (Celery beat), on the `control` queue."""
+    from scheduler.process import run_scheduler
+
+    run_scheduler(obj.settings, obj.db(), concurrency)
+
+
+@main.command()
+@click.option("--engine-url", help="The OpenAI-compatible engine. Default: PACORE_ENGINE_URL.")
+@click.option("--model", help="The served model to take work for. Default: the engine's only model.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    help="Concurrent generations. Default: PACORE_WORKER_CONCURRENCY.",
+)
+@pass_ctx
+def worker(obj: Context, engine_url: str | None, model: str | None, concurrency: int | None) -> None:
+    """A GPU worker: takes `generate` tasks for one served model and streams them from its engine."""
+    from worker.process import EngineUnavailable, run_worker
+
+    url = engine_url or obj.settings.engine_url
+    if not url:
+        raise click.UsageError("give --engine-url (or set PACORE_ENGINE_URL)")
+    try:
+        run_worker(obj.settings, obj.db(), url, model, concurrency or obj.settings.worker_concurrency)
+    except EngineUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.argument("file", type=PROBLEM_FILE)
+@campaign_options
+@click.option("--engine-url", help="The OpenAI-compatible engine. Default: PACORE_ENGINE_URL.")
+@click.option(
+    "--workers", type=click.IntRange(1), default=1, show_default=True, help="Worker processes to start."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    help="Generations per worker. Default: PACORE_WORKER_CONCURRENCY.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@pass_ctx
+def run(
+    obj: Context,
+    file: Path,
+    engine_url: str | None,
+    workers: int,
+    concurrency: int | None,
+    as_json: bool,
+    **opts: Any,
+) -> None:
+    """Submit (or resume) FILE and solve it on this machine: scheduler and workers as child processes."""
+    from pacore.single_box import RunError, run_campaign
+
+    url = engine_url or obj.settings.engine_url
+    if not url:
+        raise click.UsageError("give --engine-url (or set PACORE_ENGINE_URL)")
+    database = obj.db(require_schema=False)
+    database.upgrade()
+    config = build_config(obj.settings, opts)
+    try:
+        summary = run_campaign(
+            obj.settings,
+            database,
+            file,
+            opts["name"] or file.stem,
+            config,
+            opts["skip_invalid"],
+            url,
+            workers,
+            concurrency or obj.settings.worker_concurrency,
+        )
+    except RunError as exc:
+        _report_errors(exc.errors, file)
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        from pacore.display import run_summary
+
+        run_summary(summary)
+
+
+if __name__ == "__main__":
+    main()

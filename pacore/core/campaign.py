@@ -1,0 +1,39 @@
+"""A campaign's configuration: what every run of it does. Stored as JSON in the campaign row."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_validator
+
+from pacore.core.schedule import executed_schedule
+
+
+class CampaignConfig(BaseModel):
+    rounds: list[int] = Field(min_length=1, description="K per round, without the implicit final 1")
+    samples: int = Field(1, ge=1, le=4096)
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int = 42
+    problem_budget: int | None = Field(None, ge=1)
+    campaign_budget: int | None = Field(None, ge=1)
+    pass_truncated: bool = False
+    reproducible_sampling: bool = False
+
+    @model_validator(mode="after")
+    def _positive_rounds(self) -> CampaignConfig:
+        if any(k < 1 for k in self.rounds):
+            raise ValueError("every K in rounds must be at least 1")
+        return self
+
+    @property
+    def schedule(self) -> list[int]:
+        return executed_schedule(self.rounds)
+
+    def sampling_seed(self, run_index: int, round_index: int, trajectory_index: int) -> int | None:
+        """The engine's sampling seed. Never the campaign seed itself: K requests with one seed give K
+        identical trajectories. Only with reproducible sampling, one derived per trajectory."""
+        if not self.reproducible_sampling:
+            return None
+        mix = (self.seed * 1_000_003 + run_index) * 1_000_003 + round_index
+        return (mix * 1_000_003 + trajectory_index) % (2**31 - 1)

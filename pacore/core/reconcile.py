@@ -1,0 +1,69 @@
+"""Re-driving lost work as a pure decision: rows in, actions out (ARCHITECTURE.md §3 rule 4).
+
+The single-box sweep of `pacore run` uses it with every running row orphaned (the process that ran them
+is gone); the fleet reconciler uses it with lease expiry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrajectoryRow:
+    id: int
+    round_id: int
+    status: str
+    attempt: int
+    lease_expired: bool = False
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    id: int
+    status: str
+    unfinished: int
+
+
+@dataclass(frozen=True)
+class Redrive:
+    """A running trajectory whose holder is gone: a new attempt (fencing the old one), then publish."""
+
+    trajectory_id: int
+    round_id: int
+    stale_attempt: int
+
+
+@dataclass(frozen=True)
+class Republish:
+    """A pending trajectory whose message may be lost: publish it again for the same attempt."""
+
+    trajectory_id: int
+    round_id: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class AdvanceRound:
+    """A round whose trajectories are all finished but which did not advance."""
+
+    round_id: int
+
+
+Action = Redrive | Republish | AdvanceRound
+
+
+def reconcile(
+    rounds: Iterable[RoundRow], trajectories: Iterable[TrajectoryRow], orphan_all_running: bool = False
+) -> list[Action]:
+    actions: list[Action] = []
+    for t in trajectories:
+        if t.status == "running" and (orphan_all_running or t.lease_expired):
+            actions.append(Redrive(t.id, t.round_id, t.attempt))
+        elif t.status == "pending":
+            actions.append(Republish(t.id, t.round_id, t.attempt))
+    for r in rounds:
+        if r.status == "generating" and r.unfinished == 0:
+            actions.append(AdvanceRound(r.id))
+    return actions

@@ -1,0 +1,95 @@
+"""The one door to PostgreSQL: URL resolution (configured or embedded), the engine and sessions,
+and schema migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from pacore.settings import Settings
+
+
+class SchemaError(RuntimeError):
+    """The database has no pacore schema, or an old one."""
+
+
+def normalize_url(url: str) -> str:
+    """Accept the usual `postgresql://` and `postgres://` spellings; pacore talks through psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def resolve_url(settings: Settings) -> str:
+    if settings.database_url is not None:
+        return normalize_url(settings.database_url.get_secret_value())
+    from pacore import embedded
+
+    return embedded.start(settings.data_dir)
+
+
+class Database:
+    def __init__(self, url: str, pool_size: int = 5) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pool_size: int = 5) -> Database:
+        return cls(resolve_url(settings), pool_size)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on any exception."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema -------------------------------------------------------------------------------------
+
+    def alembic_config(self):  # type: ignore[no-untyped-def]
+        from alembic.config import Config
+
+        import migrations
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+        config.attributes["url"] = self.url
+        return config
+
+    def upgrade(self, revision: str = "head") -> None:
+        from alembic import command
+
+        command.upgrade(self.alembic_config(), revision)
+
+    def downgrade(self, revision: str) -> None:
+        from alembic import command
+
+        command.downgrade(self.alembic_config(), revision)
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            exists = conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
+            if not exists:
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    def head_revision(self) -> str | None:
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+
+    def require_schema(self) -> None:
+        current, head = self.current_revision(), self.head_revision()
+        if current != head:
+            state = "has no pacore schema" if current is None else f"is at schema {current}, not {head}"
+            raise SchemaError(f"the database {state}: run `pacore db upgrade` first")

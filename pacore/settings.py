@@ -1,0 +1,42 @@
+"""The one settings object, read from PACORE_* environment variables (and a .env file) at start-up.
+
+It is built by the CLI (or a test) and passed down; nothing builds it at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PACORE_", env_file=".env", extra="ignore")
+
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL. Unset: an embedded PostgreSQL in data_dir."
+    )
+    data_dir: Path = Field(
+        Path.home() / ".local" / "share" / "pacore",
+        description="Local state: the embedded PostgreSQL's data folder (data_dir/postgres).",
+    )
+    broker_url: SecretStr | None = Field(
+        None, description="Celery broker, e.g. redis://host:6379/0. Unset: the database itself."
+    )
+    result_backend: SecretStr | None = Field(
+        None, description="Celery result backend. Unset: Redis when the broker is Redis, else the database."
+    )
+    model: str = Field("stepfun-ai/PaCoRe-8B", description="Default served model name for new campaigns.")
+    engine_url: str | None = Field(None, description="The OpenAI-compatible engine a worker talks to.")
+    engine_api_key: SecretStr | None = Field(
+        None, description="API key of the engine (vllm serve --api-key)."
+    )
+    engine_timeout: float = Field(
+        600.0, description="Seconds without a byte from the engine before giving up."
+    )
+    worker_concurrency: int = Field(64, ge=1, description="Concurrent generations per worker process.")
+    lease_seconds: int = Field(60, ge=5, description="How long a claimed trajectory stays leased.")
+    dispatch_interval: float = Field(1.0, gt=0, description="Seconds between scheduler dispatch ticks.")
+    dispatch_batch: int = Field(256, ge=1, description="Runs started per dispatch tick at most.")
+    log_level: str = Field("INFO", description="Log level of pacore processes.")

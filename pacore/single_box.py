@@ -1,0 +1,152 @@
+"""`pacore run`: one machine, same schema, tasks and code as a fleet.
+
+Submit-or-resume the campaign, sweep what a dead earlier process left running (every running row is
+orphaned at start-up here), start the scheduler and workers as child processes, follow progress until
+the campaign is done, and summarise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from pacore.core.campaign import CampaignConfig
+from pacore.core.problems import LineError
+from pacore.db import Database
+from pacore.models import Campaign
+from pacore.settings import Settings
+from pacore.status import summaries
+
+POLL_SECONDS = 1.0
+
+
+class RunError(Exception):
+    def __init__(self, message: str, errors: list[LineError] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+def submit_or_resume(
+    db: Database, file: Path, name: str, config: CampaignConfig, skip_invalid: bool
+) -> tuple[int, bool]:
+    from pacore.submit import SubmitError, submit
+
+    with db.session() as session:
+        existing = session.scalar(select(Campaign.id).where(Campaign.name == name))
+    if existing is not None:
+        return existing, True
+    try:
+        return submit(db, file, name, config, skip_invalid).campaign_id, False
+    except SubmitError as exc:
+        raise RunError(str(exc), exc.errors) from exc
+
+
+def run_campaign(
+    settings: Settings,
+    db: Database,
+    file: Path,
+    name: str,
+    config: CampaignConfig,
+    skip_invalid: bool,
+    engine_url: str,
+    workers: int,
+    concurrency: int,
+) -> dict[str, Any]:
+    from scheduler.app import make_app
+    from scheduler.sweep import sweep
+
+    campaign_id, resumed = submit_or_resume(db, file, name, config, skip_invalid)
+    with db.session() as session:
+        stored = CampaignConfig.model_validate(session.get(Campaign, campaign_id).config)  # type: ignore[union-attr]
+    swept = sweep(make_app(settings, db), campaign_id, orphan_all_running=True)
+    print(
+        f"{'resuming' if resumed else 'submitted'} campaign {name!r} (id {campaign_id}); swept {swept or 'nothing'}",
+        file=sys.stderr,
+    )
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    children = _start_children(db, engine_url, stored.model, workers, concurrency, log_dir, name)
+    try:
+        _follow(db, name, children, log_dir)
+    finally:
+        _stop(children)
+    with db.session() as session:
+        summary = summaries(session, name)[0]
+    return {**summary, "answers": _answers(db, campaign_id), "logs": str(log_dir)}
+
+
+def _start_children(
+    db: Database, engine_url: str, model: str, workers: int, concurrency: int, log_dir: Path, name: str
+) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "PACORE_DATABASE_URL": db.url}
+    cmd = [sys.executable, "-m", "pacore.cli"]
+    specs = [("scheduler", [*cmd, "scheduler"])] + [
+        (
+            f"worker-{i}",
+            [*cmd, "worker", "--engine-url", engine_url, "--model", model, "--concurrency", str(concurrency)],
+        )
+        for i in range(workers)
+    ]
+    children = []
+    for label, argv in specs:
+        log = (log_dir / f"{name}-{label}.log").open("ab")
+        children.append(
+            subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        )
+    return children
+
+
+def _follow(db: Database, name: str, children: list[subprocess.Popen[bytes]], log_dir: Path) -> None:
+    from pacore.display import Progress
+
+    with Progress() as progress:
+        while True:
+            with db.session() as session:
+                summary = summaries(session, name)[0]
+            progress.update(summary)
+            runs = summary["runs"]
+            if summary["status"] != "active" or runs.get("pending", 0) + runs.get("running", 0) == 0:
+                return
+            dead = [c for c in children if c.poll() is not None]
+            if dead:
+                raise RunError(
+                    f"a pacore process exited with code {dead[0].returncode} ({' '.join(map(str, dead[0].args[3:5]))}); "
+                    f"see its log in {log_dir}; run the same command again to resume"
+                )
+            time.sleep(POLL_SECONDS)
+
+
+def _stop(children: list[subprocess.Popen[bytes]], grace: float = 15.0) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _answers(db: Database, campaign_id: int) -> list[dict[str, Any]]:
+    from sqlalchemy import text
+
+    with db.session() as session:
+        rows = session.execute(
+            text(
+                "SELECT p.external_id, run.sample, run.status, run.answer, p.ground_truth ->> 'answer', "
+                "run.tokens_used FROM run JOIN problem p ON p.id = run.problem_id WHERE run.campaign_id = :cid "
+                "ORDER BY p.id, run.sample"
+            ),
+            {"cid": campaign_id},
+        ).all()
+    keys = ("problem_id", "run", "status", "answer", "ground_truth", "tokens")
+    return [dict(zip(keys, row, strict=True)) for row in rows]

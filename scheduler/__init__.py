@@ -1,0 +1,1 @@
+"""The control plane: the Celery app, round dispatch as chords, the chord callback, the dispatch tick."""

@@ -1,0 +1,81 @@
+"""The Celery app: JSON only, late acks, prefetch 1, one generation queue per served model plus `control`.
+
+Built from settings at process start (never at import time). The runtime objects the tasks need (the
+database, and on GPU workers the engine) hang off `app.pacore`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+
+from pacore.db import Database
+from pacore.settings import Settings
+
+CONTROL_QUEUE = "control"
+
+
+def generation_queue(model: str) -> str:
+    """One queue per served model (and revision, written `name@revision`)."""
+    return "generate." + re.sub(r"[^A-Za-z0-9_.@/-]", "_", model)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    worker_id: str | None = None
+    engine: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def broker_urls(settings: Settings, db_url: str) -> tuple[str, str]:
+    """(broker, result backend). Without a broker setting, the database itself carries the messages
+    (kombu's SQLAlchemy transport) and the results (Celery's database backend): a single box needs no
+    Redis. With Redis as broker, Redis also stores results (native chord counting)."""
+    broker = settings.broker_url.get_secret_value() if settings.broker_url else f"sqla+{db_url}"
+    if settings.result_backend:
+        backend = settings.result_backend.get_secret_value()
+    elif broker.startswith(("redis://", "rediss://")):
+        backend = broker
+    else:
+        backend = f"db+{db_url}"
+    return broker, backend
+
+
+def make_app(settings: Settings, db: Database) -> Celery:
+    broker, backend = broker_urls(settings, db.url)
+    app = Celery("pacore", broker=broker, backend=backend, set_as_current=True)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=CONTROL_QUEUE,
+        task_create_missing_queues=True,
+        # Longer than the longest generation; the reconciler, not this timeout, re-drives lost work.
+        broker_transport_options={"visibility_timeout": 6 * 3600, "polling_interval": 0.2},
+        result_expires=7 * 24 * 3600,
+        result_extended=False,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        database_table_names={"task": "celery_taskmeta", "group": "celery_groupmeta"},
+    )
+    app.pacore = Runtime(settings, db)  # type: ignore[attr-defined]
+    from scheduler import tasks
+
+    tasks.register(app)
+    from worker import tasks as worker_tasks
+
+    worker_tasks.register(app)
+    return app
+
+
+def runtime(app: Celery) -> Runtime:
+    return app.pacore  # type: ignore[attr-defined,no-any-return]

@@ -1,0 +1,35 @@
+"""Publishing rounds as Celery chords: group(generate × K) | complete_round(round_id). Ids only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from celery import Celery, chord
+from sqlalchemy import text
+
+from scheduler.app import CONTROL_QUEUE, generation_queue, runtime
+from scheduler.rounds import Publish
+
+
+def publish(app: Celery, items: Iterable[Publish]) -> int:
+    """Publish each chord, then stamp its trajectories as published. Returns the trajectories sent."""
+    sent: list[int] = []
+    for item in items:
+        if not item.trajectories:
+            continue
+        queue = generation_queue(item.model)
+        header = [
+            app.signature("pacore.generate", args=(tid, attempt), queue=queue, immutable=True)
+            for tid, attempt in item.trajectories
+        ]
+        callback = app.signature(
+            "pacore.complete_round", args=(item.round_id,), queue=CONTROL_QUEUE, immutable=True
+        )
+        chord(header, callback).apply_async()
+        sent.extend(tid for tid, _ in item.trajectories)
+    if sent:
+        with runtime(app).db.session() as session:
+            session.execute(
+                text("UPDATE trajectory SET published_at = now() WHERE id = ANY(:ids)"), {"ids": sent}
+            )
+    return len(sent)

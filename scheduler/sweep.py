@@ -1,0 +1,99 @@
+"""Applying the pure `reconcile` decisions to the database, then publishing what they re-drive."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from celery import Celery
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from pacore.core.reconcile import AdvanceRound, Redrive, Republish, RoundRow, TrajectoryRow, reconcile
+from scheduler.app import runtime
+from scheduler.publish import publish
+from scheduler.rounds import Publish, advance_round
+
+
+def load_rows(session: Session, campaign_id: int | None) -> tuple[list[RoundRow], list[TrajectoryRow]]:
+    where = "" if campaign_id is None else "AND run.campaign_id = :cid"
+    rounds = session.execute(
+        text(
+            "SELECT r.id, r.status, (SELECT count(*) FROM round_trajectory rt JOIN trajectory t "
+            "ON t.id = rt.trajectory_id WHERE rt.round_id = r.id AND t.status IN ('pending', 'running')) "
+            f"FROM round r JOIN run ON run.id = r.run_id WHERE r.status = 'generating' {where}"
+        ),
+        {"cid": campaign_id},
+    ).all()
+    trajectories = session.execute(
+        text(
+            "SELECT t.id, t.round_id, t.status, t.attempt, coalesce(t.lease_until < now(), false) FROM trajectory t "
+            "JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id "
+            f"WHERE t.status IN ('pending', 'running') {where}"
+        ),
+        {"cid": campaign_id},
+    ).all()
+    return [RoundRow(*r) for r in rounds], [TrajectoryRow(*t) for t in trajectories]
+
+
+def sweep(app: Celery, campaign_id: int | None = None, orphan_all_running: bool = False) -> dict[str, int]:
+    """Re-drive what a dead process left behind. In single-box mode every running row is orphaned."""
+    db = runtime(app).db
+    with db.session() as session:
+        actions = reconcile(*load_rows(session, campaign_id), orphan_all_running=orphan_all_running)
+        to_publish: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for action in actions:
+            if isinstance(action, Redrive) and _redrive(session, action):
+                to_publish[action.round_id].append((action.trajectory_id, action.stale_attempt + 1))
+            elif isinstance(action, Republish):
+                to_publish[action.round_id].append((action.trajectory_id, action.attempt))
+        models = _models(session, list(to_publish))
+    publish(app, [Publish(rid, models[rid], tids) for rid, tids in to_publish.items()])
+    advanced = 0
+    for action in actions:
+        if isinstance(action, AdvanceRound):
+            advanced += advance_and_publish(app, action.round_id)
+    counts = defaultdict(int)
+    for action in actions:
+        counts[type(action).__name__] += 1
+    return dict(counts)
+
+
+def advance_and_publish(app: Celery, round_id: int) -> int:
+    with runtime(app).db.session() as session:
+        follow_up = advance_round(session, round_id)
+    if follow_up:
+        publish(app, [follow_up])
+    return 1
+
+
+def _redrive(session: Session, action: Redrive) -> bool:
+    """A new attempt fences the old one; the lost attempt goes into the ledger as preempted."""
+    moved = session.execute(
+        text(
+            "UPDATE trajectory SET status = 'pending', attempt = attempt + 1, worker_id = NULL, lease_until = NULL "
+            "WHERE id = :id AND attempt = :attempt AND status = 'running' RETURNING worker_id"
+        ),
+        {"id": action.trajectory_id, "attempt": action.stale_attempt},
+    ).first()
+    if moved is None:
+        return False
+    session.execute(
+        text(
+            "INSERT INTO attempt (trajectory_id, attempt, outcome, preempted, error) "
+            "VALUES (:id, :attempt, 'preempted', true, 'the process holding it is gone') "
+            "ON CONFLICT (trajectory_id, attempt) DO NOTHING"
+        ),
+        {"id": action.trajectory_id, "attempt": action.stale_attempt},
+    )
+    return True
+
+
+def _models(session: Session, round_ids: list[int]) -> dict[int, str]:
+    rows = session.execute(
+        text(
+            "SELECT r.id, c.config ->> 'model' FROM round r JOIN run ON run.id = r.run_id "
+            "JOIN campaign c ON c.id = run.campaign_id WHERE r.id = ANY(:ids)"
+        ),
+        {"ids": round_ids},
+    ).all()
+    return dict(rows)

@@ -1,0 +1,1 @@
+"""GPU nodes: the `generate` task and the inference engine adapters."""

@@ -1,0 +1,97 @@
+"""`pacore worker`: checks its engine, registers in the node registry, then consumes its model's queue."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+
+from sqlalchemy import text
+
+from pacore.db import Database
+from pacore.settings import Settings
+from scheduler.app import generation_queue, make_app, runtime
+from worker.engine import OpenAIEngine
+
+log = logging.getLogger("pacore.worker")
+
+ENGINE_WAIT_SECONDS = 60
+
+
+class EngineUnavailable(RuntimeError):
+    pass
+
+
+def wait_for_engine(engine: OpenAIEngine, seconds: float = ENGINE_WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
+    while not engine.health():
+        if time.monotonic() > deadline:
+            raise EngineUnavailable(
+                f"the engine at {engine.base_url} did not answer /health within {seconds:.0f} s: "
+                "is `vllm serve` running there, and is --engine-url right?"
+            )
+        time.sleep(1.0)
+
+
+def choose_model(engine: OpenAIEngine, model: str | None) -> str:
+    served = engine.served_models()
+    if model is None:
+        if len(served) != 1:
+            raise EngineUnavailable(f"the engine serves {served}: choose one with --model")
+        return served[0]
+    if model not in served:
+        raise EngineUnavailable(
+            f"the engine at {engine.base_url} serves {served}, not {model!r}: check --model"
+        )
+    return model
+
+
+def run_worker(
+    settings: Settings, db: Database, engine_url: str, model: str | None, concurrency: int
+) -> None:
+    api_key = settings.engine_api_key.get_secret_value() if settings.engine_api_key else None
+    engine = OpenAIEngine(engine_url, api_key, settings.engine_timeout, pool=concurrency)
+    wait_for_engine(engine)
+    model = choose_model(engine, model)
+    queue = generation_queue(model)
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    app = make_app(settings, db)
+    rt = runtime(app)
+    rt.engine, rt.worker_id = engine, worker_id
+    _register(db, worker_id, queue, model, engine_url, concurrency)
+    log.info("worker %s consuming %s with %d concurrent generations", worker_id, queue, concurrency)
+    app.worker_main(
+        [
+            "worker",
+            f"--queues={queue}",
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            f"--hostname=gen-{uuid.uuid4().hex[:8]}@%h",
+            f"--loglevel={settings.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+def _register(
+    db: Database, worker_id: str, queue: str, model: str, engine_url: str, concurrency: int
+) -> None:
+    with db.session() as session:
+        session.execute(
+            text(
+                "INSERT INTO worker (id, hostname, pid, queue, model, engine_url, concurrency) "
+                "VALUES (:id, :host, :pid, :queue, :model, :url, :concurrency)"
+            ),
+            {
+                "id": worker_id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queue": queue,
+                "model": model,
+                "url": engine_url,
+                "concurrency": concurrency,
+            },
+        )
