@@ -56,6 +56,8 @@ def main(ctx: click.Context) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = Context(settings)
 
 
@@ -339,6 +341,8 @@ def run(
     url = engine_url or obj.settings.engine_url
     if not url:
         raise click.UsageError("give --engine-url (or set PACORE_ENGINE_URL)")
+    if not opts["model"]:
+        opts["model"] = _served_model(obj.settings, url)
     database = obj.db(require_schema=False)
     database.upgrade()
     config = build_config(obj.settings, opts)
@@ -363,6 +367,22 @@ def run(
         from pacore.display import run_summary
 
         run_summary(summary)
+
+
+def _served_model(settings: Settings, url: str) -> str:
+    """The engine's only served model, for `run` without --model."""
+    from worker.engine import OpenAIEngine
+    from worker.process import EngineUnavailable, choose_model, wait_for_engine
+
+    api_key = settings.engine_api_key.get_secret_value() if settings.engine_api_key else None
+    engine = OpenAIEngine(url, api_key)
+    try:
+        wait_for_engine(engine)
+        return choose_model(engine, None)
+    except EngineUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.close()
 
 
 if __name__ == "__main__":

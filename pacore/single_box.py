@@ -65,6 +65,13 @@ def run_campaign(
     campaign_id, resumed = submit_or_resume(db, file, name, config, skip_invalid)
     with db.session() as session:
         stored = CampaignConfig.model_validate(session.get(Campaign, campaign_id).config)  # type: ignore[union-attr]
+    if resumed and stored != config:
+        changed = sorted(k for k, v in config.model_dump().items() if stored.model_dump()[k] != v)
+        print(
+            f"note: campaign {name!r} exists; resuming it with its stored settings ({', '.join(changed)} differ "
+            "from this command's). Use another --name for a new campaign.",
+            file=sys.stderr,
+        )
     swept = sweep(make_app(settings, db), campaign_id, orphan_all_running=True)
     print(
         f"{'resuming' if resumed else 'submitted'} campaign {name!r} (id {campaign_id}); swept {swept or 'nothing'}",

@@ -46,6 +46,13 @@ def broker_urls(settings: Settings, db_url: str) -> tuple[str, str]:
     return broker, backend
 
 
+def _transport_options(broker: str) -> dict[str, Any]:
+    if broker.startswith(("redis://", "rediss://")):
+        # Longer than the longest generation; the reconciler, not this timeout, re-drives lost work.
+        return {"visibility_timeout": 6 * 3600}
+    return {}  # kombu's SQLAlchemy transport hands its options to create_engine()
+
+
 def make_app(settings: Settings, db: Database) -> Celery:
     broker, backend = broker_urls(settings, db.url)
     app = Celery("pacore", broker=broker, backend=backend, set_as_current=True)
@@ -58,8 +65,7 @@ def make_app(settings: Settings, db: Database) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=CONTROL_QUEUE,
         task_create_missing_queues=True,
-        # Longer than the longest generation; the reconciler, not this timeout, re-drives lost work.
-        broker_transport_options={"visibility_timeout": 6 * 3600, "polling_interval": 0.2},
+        broker_transport_options=_transport_options(broker),
         result_expires=7 * 24 * 3600,
         result_extended=False,
         broker_connection_retry_on_startup=True,

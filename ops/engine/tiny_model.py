@@ -83,7 +83,9 @@ def build_tokenizer(out: Path, script: list[str]):  # type: ignore[no-untyped-de
 def transitions(repeat_p: float, answers: dict[str, float]) -> dict[str, dict[str, float]]:
     chain = [START, *PREAMBLE, REPEAT]
     table = {a: {b: 1.0} for a, b in zip(chain, chain[1:], strict=False)}
-    table[REPEAT] = {REPEAT: repeat_p, CONCLUSION[0]: 1.0 - repeat_p} if repeat_p > 0 else {CONCLUSION[0]: 1.0}
+    table[REPEAT] = (
+        {REPEAT: repeat_p, CONCLUSION[0]: 1.0 - repeat_p} if repeat_p > 0 else {CONCLUSION[0]: 1.0}
+    )
     table.update({a: {b: 1.0} for a, b in zip(CONCLUSION, CONCLUSION[1:], strict=False)})
     table[CONCLUSION[-1]] = dict(answers)
     table.update({answer: {CLOSE[0]: 1.0} for answer in answers})
@@ -149,7 +151,9 @@ def _single_id(tokenizer, token: str) -> int:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("--repeat-p", type=float, default=0.9, help="probability that ' hmm' repeats")
     parser.add_argument("--answers", default="204:0.5,25:0.3,809:0.2", help="answer:weight,...")
