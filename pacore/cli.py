@@ -298,16 +298,39 @@ def scheduler(obj: Context, concurrency: int) -> None:
     type=click.IntRange(1),
     help="Concurrent generations. Default: PACORE_WORKER_CONCURRENCY.",
 )
+@click.option(
+    "--model-path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Run vLLM's async engine in this process on this checkpoint instead of talking to a server.",
+)
+@click.option(
+    "--max-model-len", type=click.IntRange(1), help="With --model-path: the engine's context length."
+)
 @pass_ctx
-def worker(obj: Context, engine_url: str | None, model: str | None, concurrency: int | None) -> None:
+def worker(
+    obj: Context,
+    engine_url: str | None,
+    model: str | None,
+    concurrency: int | None,
+    model_path: Path | None,
+    max_model_len: int | None,
+) -> None:
     """A GPU worker: takes `generate` tasks for one served model and streams them from its engine."""
-    from worker.process import EngineUnavailable, run_worker
+    from worker.process import EngineUnavailable, http_engine, inprocess_engine, run_worker
 
     url = engine_url or obj.settings.engine_url
-    if not url:
-        raise click.UsageError("give --engine-url (or set PACORE_ENGINE_URL)")
+    if not url and not model_path:
+        raise click.UsageError(
+            "give --engine-url (or set PACORE_ENGINE_URL), or --model-path for an in-process engine"
+        )
+    concurrency = concurrency or obj.settings.worker_concurrency
     try:
-        run_worker(obj.settings, obj.db(), url, model, concurrency or obj.settings.worker_concurrency)
+        if model_path:
+            engine, served = inprocess_engine(str(model_path), model, max_model_len)
+        else:
+            assert url is not None
+            engine, served = http_engine(obj.settings, url, model, concurrency)
+        run_worker(obj.settings, obj.db(), engine, served, url or f"inprocess:{model_path}", concurrency)
     except EngineUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from pacore.db import Database
 from pacore.settings import Settings
 from scheduler.app import generation_queue, make_app, runtime
-from worker.engine import OpenAIEngine
+from worker.engine import Engine, OpenAIEngine
 
 log = logging.getLogger("pacore.worker")
 
@@ -48,13 +48,27 @@ def choose_model(engine: OpenAIEngine, model: str | None) -> str:
     return model
 
 
-def run_worker(
-    settings: Settings, db: Database, engine_url: str, model: str | None, concurrency: int
-) -> None:
+def http_engine(
+    settings: Settings, engine_url: str, model: str | None, concurrency: int
+) -> tuple[Engine, str]:
     api_key = settings.engine_api_key.get_secret_value() if settings.engine_api_key else None
     engine = OpenAIEngine(engine_url, api_key, settings.engine_timeout, pool=concurrency)
     wait_for_engine(engine)
-    model = choose_model(engine, model)
+    return engine, choose_model(engine, model)
+
+
+def inprocess_engine(model_path: str, model: str | None, max_model_len: int | None) -> tuple[Engine, str]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from worker.inprocess import InProcessEngine
+
+    name = model or os.path.basename(os.path.normpath(model_path))
+    kwargs = {"max_model_len": max_model_len} if max_model_len else {}
+    return InProcessEngine(model_path, name, **kwargs), name
+
+
+def run_worker(
+    settings: Settings, db: Database, engine: Engine, model: str, engine_url: str, concurrency: int
+) -> None:
     queue = generation_queue(model)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     app = make_app(settings, db)

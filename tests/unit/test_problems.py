@@ -1,0 +1,99 @@
+"""Problem file parsing: the real public files, and a corpus of malformed lines."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pacore.core.problems import MAX_LINE_BYTES, LineError, Problem, parse_line
+from pacore.problem_file import read_problems
+from tests.conftest import shared_file
+
+
+@pytest.mark.parametrize(("name", "count"), [("aime_2024.jsonl", 30), ("math500.jsonl", 500)])
+def test_real_problem_files_parse_completely(name: str, count: int) -> None:
+    items = list(read_problems(shared_file(name)))
+    assert all(isinstance(p, Problem) for p in items), [str(e) for e in items if isinstance(e, LineError)]
+    assert len(items) == count
+    first = items[0]
+    assert first.messages[-1]["role"] == "user" and first.ground_truth and first.ground_truth["answer"]
+
+
+def test_aime_keeps_asymptote_code_and_answers_as_text() -> None:
+    items = [p for p in read_problems(shared_file("aime_2024.jsonl")) if isinstance(p, Problem)]
+    with_code = [p.external_id for p in items if "<asy>" in p.messages[-1]["content"] and "</asy>" in p.messages[-1]["content"]]
+    assert with_code == ["aime24_I_05", "aime24_I_06", "aime24_I_08", "aime24_II_08", "aime24_II_15"]
+    assert {p.ground_truth["answer"] for p in items if p.external_id == "aime24_I_01"} == {"204"}
+
+
+def test_shorthand_format() -> None:
+    p = parse_line(b'{"id": 7, "problem": "What is 2+2?", "answer": 4, "source": "x"}', 1)
+    assert isinstance(p, Problem)
+    assert p.external_id == "7" and p.messages == [{"role": "user", "content": "What is 2+2?"}]
+    assert p.ground_truth == {"answer": "4"} and p.extra == {"source": "x"}
+
+
+def test_official_format_keeps_extra_fields_and_category() -> None:
+    line = {"id": "a", "messages": [{"role": "user", "content": "Q"}], "ground_truth": {"answer": "1"}, "category": "math", "level": 5}
+    p = parse_line(json.dumps(line).encode(), 3)
+    assert isinstance(p, Problem) and p.category == "math" and p.extra == {"level": 5} and p.line == 3
+
+
+MALFORMED = [
+    (b"{not json", "not valid JSON"),
+    (b"[1, 2]", "expected a JSON object"),
+    (b'"just a string"', "expected a JSON object"),
+    (b'{"id": "a"}', "no problem text"),
+    (b'{"problem": "Q"}', '"id" is missing'),
+    (b'{"id": "", "problem": "Q"}', '"id" is missing'),
+    (b'{"id": true, "problem": "Q"}', '"id" is missing'),
+    (b'{"id": "a", "problem": ""}', '"problem" must be a non-empty string'),
+    (b'{"id": "a", "problem": 5}', '"problem" must be a non-empty string'),
+    (b'{"id": "a", "messages": []}', '"messages" must be a non-empty list'),
+    (b'{"id": "a", "messages": "Q"}', '"messages" must be a non-empty list'),
+    (b'{"id": "a", "messages": ["Q"]}', "messages[0] is not an object"),
+    (b'{"id": "a", "messages": [{"role": "robot", "content": "Q"}]}', "messages[0].role is 'robot'"),
+    (b'{"id": "a", "messages": [{"role": "user", "content": 5}]}', "messages[0].content must be a string"),
+    (b'{"id": "a", "messages": [{"role": "system", "content": "S"}]}', "has no user message"),
+    (b'{"id": "a", "messages": [{"role": "user", "content": "  "}]}', "the last user message (the problem) is empty"),
+    (b'{"id": "a", "messages": [{"role": "user", "content": "Q"}], "ground_truth": "4"}', '"ground_truth" must be an object'),
+    (b'{"id": "a", "messages": [{"role": "user", "content": "Q"}], "ground_truth": {"answer": [4]}}', "ground_truth.answer"),
+    (b'{"id": "a", "messages": [{"role": "user", "content": "Q"}], "category": 3}', '"category" must be a string'),
+    (b'{"id": "a", "problem": "Q", "messages": [{"role": "user", "content": "Q"}]}', "has both"),
+    (b"\xff\xfe\x00garbage", "not UTF-8"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), MALFORMED)
+def test_malformed_lines_are_reported_with_their_reason(raw: bytes, reason: str) -> None:
+    error = parse_line(raw, 12)
+    assert isinstance(error, LineError) and error.line == 12
+    assert reason in error.reason, error.reason
+
+
+def test_blank_lines_are_not_problems() -> None:
+    assert parse_line(b"   ", 1) is None
+
+
+def test_file_reader_reports_duplicates_and_oversized_lines_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    huge = json.dumps({"id": "big", "problem": "x" * (MAX_LINE_BYTES + 10)})
+    path.write_text("\n".join([
+        '{"id": "a", "problem": "Q1"}',
+        "",
+        '{"id": "a", "problem": "Q2"}',
+        huge,
+        '{"id": "b", "problem": "Q3"}',
+    ]) + "\n")
+    items = list(read_problems(path))
+    assert [type(i).__name__ for i in items] == ["Problem", "LineError", "LineError", "Problem"]
+    assert str(items[1]) == "line 3: duplicate id 'a' (first on line 1)"
+    assert items[2].line == 4 and "over the 1,048,576-byte limit" in items[2].reason
+    assert items[3].line == 5
+
+
+def test_a_huge_line_without_newline_is_measured_not_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "one-line.jsonl"
+    path.write_bytes(b"x" * (3 * MAX_LINE_BYTES))
+    (error,) = list(read_problems(path))
+    assert isinstance(error, LineError) and f"{3 * MAX_LINE_BYTES:,} bytes" in error.reason

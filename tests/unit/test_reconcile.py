@@ -1,0 +1,26 @@
+"""Re-driving lost work is a pure decision over rows."""
+
+from pacore.core.reconcile import AdvanceRound, Redrive, Republish, RoundRow, TrajectoryRow, reconcile
+
+
+def test_single_box_sweep_treats_every_running_row_as_orphaned() -> None:
+    trajectories = [
+        TrajectoryRow(1, 10, "running", 1),
+        TrajectoryRow(2, 10, "pending", 2),
+        TrajectoryRow(3, 10, "done", 1),
+    ]
+    assert reconcile([], trajectories, orphan_all_running=True) == [Redrive(1, 10, 1), Republish(2, 10, 2)]
+
+
+def test_fleet_mode_redrives_only_expired_leases() -> None:
+    trajectories = [TrajectoryRow(1, 10, "running", 3, lease_expired=False), TrajectoryRow(2, 10, "running", 1, True)]
+    assert reconcile([], trajectories) == [Redrive(2, 10, 1)]
+
+
+def test_finished_rounds_that_did_not_advance_are_advanced() -> None:
+    rounds = [RoundRow(10, "generating", 0), RoundRow(11, "generating", 2), RoundRow(12, "done", 0)]
+    assert reconcile(rounds, []) == [AdvanceRound(10)]
+
+
+def test_nothing_to_do() -> None:
+    assert reconcile([RoundRow(1, "done", 0)], [TrajectoryRow(1, 1, "done", 1)], orphan_all_running=True) == []

@@ -1,0 +1,51 @@
+import pytest
+from pydantic import ValidationError
+
+from pacore.core.campaign import CampaignConfig
+from pacore.core.schedule import PRESETS, executed_schedule, parse_rounds, parse_tokens
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [("2M", 2_000_000), ("500k", 500_000), ("2,000,000", 2_000_000), ("131072", 131_072), ("1.5M", 1_500_000), (" 8K ", 8_000)],
+)
+def test_parse_tokens(text: str, tokens: int) -> None:
+    assert parse_tokens(text) == tokens
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-5", "0", "2G", "1.5", "0.0001k"])
+def test_parse_tokens_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="token"):
+        parse_tokens(text)
+
+
+def test_presets_and_the_implicit_final_round() -> None:
+    assert [executed_schedule(PRESETS[p]) for p in ("low", "medium", "high")] == [[4, 1], [16, 1], [32, 4, 1]]
+
+
+@pytest.mark.parametrize(("text", "k"), [("32,4", [32, 4]), ("8", [8]), (" 2 , 3 ", [2, 3])])
+def test_parse_rounds(text: str, k: list[int]) -> None:
+    assert parse_rounds(text) == k
+
+
+@pytest.mark.parametrize("text", ["", "0", "4,", "a,b", "-1", "2.5"])
+def test_parse_rounds_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="--rounds"):
+        parse_rounds(text)
+
+
+def test_campaign_seed_is_never_the_engine_sampling_seed() -> None:
+    cfg = CampaignConfig(rounds=[4], model="m", seed=42)
+    assert {cfg.sampling_seed(1, 1, i) for i in range(4)} == {None}
+
+
+def test_reproducible_sampling_derives_a_distinct_seed_per_trajectory() -> None:
+    cfg = CampaignConfig(rounds=[4], model="m", seed=42, reproducible_sampling=True)
+    seeds = [cfg.sampling_seed(run, rnd, i) for run in (1, 2) for rnd in (1, 2) for i in range(4)]
+    assert len(set(seeds)) == len(seeds) and 42 not in seeds
+    assert seeds == [cfg.sampling_seed(run, rnd, i) for run in (1, 2) for rnd in (1, 2) for i in range(4)]
+
+
+def test_config_rejects_a_zero_k() -> None:
+    with pytest.raises(ValidationError):
+        CampaignConfig(rounds=[4, 0], model="m")

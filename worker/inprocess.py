@@ -1,0 +1,92 @@
+"""The in-process engine: vLLM's async engine inside the worker process, behind the same interface as
+the HTTP adapter.
+
+One event loop per process, on its own thread, shared by every generation thread of the Celery threads
+pool: requests from all threads land in one engine and batch together (plain `vllm.LLM` called from many
+threads does not). Inside a daemonic process set VLLM_ENABLE_V1_MULTIPROCESSING=0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from typing import Any
+
+from pacore.core.compaction import split_reasoning
+from worker.engine import EngineError, GenerationRequest, GenerationResult
+
+
+class InProcessEngine:
+    def __init__(self, model_path: str, served_name: str, **engine_kwargs: Any) -> None:
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.served_name = served_name
+        self._ids = itertools.count()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True)
+        self._thread.start()
+        args = AsyncEngineArgs(model=model_path, served_model_name=served_name, **engine_kwargs)
+        self.engine = self._call(self._build(AsyncLLM, args))
+        self.tokenizer = self._call(self._tokenizer())
+
+    async def _build(self, cls: Any, args: Any) -> Any:
+        return cls.from_engine_args(args)
+
+    async def _tokenizer(self) -> Any:
+        return (
+            self.engine.tokenizer if hasattr(self.engine, "tokenizer") else await self.engine.get_tokenizer()
+        )
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def health(self) -> bool:
+        return self._thread.is_alive() and not getattr(self.engine, "errored", False)
+
+    def served_models(self) -> list[str]:
+        return [self.served_name]
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        if request.model != self.served_name:
+            raise EngineError("http", f"this engine serves {self.served_name!r}, not {request.model!r}", 404)
+        prompt = self.tokenizer.apply_chat_template(
+            request.messages, tokenize=False, add_generation_prompt=True
+        )
+        try:
+            return self._call(self._generate(prompt, request))
+        except EngineError:
+            raise
+        except Exception as exc:  # the engine's own failures become the seam's error type
+            raise EngineError("engine", f"{type(exc).__name__}: {exc}") from exc
+
+    async def _generate(self, prompt: str, request: GenerationRequest) -> GenerationResult:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            temperature=request.temperature,
+            top_p=request.top_p,
+            max_tokens=request.max_tokens,
+            seed=request.seed,
+        )
+        final = None
+        async for output in self.engine.generate(prompt, params, f"pacore-{next(self._ids)}"):
+            final = output
+        if final is None or not final.outputs:
+            raise EngineError("stream", "the engine returned no output")
+        completion = final.outputs[0]
+        # The generation prompt ends inside the think block, so the raw text is reasoning, `</think>`,
+        # conclusion: split on the client, as the server's reasoning parser would.
+        reasoning, content = split_reasoning("<think>" + completion.text)
+        return GenerationResult(
+            content=content if reasoning is not None else completion.text,
+            reasoning=reasoning,
+            finish_reason=completion.finish_reason,
+            prompt_tokens=len(final.prompt_token_ids or []),
+            completion_tokens=len(completion.token_ids),
+        )
+
+    def close(self) -> None:
+        self.engine.shutdown()
+        self._loop.call_soon_threadsafe(self._loop.stop)
