@@ -135,11 +135,18 @@ def pacore_executable() -> str:
 def cli(database_url: str, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the real `pacore` command against this test's database."""
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         full_env = pacore_env(PACORE_DATABASE_URL=database_url, PACORE_DATA_DIR=str(tmp_path / "home"))
         full_env.update(env or {})
         return subprocess.run(
-            [pacore_executable(), *args], env=full_env, capture_output=True, text=True, timeout=timeout, cwd=tmp_path
+            [pacore_executable(), *args],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=tmp_path,
         )
 
     return run

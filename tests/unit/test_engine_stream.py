@@ -4,7 +4,11 @@ from worker.engine import GenerationRequest, StreamAccumulator, request_body, ss
 
 
 def chunk(delta=None, finish=None, usage=None):
-    out = {"choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}] if delta is not None or finish else []}
+    out = {
+        "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}]
+        if delta is not None or finish
+        else []
+    }
     if usage:
         out["usage"] = usage
     return out
@@ -23,7 +27,11 @@ def test_reasoning_field_and_continuous_usage() -> None:
         acc.add(c)
     r = acc.result()
     assert (r.reasoning, r.content, r.finish_reason, r.prompt_tokens, r.completion_tokens) == (
-        "think more", " The answer is \\boxed{4}.", "stop", 9, 10
+        "think more",
+        " The answer is \\boxed{4}.",
+        "stop",
+        9,
+        10,
     )
 
 
@@ -49,5 +57,8 @@ def test_sse_parsing_stops_at_done() -> None:
 def test_request_body_sends_no_seed_unless_given() -> None:
     body = request_body(GenerationRequest([{"role": "user", "content": "Q"}], "m"))
     assert "seed" not in body and "max_tokens" not in body
-    assert body["stream"] and body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
+    assert body["stream"] and body["stream_options"] == {
+        "include_usage": True,
+        "continuous_usage_stats": True,
+    }
     assert request_body(GenerationRequest([], "m", 100, 0.7, 0.9, 5))["seed"] == 5

@@ -21,7 +21,11 @@ def test_real_problem_files_parse_completely(name: str, count: int) -> None:
 
 def test_aime_keeps_asymptote_code_and_answers_as_text() -> None:
     items = [p for p in read_problems(shared_file("aime_2024.jsonl")) if isinstance(p, Problem)]
-    with_code = [p.external_id for p in items if "<asy>" in p.messages[-1]["content"] and "</asy>" in p.messages[-1]["content"]]
+    with_code = [
+        p.external_id
+        for p in items
+        if "<asy>" in p.messages[-1]["content"] and "</asy>" in p.messages[-1]["content"]
+    ]
     assert with_code == ["aime24_I_05", "aime24_I_06", "aime24_I_08", "aime24_II_08", "aime24_II_15"]
     assert {p.ground_truth["answer"] for p in items if p.external_id == "aime24_I_01"} == {"204"}
 
@@ -34,7 +38,13 @@ def test_shorthand_format() -> None:
 
 
 def test_official_format_keeps_extra_fields_and_category() -> None:
-    line = {"id": "a", "messages": [{"role": "user", "content": "Q"}], "ground_truth": {"answer": "1"}, "category": "math", "level": 5}
+    line = {
+        "id": "a",
+        "messages": [{"role": "user", "content": "Q"}],
+        "ground_truth": {"answer": "1"},
+        "category": "math",
+        "level": 5,
+    }
     p = parse_line(json.dumps(line).encode(), 3)
     assert isinstance(p, Problem) and p.category == "math" and p.extra == {"level": 5} and p.line == 3
 
@@ -55,10 +65,22 @@ MALFORMED = [
     (b'{"id": "a", "messages": [{"role": "robot", "content": "Q"}]}', "messages[0].role is 'robot'"),
     (b'{"id": "a", "messages": [{"role": "user", "content": 5}]}', "messages[0].content must be a string"),
     (b'{"id": "a", "messages": [{"role": "system", "content": "S"}]}', "has no user message"),
-    (b'{"id": "a", "messages": [{"role": "user", "content": "  "}]}', "the last user message (the problem) is empty"),
-    (b'{"id": "a", "messages": [{"role": "user", "content": "Q"}], "ground_truth": "4"}', '"ground_truth" must be an object'),
-    (b'{"id": "a", "messages": [{"role": "user", "content": "Q"}], "ground_truth": {"answer": [4]}}', "ground_truth.answer"),
-    (b'{"id": "a", "messages": [{"role": "user", "content": "Q"}], "category": 3}', '"category" must be a string'),
+    (
+        b'{"id": "a", "messages": [{"role": "user", "content": "  "}]}',
+        "the last user message (the problem) is empty",
+    ),
+    (
+        b'{"id": "a", "messages": [{"role": "user", "content": "Q"}], "ground_truth": "4"}',
+        '"ground_truth" must be an object',
+    ),
+    (
+        b'{"id": "a", "messages": [{"role": "user", "content": "Q"}], "ground_truth": {"answer": [4]}}',
+        "ground_truth.answer",
+    ),
+    (
+        b'{"id": "a", "messages": [{"role": "user", "content": "Q"}], "category": 3}',
+        '"category" must be a string',
+    ),
     (b'{"id": "a", "problem": "Q", "messages": [{"role": "user", "content": "Q"}]}', "has both"),
     (b"\xff\xfe\x00garbage", "not UTF-8"),
 ]
@@ -78,13 +100,18 @@ def test_blank_lines_are_not_problems() -> None:
 def test_file_reader_reports_duplicates_and_oversized_lines_with_line_numbers(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     huge = json.dumps({"id": "big", "problem": "x" * (MAX_LINE_BYTES + 10)})
-    path.write_text("\n".join([
-        '{"id": "a", "problem": "Q1"}',
-        "",
-        '{"id": "a", "problem": "Q2"}',
-        huge,
-        '{"id": "b", "problem": "Q3"}',
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                '{"id": "a", "problem": "Q1"}',
+                "",
+                '{"id": "a", "problem": "Q2"}',
+                huge,
+                '{"id": "b", "problem": "Q3"}',
+            ]
+        )
+        + "\n"
+    )
     items = list(read_problems(path))
     assert [type(i).__name__ for i in items] == ["Problem", "LineError", "LineError", "Problem"]
     assert str(items[1]) == "line 3: duplicate id 'a' (first on line 1)"

@@ -18,7 +18,9 @@ def test_golden_case_from_the_architecture_document() -> None:
 
 def test_no_references_renders_an_empty_list_section() -> None:
     text = render_synthesis("P", [])
-    assert text.endswith("Reference Responses:\n\n\nNow, based on the original problem and reference responses above, please provide your own comprehensive solution.")
+    assert text.endswith(
+        "Reference Responses:\n\n\nNow, based on the original problem and reference responses above, please provide your own comprehensive solution."
+    )
 
 
 def test_jinja_syntax_in_a_problem_or_reference_is_text_not_template() -> None:

@@ -13,7 +13,10 @@ def test_single_box_sweep_treats_every_running_row_as_orphaned() -> None:
 
 
 def test_fleet_mode_redrives_only_expired_leases() -> None:
-    trajectories = [TrajectoryRow(1, 10, "running", 3, lease_expired=False), TrajectoryRow(2, 10, "running", 1, True)]
+    trajectories = [
+        TrajectoryRow(1, 10, "running", 3, lease_expired=False),
+        TrajectoryRow(2, 10, "running", 1, True),
+    ]
     assert reconcile([], trajectories) == [Redrive(2, 10, 1)]
 
 
@@ -23,4 +26,6 @@ def test_finished_rounds_that_did_not_advance_are_advanced() -> None:
 
 
 def test_nothing_to_do() -> None:
-    assert reconcile([RoundRow(1, "done", 0)], [TrajectoryRow(1, 1, "done", 1)], orphan_all_running=True) == []
+    assert (
+        reconcile([RoundRow(1, "done", 0)], [TrajectoryRow(1, 1, "done", 1)], orphan_all_running=True) == []
+    )

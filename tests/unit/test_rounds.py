@@ -18,7 +18,9 @@ def test_a_middle_round_builds_the_next_synthesis_prompt_in_order() -> None:
     ordered = order_messages(outcomes, 42)
     assert decision.kind == "next_round" and decision.next_k == 1
     assert decision.order == [i for i, _ in ordered]
-    assert decision.next_messages == [{"role": "user", "content": render_synthesis("What is 2+2?", [m for _, m in ordered])}]
+    assert decision.next_messages == [
+        {"role": "user", "content": render_synthesis("What is 2+2?", [m for _, m in ordered])}
+    ]
 
 
 def test_the_final_round_gives_the_answer() -> None:

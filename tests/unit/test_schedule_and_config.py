@@ -7,7 +7,14 @@ from pacore.core.schedule import PRESETS, executed_schedule, parse_rounds, parse
 
 @pytest.mark.parametrize(
     ("text", "tokens"),
-    [("2M", 2_000_000), ("500k", 500_000), ("2,000,000", 2_000_000), ("131072", 131_072), ("1.5M", 1_500_000), (" 8K ", 8_000)],
+    [
+        ("2M", 2_000_000),
+        ("500k", 500_000),
+        ("2,000,000", 2_000_000),
+        ("131072", 131_072),
+        ("1.5M", 1_500_000),
+        (" 8K ", 8_000),
+    ],
 )
 def test_parse_tokens(text: str, tokens: int) -> None:
     assert parse_tokens(text) == tokens

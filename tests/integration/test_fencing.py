@@ -1,0 +1,95 @@
+"""The control-plane guarantees on a real PostgreSQL, without a scheduler racing the test:
+fenced claims and writes, settlement exactly once, a round advanced exactly once."""
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import text
+
+from pacore.core.campaign import CampaignConfig
+from pacore.submit import submit
+from scheduler.rounds import advance_round, start_runs
+from worker import claims
+from worker.engine import GenerationResult
+
+
+def started_round(database, tmp_path: Path, k: int = 4):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
+    submit(database, path, "fencing", CampaignConfig(rounds=[k], model="m"))
+    with database.session() as session:
+        (publish,) = start_runs(session, 10)
+    return publish
+
+
+def result(n: int) -> GenerationResult:
+    return GenerationResult(f" The answer is \\boxed{{{n}}}.", "thinking", "stop", 5, n)
+
+
+def test_a_stale_attempt_can_neither_claim_nor_write(database, tmp_path) -> None:
+    publish = started_round(database, tmp_path)
+    tid, attempt = publish.trajectories[0]
+    assert claims.claim(database, tid, attempt + 1, "w1", 60) is None, "wrong attempt: no claim"
+    claim = claims.claim(database, tid, attempt, "w1", 60)
+    assert claim is not None and claim.request.messages == [{"role": "user", "content": "What is 2+2?"}]
+    assert claims.claim(database, tid, attempt, "w2", 60) is None, (
+        "already running: a duplicate message exits"
+    )
+    with database.session() as session:  # the reconciler re-drives it as attempt 2
+        session.execute(
+            text("UPDATE trajectory SET status = 'pending', attempt = 2 WHERE id = :id"), {"id": tid}
+        )
+    assert claims.finish(database, claim, "w1", result(7), None) is False, (
+        "the late write of attempt 1 is fenced off"
+    )
+    second = claims.claim(database, tid, 2, "w2", 60)
+    assert second is not None and claims.finish(database, second, "w2", result(9), None)
+    with database.session() as session:
+        row = session.execute(
+            text("SELECT status, content, completion_tokens, worker_id FROM trajectory WHERE id = :id"),
+            {"id": tid},
+        ).one()
+        used = session.execute(text("SELECT tokens_used FROM campaign")).scalar()
+    assert tuple(row) == ("done", " The answer is \\boxed{9}.", 9, "w2") and used == 9
+
+
+def test_settlement_happens_once_per_attempt(database, tmp_path) -> None:
+    publish = started_round(database, tmp_path)
+    tid, attempt = publish.trajectories[0]
+    claim = claims.claim(database, tid, attempt, "w1", 60)
+    assert claims.finish(database, claim, "w1", result(11), None)
+    assert claims.finish(database, claim, "w1", result(11), None) is False
+    with database.session() as session:
+        ledger = session.execute(text("SELECT count(*), sum(completion_tokens) FROM attempt")).one()
+        used = session.execute(text("SELECT tokens_used, prompt_tokens FROM campaign")).one()
+    assert tuple(ledger) == (1, 11) and tuple(used) == (11, 5)
+
+
+def test_a_round_advances_exactly_once_under_concurrent_callbacks(database, tmp_path) -> None:
+    publish = started_round(database, tmp_path)
+    for tid, attempt in publish.trajectories:
+        claims.finish(database, claims.claim(database, tid, attempt, "w", 60), "w", result(tid), None)
+
+    def advance(_: int) -> bool:
+        with database.session() as session:
+            return advance_round(session, publish.round_id) is not None
+
+    with ThreadPoolExecutor(8) as pool:
+        winners = sum(pool.map(advance, range(8)))
+    with database.session() as session:
+        rounds = session.execute(text("SELECT index, k, status FROM round ORDER BY index")).all()
+        trajectories = session.execute(text("SELECT count(*) FROM trajectory")).scalar()
+    assert (
+        winners == 1
+        and [tuple(r) for r in rounds] == [(1, 4, "done"), (2, 1, "generating")]
+        and trajectories == 5
+    )
+
+
+def test_a_round_with_unfinished_trajectories_does_not_advance(database, tmp_path) -> None:
+    publish = started_round(database, tmp_path)
+    tid, attempt = publish.trajectories[0]
+    claims.finish(database, claims.claim(database, tid, attempt, "w", 60), "w", result(1), None)
+    with database.session() as session:
+        assert advance_round(session, publish.round_id) is None
+        assert session.execute(text("SELECT status FROM round")).scalar() == "generating"

@@ -1,0 +1,107 @@
+"""Rounds as chords on real Celery worker processes, Redis and PostgreSQL, against a real HTTP engine."""
+
+import json
+from pathlib import Path
+
+from pacore.core.prompts import render_synthesis
+from tests.integration.conftest import Fleet
+
+
+def problems(tmp_path: Path, name: str, texts: list[str]) -> Path:
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"{name}-{i}", "problem": t, "answer": "1"}) + "\n" for i, t in enumerate(texts)
+        )
+    )
+    return path
+
+
+def test_low_preset_runs_finish_with_rounds_4_and_1(fleet: Fleet, tmp_path: Path) -> None:
+    path = problems(tmp_path, "low", ["What is 1+1?", "What is 2+2?", "What is 3+3?"])
+    fleet.submit(path, "--preset", "low", "--samples", "2")
+    status = fleet.wait_finished("low")
+    assert status["status"] == "done" and status["runs"] == {"total": 6, "done": 6}
+    rounds = fleet.query(
+        "SELECT run.id, array_agg(r.k ORDER BY r.index) FROM run JOIN round r ON r.run_id = run.id "
+        "JOIN campaign c ON c.id = run.campaign_id WHERE c.name = 'low' GROUP BY run.id"
+    )
+    assert len(rounds) == 6 and {tuple(k) for _, k in rounds} == {(4, 1)}
+    answers = fleet.query(
+        "SELECT answer, final_message FROM run JOIN campaign c ON c.id = run.campaign_id WHERE c.name = 'low'"
+    )
+    assert all(a and a.isdigit() and f"\\boxed{{{a}}}" in m for a, m in answers)
+
+
+def test_tokens_are_what_the_server_reported_and_settled_once(fleet: Fleet, tmp_path: Path) -> None:
+    path = problems(tmp_path, "tokens", ["Count these words please"])
+    fleet.submit(path, "--preset", "low")
+    status = fleet.wait_finished("tokens")
+    (used, prompt, ledger, trajectories) = fleet.query(
+        "SELECT (SELECT sum(completion_tokens) FROM trajectory t WHERE t.campaign_id = c.id), "
+        "(SELECT sum(prompt_tokens) FROM trajectory t WHERE t.campaign_id = c.id), "
+        "(SELECT count(*) FROM attempt a JOIN trajectory t ON t.id = a.trajectory_id WHERE t.campaign_id = c.id), "
+        "(SELECT count(*) FROM trajectory t WHERE t.campaign_id = c.id) FROM campaign c WHERE c.name = 'tokens'"
+    )[0]
+    # FakeEngine counts words, plus one end-of-sequence token: "thinking N" (2) + " The answer is \boxed{N}." (4) + 1.
+    assert trajectories == 5 and ledger == 5 and used == 5 * 7
+    assert status["tokens"]["used"] == used and status["tokens"]["prompt"] == prompt
+
+
+def test_each_round_prompt_is_the_template_over_the_previous_conclusions_in_order(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    path = problems(tmp_path, "deep", ["Multi-round problem"])
+    fleet.submit(path, "--rounds", "3,2")
+    fleet.wait_finished("deep")
+    rounds = fleet.query(
+        "SELECT r.id, r.index, r.k, r.input_messages, r.message_order FROM round r JOIN run ON run.id = r.run_id "
+        "JOIN campaign c ON c.id = run.campaign_id WHERE c.name = 'deep' ORDER BY r.index"
+    )
+    assert [(i, k) for _, i, k, _, _ in rounds] == [(1, 3), (2, 2), (3, 1)]
+    assert rounds[0][3] == [{"role": "user", "content": "Multi-round problem"}]
+    for (prev_id, _, _, _, order), (_, _, _, inputs, _) in zip(rounds, rounds[1:]):
+        messages = dict(
+            fleet.query("SELECT t.index, t.message FROM trajectory t WHERE t.round_id = %s", prev_id)
+        )
+        assert sorted(order) == sorted(messages)
+        expected = render_synthesis("Multi-round problem", [messages[i] for i in order])
+        assert inputs == [{"role": "user", "content": expected}]
+
+
+def test_failed_trajectories_leave_the_round_going_and_a_fully_failed_round_fails_the_run(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    path = problems(tmp_path, "faults", ["FAILHALF partial", "FAIL500 always"])
+    fleet.submit(path, "--preset", "low")
+    status = fleet.wait_finished("faults")
+    assert status["runs"] == {"total": 2, "done": 1, "failed": 1}
+    (reason,) = fleet.query(
+        "SELECT reason FROM run WHERE status = 'failed' AND campaign_id = %s", status["id"]
+    )[0]
+    assert reason == "every trajectory of round 1 failed"
+    errors = fleet.query(
+        "SELECT DISTINCT error FROM trajectory WHERE status = 'failed' AND campaign_id = %s", status["id"]
+    )
+    assert errors == [("http: HTTP 500: scripted internal error",)]
+    (order,) = fleet.query(
+        "SELECT r.message_order FROM round r JOIN run ON run.id = r.run_id JOIN problem p ON p.id = run.problem_id "
+        "WHERE p.external_id = 'faults-0' AND r.index = 1"
+    )[0]
+    assert len(order) == 2, "two of four requests for the FAILHALF problem failed; the other two went on"
+
+
+def test_export_writes_one_line_per_run_in_the_official_format(fleet: Fleet, tmp_path: Path) -> None:
+    path = problems(tmp_path, "exported", ["A", "B"])
+    fleet.submit(path, "--preset", "low", "--samples", "2")
+    fleet.wait_finished("exported")
+    out = tmp_path / "out.jsonl"
+    assert fleet.pacore("export", "exported", "-o", str(out)).returncode == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 4
+    r = records[0]
+    assert r["request_id"] == "exported-0#0" and r["final_response"].startswith("The answer is")
+    assert [len(x) for x in r["round_responses"]] == [4, 1] and len(r["round_inputs"]) == 2
+    assert set(r["round_responses"][0][0]) == {"content", "reasoning_content"}
+    assert r["answer"] and r["ttc"] == 5 * 7 and sorted(r["round_order"][0]) == [0, 1, 2, 3]
+    assert fleet.pacore("export", "missing").returncode == 1
