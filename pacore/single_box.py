@@ -105,9 +105,18 @@ def _start_children(
     for label, argv in specs:
         log = (log_dir / f"{name}-{label}.log").open("ab")
         children.append(
-            subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         )
     return children
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this child when `pacore run` dies, however it dies, so no orphaned worker
+    keeps consuming; the next `pacore run` sweeps what they held."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _follow(db: Database, name: str, children: list[subprocess.Popen[bytes]], log_dir: Path) -> None:

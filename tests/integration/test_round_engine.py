@@ -1,5 +1,6 @@
 """Rounds as chords on real Celery worker processes, Redis and PostgreSQL, against a real HTTP engine."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def test_each_round_prompt_is_the_template_over_the_previous_conclusions_in_orde
     )
     assert [(i, k) for _, i, k, _, _ in rounds] == [(1, 3), (2, 2), (3, 1)]
     assert rounds[0][3] == [{"role": "user", "content": "Multi-round problem"}]
-    for (prev_id, _, _, _, order), (_, _, _, inputs, _) in zip(rounds, rounds[1:]):
+    for (prev_id, _, _, _, order), (_, _, _, inputs, _) in itertools.pairwise(rounds):
         messages = dict(
             fleet.query("SELECT t.index, t.message FROM trajectory t WHERE t.round_id = %s", prev_id)
         )

@@ -1,0 +1,77 @@
+"""`pacore run`: submit-or-resume on one machine, the database as broker, children that die with it."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+from tests.conftest import pacore_env, pacore_executable
+from tests.fake_engine import FakeEngine
+
+
+def write_problems(path: Path, texts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"id": f"q{i}", "problem": t, "answer": "3"}) + "\n" for i, t in enumerate(texts)))
+    return path
+
+
+def test_run_on_the_embedded_default_solves_and_summarises(tmp_path: Path) -> None:
+    path = write_problems(tmp_path / "few.jsonl", ["One?", "Two?"])
+    with FakeEngine() as engine:
+        result = subprocess.run(
+            [pacore_executable(), "run", str(path), "--preset", "low", "--samples", "2", "--engine-url", engine.url, "--json"],
+            env=pacore_env(PACORE_DATA_DIR=str(tmp_path / "home")), capture_output=True, text=True, timeout=300,
+        )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "done" and summary["runs"] == {"total": 4, "done": 4}
+    assert summary["config"]["model"] == "fake-model", "without --model, run takes the engine's only model"
+    assert [a["problem_id"] for a in summary["answers"]] == ["q0", "q0", "q1", "q1"]
+    assert all(a["answer"].isdigit() and a["tokens"] == 5 * 7 for a in summary["answers"])
+    assert len(engine.requests) == 4 * 5
+    assert "submitted campaign 'few'" in result.stderr
+
+
+def test_an_interrupted_run_resumes_and_regenerates_nothing_finished(database_url: str, tmp_path: Path) -> None:
+    path = write_problems(tmp_path / "slow.jsonl", [f"SLOW400 problem {i}" for i in range(6)])
+    env = pacore_env(PACORE_DATABASE_URL=database_url, PACORE_DATA_DIR=str(tmp_path / "home"))
+    with FakeEngine() as engine:
+        argv = [pacore_executable(), "run", str(path), "--preset", "low", "--engine-url", engine.url, "--concurrency", "3"]
+        log = (tmp_path / "first.log").open("w")  # a file, not a pipe nobody drains
+        first = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        in_flight = "SELECT (count(*) FILTER (WHERE status = 'done') >= 6 AND count(*) FILTER (WHERE status = 'running') > 0)::int FROM trajectory"
+        wait_for(database_url, in_flight, at_least=1)
+        os.kill(first.pid, signal.SIGKILL)  # no clean-up at all: its children die with it
+        first.wait()
+        time.sleep(1.0)
+        with psycopg.connect(database_url) as conn:
+            before = dict(conn.execute("SELECT id, finished_at FROM trajectory WHERE status = 'done'").fetchall())
+            running = conn.execute("SELECT count(*) FROM trajectory WHERE status = 'running'").fetchone()[0]
+        assert len(before) >= 6 and running > 0, "the kill must leave work in flight"
+        second = subprocess.run([*argv, "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "resuming campaign 'slow'" in second.stderr and "Redrive" in second.stderr
+    assert json.loads(second.stdout)["runs"] == {"total": 6, "done": 6}
+    with psycopg.connect(database_url) as conn:
+        after = dict(conn.execute("SELECT id, finished_at FROM trajectory").fetchall())
+        preempted = conn.execute("SELECT count(*) FROM attempt WHERE outcome = 'preempted'").fetchone()[0]
+        settled = conn.execute("SELECT count(*), count(DISTINCT trajectory_id) FROM attempt WHERE outcome = 'done'").fetchone()
+    assert {tid: after[tid] for tid in before} == before, "nothing that had finished was generated again"
+    assert preempted == running and settled == (30, 30), "every trajectory settled exactly once"
+
+
+def wait_for(url: str, sql: str, at_least: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(url) as conn:
+                value = conn.execute(sql).fetchone()[0]
+            if value >= at_least:
+                return value
+        except psycopg.errors.UndefinedTable:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{sql} stayed below {at_least}")
