@@ -14,7 +14,9 @@ from tests.fake_engine import FakeEngine
 
 
 def write_problems(path: Path, texts: list[str]) -> Path:
-    path.write_text("".join(json.dumps({"id": f"q{i}", "problem": t, "answer": "3"}) + "\n" for i, t in enumerate(texts)))
+    path.write_text(
+        "".join(json.dumps({"id": f"q{i}", "problem": t, "answer": "3"}) + "\n" for i, t in enumerate(texts))
+    )
     return path
 
 
@@ -22,8 +24,22 @@ def test_run_on_the_embedded_default_solves_and_summarises(tmp_path: Path) -> No
     path = write_problems(tmp_path / "few.jsonl", ["One?", "Two?"])
     with FakeEngine() as engine:
         result = subprocess.run(
-            [pacore_executable(), "run", str(path), "--preset", "low", "--samples", "2", "--engine-url", engine.url, "--json"],
-            env=pacore_env(PACORE_DATA_DIR=str(tmp_path / "home")), capture_output=True, text=True, timeout=300,
+            [
+                pacore_executable(),
+                "run",
+                str(path),
+                "--preset",
+                "low",
+                "--samples",
+                "2",
+                "--engine-url",
+                engine.url,
+                "--json",
+            ],
+            env=pacore_env(PACORE_DATA_DIR=str(tmp_path / "home")),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -35,11 +51,23 @@ def test_run_on_the_embedded_default_solves_and_summarises(tmp_path: Path) -> No
     assert "submitted campaign 'few'" in result.stderr
 
 
-def test_an_interrupted_run_resumes_and_regenerates_nothing_finished(database_url: str, tmp_path: Path) -> None:
+def test_an_interrupted_run_resumes_and_regenerates_nothing_finished(
+    database_url: str, tmp_path: Path
+) -> None:
     path = write_problems(tmp_path / "slow.jsonl", [f"SLOW400 problem {i}" for i in range(6)])
     env = pacore_env(PACORE_DATABASE_URL=database_url, PACORE_DATA_DIR=str(tmp_path / "home"))
     with FakeEngine() as engine:
-        argv = [pacore_executable(), "run", str(path), "--preset", "low", "--engine-url", engine.url, "--concurrency", "3"]
+        argv = [
+            pacore_executable(),
+            "run",
+            str(path),
+            "--preset",
+            "low",
+            "--engine-url",
+            engine.url,
+            "--concurrency",
+            "3",
+        ]
         log = (tmp_path / "first.log").open("w")  # a file, not a pipe nobody drains
         first = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         in_flight = "SELECT (count(*) FILTER (WHERE status = 'done') >= 6 AND count(*) FILTER (WHERE status = 'running') > 0)::int FROM trajectory"
@@ -48,7 +76,9 @@ def test_an_interrupted_run_resumes_and_regenerates_nothing_finished(database_ur
         first.wait()
         time.sleep(1.0)
         with psycopg.connect(database_url) as conn:
-            before = dict(conn.execute("SELECT id, finished_at FROM trajectory WHERE status = 'done'").fetchall())
+            before = dict(
+                conn.execute("SELECT id, finished_at FROM trajectory WHERE status = 'done'").fetchall()
+            )
             running = conn.execute("SELECT count(*) FROM trajectory WHERE status = 'running'").fetchone()[0]
         assert len(before) >= 6 and running > 0, "the kill must leave work in flight"
         second = subprocess.run([*argv, "--json"], env=env, capture_output=True, text=True, timeout=300)
@@ -58,7 +88,9 @@ def test_an_interrupted_run_resumes_and_regenerates_nothing_finished(database_ur
     with psycopg.connect(database_url) as conn:
         after = dict(conn.execute("SELECT id, finished_at FROM trajectory").fetchall())
         preempted = conn.execute("SELECT count(*) FROM attempt WHERE outcome = 'preempted'").fetchone()[0]
-        settled = conn.execute("SELECT count(*), count(DISTINCT trajectory_id) FROM attempt WHERE outcome = 'done'").fetchone()
+        settled = conn.execute(
+            "SELECT count(*), count(DISTINCT trajectory_id) FROM attempt WHERE outcome = 'done'"
+        ).fetchone()
     assert {tid: after[tid] for tid in before} == before, "nothing that had finished was generated again"
     assert preempted == running and settled == (30, 30), "every trajectory settled exactly once"
 

@@ -1,0 +1,126 @@
+"""A preset-low campaign on real AIME 2024 problems, two samples, two `pacore worker` processes, against
+a real vLLM server: the algorithm end to end, checked from the stored rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from pacore.core.compaction import Outcome
+from pacore.core.ordering import order_messages
+from pacore.core.prompts import render_synthesis
+from tests.conftest import REPO, pacore_env, pacore_executable, shared_file
+
+# The scripted model's completion: "Okay , let me work through this carefully" (8 tokens), " hmm" × n,
+# "</think>", " The answer is \boxed{" (4), the answer (1), "}" ".", and the end-of-sequence token.
+SCRIPT_TOKENS_WITHOUT_HMM = 8 + 1 + 4 + 1 + 2 + 1
+
+
+@pytest.fixture(scope="module")
+def campaign(vllm_fleet, vllm_server):
+    before = {m: vllm_server.metric(m) for m in ("vllm:generation_tokens_total", "vllm:prompt_tokens_total")}
+    vllm_fleet.submit(
+        shared_file("aime_2024.jsonl"), "--name", "aime-low", "--preset", "low", "--samples", "2"
+    )
+    status = vllm_fleet.wait_finished("aime-low", timeout=600)
+    after = {m: vllm_server.metric(m) for m in before}
+    return status, {m: after[m] - before[m] for m in before}
+
+
+def test_every_run_finished_with_rounds_4_and_1(campaign, vllm_fleet) -> None:
+    status, _ = campaign
+    assert status["status"] == "done" and status["runs"] == {"total": 60, "done": 60}
+    schedules = vllm_fleet.query(
+        "SELECT array_agg(r.k ORDER BY r.index) FROM round r JOIN run ON run.id = r.run_id GROUP BY run.id"
+    )
+    assert len(schedules) == 60 and {tuple(s) for (s,) in schedules} == {(4, 1)}
+
+
+def test_round_two_prompt_is_the_template_over_round_one_conclusions_in_the_specified_order(
+    vllm_fleet,
+) -> None:
+    runs = vllm_fleet.query(
+        "SELECT run.id, p.messages, r1.id, r2.input_messages, r1.message_order FROM run "
+        "JOIN problem p ON p.id = run.problem_id JOIN round r1 ON r1.run_id = run.id AND r1.index = 1 "
+        "JOIN round r2 ON r2.run_id = run.id AND r2.index = 2"
+    )
+    assert len(runs) == 60
+    for _run_id, messages, round_id, inputs, stored_order in runs:
+        rows = vllm_fleet.query(
+            "SELECT index, status, content, reasoning, finish_reason FROM trajectory WHERE round_id = %s",
+            round_id,
+        )
+        ordered = order_messages(
+            [Outcome(*row) for row in rows], seed=42
+        )  # recomputed from the stored outputs
+        assert [i for i, _ in ordered] == stored_order
+        expected = render_synthesis(messages[-1]["content"], [m for _, m in ordered])
+        assert inputs == [*messages[:-1], {"role": "user", "content": expected}]
+        assert all(m.startswith("The answer is \\boxed{") for _, m in ordered)
+
+
+def test_round_one_trajectories_of_a_run_are_not_identical(vllm_fleet) -> None:
+    per_run = vllm_fleet.query(
+        "SELECT array_agg(t.reasoning || t.content) FROM trajectory t JOIN round r ON r.id = t.round_id "
+        "WHERE r.index = 1 GROUP BY r.id"
+    )
+    assert len(per_run) == 60
+    assert all(len(set(texts)) > 1 for (texts,) in per_run), "the campaign seed must not be the sampling seed"
+
+
+def test_answers_are_extracted(vllm_fleet) -> None:
+    answers = vllm_fleet.query("SELECT answer, final_message FROM run")
+    assert {a for a, _ in answers} <= {"204", "25", "809"} and all(a for a, _ in answers)
+    assert all(m == f"The answer is \\boxed{{{a}}}." for a, m in answers)
+
+
+def test_stored_token_counts_equal_the_servers_usage(campaign, vllm_fleet) -> None:
+    status, served = campaign
+    rows = vllm_fleet.query("SELECT reasoning, content, completion_tokens, prompt_tokens FROM trajectory")
+    assert len(rows) == 60 * 5
+    for reasoning, _content, completion, _prompt in rows:
+        assert completion == SCRIPT_TOKENS_WITHOUT_HMM + reasoning.count(" hmm")
+    assert sum(r[2] for r in rows) == status["tokens"]["used"] == served["vllm:generation_tokens_total"]
+    assert sum(r[3] for r in rows) == status["tokens"]["prompt"] == served["vllm:prompt_tokens_total"]
+
+
+def test_export_of_the_campaign(vllm_fleet, tmp_path) -> None:
+    out = tmp_path / "aime.jsonl"
+    assert vllm_fleet.pacore("export", "aime-low", "-o", str(out)).returncode == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 60 and {r["problem_id"] for r in records} == {
+        f"aime24_{s}_{i:02d}" for s in ("I", "II") for i in range(1, 16)
+    }
+    r = records[0]
+    assert r["final_reasoning_content"].startswith("Okay, let me work through this carefully")
+    assert r["round_inputs"][1][-1]["content"].startswith(
+        "You are given a problem and a list of reference responses."
+    )
+
+
+def test_single_box_run_on_the_embedded_default(vllm_server, tmp_path) -> None:
+    """The README's main job: `pacore run` with no database or broker configured."""
+    result = subprocess.run(
+        [
+            pacore_executable(),
+            "run",
+            "ops/examples/aime_2024_sample.jsonl",
+            "--preset",
+            "low",
+            "--engine-url",
+            vllm_server.url,
+            "--json",
+        ],
+        env=pacore_env(PACORE_DATA_DIR=str(tmp_path / "home")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["runs"] == {"total": 8, "done": 8} and all(
+        a["answer"] in {"204", "25", "809"} for a in summary["answers"]
+    )

@@ -1,0 +1,120 @@
+"""A fleet for tests: a scheduler and workers as real `pacore` (Celery worker) processes on a private
+database (cloned from the migrated template) and a private Redis database number."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import redis
+
+from tests.conftest import pacore_env, pacore_executable
+
+
+@dataclass
+class Fleet:
+    database_url: str
+    broker_url: str
+    engine_url: str
+    model: str
+    logs: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return pacore_env(
+            PACORE_DATABASE_URL=self.database_url,
+            PACORE_BROKER_URL=self.broker_url,
+            PACORE_DISPATCH_INTERVAL="0.3",
+            **extra,
+        )
+
+    def pacore(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [pacore_executable(), *args], env=self.env(), capture_output=True, text=True, timeout=timeout
+        )
+
+    def start(self, label: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{label}.log").open("ab")
+        proc = subprocess.Popen(
+            [pacore_executable(), *args], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+        )
+        self.procs.append(proc)
+        return proc
+
+    def submit(self, path: Path, *args: str) -> dict:
+        result = self.pacore("submit", str(path), "--model", self.model, "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def wait_finished(self, name: str, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = json.loads(self.pacore("status", name, "--json").stdout)
+            runs = status["runs"]
+            if runs.get("pending", 0) + runs.get("running", 0) == 0:
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"campaign {name} did not finish in {timeout} s: {status}; logs in {self.logs}"
+                )
+            time.sleep(0.5)
+
+    def query(self, sql: str, *params: object) -> list[tuple]:
+        with psycopg.connect(self.database_url) as conn:
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@contextmanager
+def running_fleet(
+    postgres_admin: str,
+    template_db: str,
+    redis_url: str,
+    engine_url: str,
+    model: str,
+    logs: Path,
+    workers: int = 1,
+    concurrency: int = 8,
+) -> Iterator[Fleet]:
+    name = f"pacore_fleet_{random.randrange(16**8):08x}"
+    with psycopg.connect(postgres_admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    broker = f"{redis_url}/{random.randrange(1, 16)}"
+    redis.Redis.from_url(broker).flushdb()
+    fleet = Fleet(postgres_admin.rsplit("/", 1)[0] + "/" + name, broker, engine_url, model, logs)
+    fleet.start("scheduler", "scheduler")
+    for i in range(workers):
+        fleet.start(
+            f"worker-{i}",
+            "worker",
+            "--engine-url",
+            engine_url,
+            "--model",
+            model,
+            "--concurrency",
+            str(concurrency),
+        )
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+        redis.Redis.from_url(broker).flushdb()
+        with psycopg.connect(postgres_admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
