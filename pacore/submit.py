@@ -6,11 +6,12 @@ or (on any invalid line, without --skip-invalid) nothing is.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,10 +19,7 @@ from pacore.core.campaign import CampaignConfig
 from pacore.core.problems import LineError, Problem
 from pacore.db import Database
 from pacore.models import Campaign
-from pacore.models import Problem as ProblemRow
 from pacore.problem_file import read_problems
-
-BATCH = 2_000
 
 
 class SubmitError(Exception):
@@ -86,39 +84,31 @@ def _insert_campaign(session: Session, name: str, config: CampaignConfig, path: 
     return row.id
 
 
+_PROBLEM_COLUMNS = ("campaign_id", "external_id", "messages", "ground_truth", "category", "extra", "line")
+_PROBLEM_TYPES = ("int8", "text", "jsonb", "jsonb", "text", "jsonb", "int4")
+
+
 def _insert_problems(session: Session, campaign_id: int, path: Path) -> tuple[int, list[LineError]]:
+    """Stream the file into the problem table with COPY, inside the session's transaction."""
     errors: list[LineError] = []
-    batch: list[dict[str, Any]] = []
     count = 0
-    for item in read_problems(path):
-        if isinstance(item, LineError):
-            errors.append(item)
-            continue
-        batch.append(_problem_values(campaign_id, item))
-        if len(batch) >= BATCH:
-            count += _flush(session, batch)
-    count += _flush(session, batch)
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY problem ({', '.join(_PROBLEM_COLUMNS)}) FROM STDIN") as copy:
+        copy.set_types(_PROBLEM_TYPES)
+        for item in read_problems(path):
+            if isinstance(item, LineError):
+                errors.append(item)
+                continue
+            copy.write_row(_problem_row(campaign_id, item))
+            count += 1
     return count, errors
 
 
-def _problem_values(campaign_id: int, p: Problem) -> dict[str, Any]:
-    return {
-        "campaign_id": campaign_id,
-        "external_id": p.external_id,
-        "messages": p.messages,
-        "ground_truth": p.ground_truth,
-        "category": p.category,
-        "extra": p.extra,
-        "line": p.line,
-    }
+def _problem_row(campaign_id: int, p: Problem) -> tuple[Any, ...]:
+    def js(value: Any) -> str | None:
+        return None if value is None else json.dumps(value, ensure_ascii=False)
 
-
-def _flush(session: Session, batch: list[dict[str, Any]]) -> int:
-    if batch:
-        session.execute(insert(ProblemRow), batch)
-    n = len(batch)
-    batch.clear()
-    return n
+    return (campaign_id, p.external_id, js(p.messages), js(p.ground_truth), p.category, js(p.extra), p.line)
 
 
 def _insert_runs(session: Session, campaign_id: int, samples: int) -> int:

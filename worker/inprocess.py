@@ -88,5 +88,9 @@ class InProcessEngine:
         )
 
     def close(self) -> None:
+        import gc
+
         self.engine.shutdown()
         self._loop.call_soon_threadsafe(self._loop.stop)
+        del self.engine  # let vLLM's finaliser run now, not at interpreter exit when its modules are gone
+        gc.collect()

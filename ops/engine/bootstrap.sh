@@ -32,9 +32,12 @@ if [ ! -f "$venv/.pacore-engine-ok" ]; then
   touch "$venv/.pacore-engine-ok"
 fi
 
-# pacore itself, for the in-process engine adapter and its test (cheap when already there).
-if ! "$venv/bin/python" -c "import pacore, worker" >/dev/null 2>&1; then
+# pacore itself, for the in-process engine adapter and its test; again whenever its dependencies change.
+deps="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)"
+if [ "$(cat "$venv/.pacore-deps" 2>/dev/null)" != "$deps" ] || ! "$venv/bin/python" -c "import pacore, worker, pytest" >/dev/null 2>&1; then
   "$venv/bin/pip" install -q -e "$repo[dev]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  "$venv/bin/python" -c "import pacore, worker, pytest"
+  echo "$deps" > "$venv/.pacore-deps"
 fi
 
 if [ ! -f "$model/model.safetensors" ] || [ "$here/tiny_model.py" -nt "$model/model.safetensors" ]; then
