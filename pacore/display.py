@@ -9,8 +9,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-_STATUSES = ("pending", "running", "done", "failed", "budget_exhausted", "cancelled")
-
 
 def _fmt(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
@@ -22,17 +20,28 @@ def status_table(rows: list[dict[str, Any]]) -> None:
         console.print("no campaigns yet: `pacore submit FILE` creates one")
         return
     table = Table(title="pacore campaigns")
-    for column in ("name", "status", "schedule", "problems", "runs", *_STATUSES[:4], "tokens used", "budget"):
-        table.add_column(column)
+    for column in (
+        "campaign",
+        "status",
+        "K",
+        "problems",
+        "runs done",
+        "running",
+        "failed",
+        "tokens",
+        "budget",
+    ):
+        table.add_column(column, overflow="fold")
     for c in rows:
         runs = c["runs"]
         table.add_row(
             c["name"],
             c["status"],
-            "+".join(map(str, [*c["config"]["rounds"], 1])),
+            ",".join(map(str, [*c["config"]["rounds"], 1])),
             _fmt(c["problems"]),
-            _fmt(runs["total"]),
-            *(_fmt(runs.get(s, 0)) for s in _STATUSES[:4]),
+            f"{_fmt(runs.get('done', 0))}/{_fmt(runs['total'])}",
+            _fmt(runs.get("running", 0)),
+            _fmt(runs.get("failed", 0)),
             _fmt(c["tokens"]["used"]),
             _fmt(c["tokens"]["campaign_budget"]),
         )

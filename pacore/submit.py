@@ -6,11 +6,11 @@ or (on any invalid line, without --skip-invalid) nothing is.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -105,8 +105,8 @@ def _insert_problems(session: Session, campaign_id: int, path: Path) -> tuple[in
 
 
 def _problem_row(campaign_id: int, p: Problem) -> tuple[Any, ...]:
-    def js(value: Any) -> str | None:
-        return None if value is None else json.dumps(value, ensure_ascii=False)
+    def js(value: Any) -> Jsonb | None:
+        return None if value is None else Jsonb(value)
 
     return (campaign_id, p.external_id, js(p.messages), js(p.ground_truth), p.category, js(p.extra), p.line)
 

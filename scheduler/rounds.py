@@ -170,6 +170,13 @@ def _finish_run(
             "id": run_id,
         },
     )
+    finish_campaign_if_done(session, campaign_id)
+
+
+def finish_campaign_if_done(session: Session, campaign_id: int) -> None:
+    """Mark the campaign done when no run is left. The row lock comes first: two runs finishing at once
+    would otherwise each still see the other running (READ COMMITTED) and neither would finish it."""
+    session.execute(text("SELECT 1 FROM campaign WHERE id = :id FOR UPDATE"), {"id": campaign_id})
     session.execute(
         text(
             "UPDATE campaign SET status = 'done', finished_at = now() WHERE id = :id AND status = 'active' "

@@ -46,6 +46,8 @@ class EngineError(Exception):
 class Engine(Protocol):
     def generate(self, request: GenerationRequest) -> GenerationResult: ...
 
+    def close(self) -> None: ...
+
 
 def request_body(request: GenerationRequest) -> dict[str, Any]:
     body: dict[str, Any] = {

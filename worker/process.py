@@ -76,18 +76,21 @@ def run_worker(
     rt.engine, rt.worker_id = engine, worker_id
     _register(db, worker_id, queue, model, engine_url, concurrency)
     log.info("worker %s consuming %s with %d concurrent generations", worker_id, queue, concurrency)
-    app.worker_main(
-        [
-            "worker",
-            f"--queues={queue}",
-            "--pool=threads",
-            f"--concurrency={concurrency}",
-            f"--hostname=gen-{uuid.uuid4().hex[:8]}@%h",
-            f"--loglevel={settings.log_level}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    try:
+        app.worker_main(
+            [
+                "worker",
+                f"--queues={queue}",
+                "--pool=threads",
+                f"--concurrency={concurrency}",
+                f"--hostname=gen-{uuid.uuid4().hex[:8]}@%h",
+                f"--loglevel={settings.log_level}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        engine.close()  # an in-process engine's core process must not outlive the worker
 
 
 def _register(

@@ -93,3 +93,49 @@ def test_a_round_with_unfinished_trajectories_does_not_advance(database, tmp_pat
     with database.session() as session:
         assert advance_round(session, publish.round_id) is None
         assert session.execute(text("SELECT status FROM round")).scalar() == "generating"
+
+
+def finish_all(database, publishes) -> None:
+    for publish in publishes:
+        for tid, attempt in publish.trajectories:
+            claims.finish(database, claims.claim(database, tid, attempt, "w", 60), "w", result(tid), None)
+
+
+def advance_together(database, round_ids: list[int]) -> list:
+    """Advance rounds in concurrent transactions released at the same instant."""
+    import threading
+
+    barrier = threading.Barrier(len(round_ids))
+    follow_ups: list = []
+
+    def advance(round_id: int) -> None:
+        barrier.wait()
+        with database.session() as session:
+            follow = advance_round(session, round_id)
+        if follow:
+            follow_ups.append(follow)
+
+    threads = [threading.Thread(target=advance, args=(rid,)) for rid in round_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return follow_ups
+
+
+def test_the_campaign_is_done_when_its_last_runs_finish_at_the_same_moment(database, tmp_path) -> None:
+    """Two final rounds advancing concurrently: each transaction alone still sees the other run going."""
+    path = tmp_path / "two.jsonl"
+    path.write_text('{"id": "a", "problem": "A"}\n{"id": "b", "problem": "B"}\n')
+    for n in range(5):
+        submit(database, path, f"pair{n}", CampaignConfig(rounds=[1], model="m"))
+        with database.session() as session:
+            publishes = start_runs(session, 10)
+        for _ in range(2):  # round 1, then the final round
+            finish_all(database, publishes)
+            publishes = advance_together(database, [p.round_id for p in publishes])
+        with database.session() as session:
+            status = session.execute(
+                text("SELECT status FROM campaign WHERE name = :n"), {"n": f"pair{n}"}
+            ).scalar()
+        assert status == "done"

@@ -33,6 +33,12 @@ def test_math500_high_with_four_samples(cli, database_url) -> None:
     one = json.loads(cli("status", "math500", "--json").stdout)
     assert one["name"] == "math500" and one["runs"]["total"] == 2000
     assert counts(database_url) == (1, 500, 2000)
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute(
+            "SELECT messages, ground_truth, extra, line FROM problem WHERE external_id = 'math500_precalculus_807'"
+        ).fetchone()
+    first = json.loads(shared_file("math500.jsonl").read_text().splitlines()[0])
+    assert stored == (first["messages"], first["ground_truth"], {}, 1), "stored as JSON, exactly as read"
 
 
 def test_options_are_stored_in_the_campaign_config(cli) -> None:
