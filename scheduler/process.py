@@ -1,39 +1,55 @@
-"""`pacore scheduler`: a Celery worker on the `control` queue with an embedded beat for the dispatch tick."""
+"""`pacore scheduler`: a Celery worker on the `control` queue (chord callbacks) plus a ticker thread
+that runs the dispatch tick every PACORE_DISPATCH_INTERVAL seconds.
+
+A thread, not Celery beat: embedded beat forks a child process that outlives a scheduler killed with
+-9 and keeps ticking against whatever it was pointed at. The tick is safe to run from several
+schedulers at once (row locks with SKIP LOCKED, guarded updates), so no leader election is needed.
+"""
 
 from __future__ import annotations
 
-import tempfile
+import logging
+import threading
 import uuid
-from pathlib import Path
+
+from celery import Celery
 
 from pacore.db import Database
 from pacore.settings import Settings
 from scheduler.app import CONTROL_QUEUE, make_app
+from scheduler.tasks import dispatch_tick
+
+log = logging.getLogger("pacore.scheduler")
+
+
+def tick_forever(app: Celery, interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            dispatch_tick(app)
+        except Exception:  # a failed tick is retried by the next one; the thread must not die
+            log.exception("dispatch tick failed")
 
 
 def run_scheduler(settings: Settings, db: Database, concurrency: int) -> None:
     app = make_app(settings, db)
-    interval = settings.dispatch_interval
-    app.conf.beat_schedule = {
-        "dispatch": {
-            "task": "pacore.dispatch",
-            "schedule": interval,
-            # A tick nobody ran in time is useless: the next one does the same work.
-            "options": {"queue": CONTROL_QUEUE, "expires": max(5.0, 5 * interval)},
-        }
-    }
-    schedule_file = Path(tempfile.mkdtemp(prefix="pacore-beat-")) / "schedule"
-    app.worker_main(
-        [
-            "worker",
-            "--beat",
-            f"--schedule={schedule_file}",
-            f"--queues={CONTROL_QUEUE}",
-            "--pool=threads",
-            f"--concurrency={concurrency}",
-            f"--hostname=scheduler-{uuid.uuid4().hex[:8]}@%h",
-            f"--loglevel={settings.log_level}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
+    stop = threading.Event()
+    ticker = threading.Thread(
+        target=tick_forever, args=(app, settings.dispatch_interval, stop), name="dispatch-tick", daemon=True
     )
+    ticker.start()
+    try:
+        app.worker_main(
+            [
+                "worker",
+                f"--queues={CONTROL_QUEUE}",
+                "--pool=threads",
+                f"--concurrency={concurrency}",
+                f"--hostname=scheduler-{uuid.uuid4().hex[:8]}@%h",
+                f"--loglevel={settings.log_level}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        stop.set()
+        ticker.join(timeout=10)

@@ -25,10 +25,6 @@ def register(app: Celery) -> None:
         advance_and_publish(app, round_id)
         return round_id
 
-    @app.task(name="pacore.dispatch", ignore_result=True)
-    def dispatch() -> int:
-        return dispatch_tick(app)
-
 
 def dispatch_tick(app: Celery) -> int:
     """Start pending runs, publish what never got published, advance rounds whose callback was lost."""

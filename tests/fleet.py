@@ -4,6 +4,7 @@ database (cloned from the migrated template) and a private Redis database number
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import time
@@ -82,6 +83,20 @@ class Fleet:
                 p.kill()
 
 
+def claim_redis_db(redis_url: str) -> str:
+    """An empty Redis database number nobody else is using, marked as ours. Two fleets on one broker
+    database would eat each other's messages (a worker drops a message for a row its database lacks)."""
+    numbers = list(range(1, 16))
+    random.shuffle(numbers)
+    for n in numbers:
+        client = redis.Redis.from_url(f"{redis_url}/{n}")
+        if client.set("pacore-test:owner", os.getpid(), nx=True):
+            if client.dbsize() == 1:
+                return f"{redis_url}/{n}"
+            client.delete("pacore-test:owner")
+    raise RuntimeError(f"no empty Redis database left at {redis_url}")
+
+
 @contextmanager
 def running_fleet(
     postgres_admin: str,
@@ -96,8 +111,7 @@ def running_fleet(
     name = f"pacore_fleet_{random.randrange(16**8):08x}"
     with psycopg.connect(postgres_admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    broker = f"{redis_url}/{random.randrange(1, 16)}"
-    redis.Redis.from_url(broker).flushdb()
+    broker = claim_redis_db(redis_url)
     fleet = Fleet(postgres_admin.rsplit("/", 1)[0] + "/" + name, broker, engine_url, model, logs)
     fleet.start("scheduler", "scheduler")
     for i in range(workers):
