@@ -248,6 +248,35 @@ def status(obj: Context, campaign: str | None, as_json: bool) -> None:
     status_table(rows)
 
 
+# -- budget -----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("campaign")
+@click.option(
+    "--campaign-budget", "budget", required=True, help="New campaign budget (2M, 500k, ...), or `none`."
+)
+@pass_ctx
+def budget(obj: Context, campaign: str, budget: str) -> None:
+    """Change a campaign's token budget while it runs. Lowering it below what is used and reserved
+    stops new grants; nothing running is killed."""
+    from pacore.status import UnknownCampaign, set_campaign_budget
+
+    try:
+        limit = None if budget.lower() == "none" else parse_tokens(budget)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--campaign-budget") from exc
+    try:
+        with obj.db().session() as session:
+            used, reserved = set_campaign_budget(session, campaign, limit)
+    except UnknownCampaign as exc:
+        raise click.ClickException(str(exc)) from exc
+    shown = "unlimited" if limit is None else f"{limit:,}"
+    click.echo(f"campaign {campaign!r}: budget {shown} tokens ({used:,} used, {reserved:,} reserved)")
+    if limit is not None and used + reserved > limit:
+        click.echo("note: already above the new budget; no new tokens will be granted", err=True)
+
+
 # -- export -----------------------------------------------------------------------------------------
 
 

@@ -91,8 +91,12 @@ class Run(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text))
     answer: str | None = Field(default=None, sa_column=Column(Text))
     final_message: str | None = Field(default=None, sa_column=Column(Text))
+    # Budgets (pacore/core/budget.py): used + reserved <= granted <= token_limit.
+    token_limit: int | None = Field(default=None, sa_column=Column(BigInteger))
+    tokens_granted: int = _tokens()
     tokens_used: int = _tokens()
     tokens_reserved: int = _tokens()
+    tokens_wasted: int = _tokens()
     prompt_tokens: int = _tokens()
     created_at: datetime = _created()
     started_at: datetime | None = _when()
@@ -105,6 +109,8 @@ class Round(SQLModel, table=True):
     run_id: int = _fk("run.id")
     index: int = Field(sa_column=Column(Integer, nullable=False))  # 1-based
     k: int = Field(sa_column=Column(Integer, nullable=False))
+    is_final: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default="false"))
+    max_tokens: int | None = Field(default=None, sa_column=Column(Integer))
     input_messages: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
     status: str = Field(
         default="generating", sa_column=Column(Text, nullable=False, server_default="generating")
@@ -144,6 +150,9 @@ class Trajectory(SQLModel, table=True):
     finish_reason: str | None = Field(default=None, sa_column=Column(Text))
     prompt_tokens: int | None = Field(default=None, sa_column=Column(Integer))
     completion_tokens: int | None = Field(default=None, sa_column=Column(Integer))
+    # The running attempt's budget state: blocks held, and tokens streamed as of the last block request.
+    tokens_reserved: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    tokens_streamed: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = _created()
     started_at: datetime | None = _when()
@@ -171,10 +180,14 @@ class Attempt(SQLModel, table=True):
     trajectory_id: int = _fk("trajectory.id")
     attempt: int = Field(sa_column=Column(Integer, nullable=False))
     worker_id: str | None = Field(default=None, sa_column=Column(Text))
-    outcome: str = Field(sa_column=Column(Text, nullable=False))  # done | failed | preempted | budget
+    outcome: str = Field(sa_column=Column(Text, nullable=False))  # done | failed | preempted
     preempted: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default="false"))
     prompt_tokens: int = _tokens()
-    completion_tokens: int = _tokens()
+    completion_tokens: int = _tokens()  # every token this attempt cost, retried tries included
+    wasted_tokens: int = (
+        _tokens()
+    )  # of which: not in the kept result (failed tries, failed or preempted attempts)
+    retries: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     error: str | None = Field(default=None, sa_column=Column(Text))
     started_at: datetime | None = _when()
     finished_at: datetime = _created()

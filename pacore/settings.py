@@ -35,6 +35,20 @@ class Settings(BaseSettings):
     engine_timeout: float = Field(
         600.0, description="Seconds without a byte from the engine before giving up."
     )
+    engine_retries: int = Field(6, ge=1, description="Tries per generation for transient engine faults.")
+    engine_retry_deadline: float = Field(
+        900.0, gt=0, description="Seconds after which a generation stops retrying."
+    )
+    engine_retry_initial: float = Field(
+        1.0, gt=0, description="First backoff in seconds (doubles, jittered, to 60)."
+    )
+    token_block: int = Field(
+        8192, ge=1, description="Tokens a trajectory reserves at a time while it streams."
+    )
+    token_grant: int = Field(
+        131072, ge=1, description="Tokens a run takes from its campaign budget at a time."
+    )
+    min_trajectory_tokens: int = Field(256, ge=1, description="The least a final trajectory is started with.")
     worker_concurrency: int = Field(64, ge=1, description="Concurrent generations per worker process.")
     lease_seconds: int = Field(60, ge=5, description="How long a claimed trajectory stays leased.")
     dispatch_interval: float = Field(1.0, gt=0, description="Seconds between scheduler dispatch ticks.")

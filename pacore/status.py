@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from pacore.models import Campaign, Problem, Run, Trajectory
@@ -52,23 +52,53 @@ def summaries(session: Session, name: str | None = None) -> list[dict[str, Any]]
     )
     runs = _counts(session, Run.status, ids)
     trajectories = _counts(session, Trajectory.status, ids)
+    live = {row[0]: row[1:] for row in session.execute(_LIVE_TOKENS, {"ids": ids})}
     return [
-        {
-            "id": c.id,
-            "name": c.name,
-            "status": c.status,
-            "created_at": c.created_at.isoformat(),
-            "problems": problems.get(c.id, 0),
-            "runs": {"total": sum(runs[c.id].values()), **runs[c.id]},
-            "trajectories": {"total": sum(trajectories[c.id].values()), **trajectories[c.id]},
-            "tokens": {
-                "used": c.tokens_used,
-                "reserved": c.tokens_reserved,
-                "prompt": c.prompt_tokens,
-                "campaign_budget": c.campaign_budget,
-                "problem_budget": c.problem_budget,
-            },
-            "config": c.config,
-        }
+        _summary(c, problems.get(c.id, 0), runs[c.id], trajectories[c.id], live.get(c.id, (0, 0, 0, 0)))
         for c in campaigns
     ]
+
+
+# Per campaign: tokens used (all settled attempts, waste included), wasted, prompt, and used by runs still
+# going (their grants are counted in campaign.tokens_reserved, their usage not yet in tokens_used).
+_LIVE_TOKENS = text(
+    "SELECT campaign_id, sum(tokens_used), sum(tokens_wasted), sum(prompt_tokens), "
+    "coalesce(sum(tokens_used) FILTER (WHERE status IN ('pending', 'running')), 0) "
+    "FROM run WHERE campaign_id = ANY(:ids) GROUP BY campaign_id"
+)
+
+
+def _summary(
+    c: Campaign, problems: int, runs: dict[str, int], trajectories: dict[str, int], live: tuple[int, ...]
+) -> dict[str, Any]:
+    used, wasted, prompt, used_by_unfinished = (int(v) for v in live)
+    return {
+        "id": c.id,
+        "name": c.name,
+        "status": c.status,
+        "created_at": c.created_at.isoformat(),
+        "problems": problems,
+        "runs": {"total": sum(runs.values()), **runs},
+        "trajectories": {"total": sum(trajectories.values()), **trajectories},
+        "tokens": {
+            "used": used,  # completion tokens of every settled attempt (TTC), waste included
+            "reserved": c.tokens_reserved - used_by_unfinished,  # held by unfinished runs, not yet used
+            "wasted": wasted,  # failed tries, failed and preempted attempts
+            "prompt": prompt,
+            "campaign_budget": c.campaign_budget,  # used + reserved <= campaign_budget, always
+            "problem_budget": c.problem_budget,
+        },
+        "config": c.config,
+    }
+
+
+def set_campaign_budget(session: Session, name: str, limit: int | None) -> tuple[int, int]:
+    """Set the campaign budget (under the campaign row lock that every grant takes); returns the
+    campaign's (used, reserved) at that moment."""
+    campaign = find_campaign(session, name)
+    session.execute(text("SELECT 1 FROM campaign WHERE id = :id FOR UPDATE"), {"id": campaign.id})
+    session.execute(
+        text("UPDATE campaign SET campaign_budget = :b WHERE id = :id"), {"b": limit, "id": campaign.id}
+    )
+    tokens = summaries(session, name)[0]["tokens"]
+    return tokens["used"], tokens["reserved"]

@@ -64,7 +64,7 @@ def submit(
                 raise SubmitError(
                     f"{path}: no problems to submit" + (" (every line is invalid)" if errors else "")
                 )
-            runs = _insert_runs(session, campaign_id, config.samples)
+            runs = _insert_runs(session, campaign_id, config.samples, config.problem_budget)
             return Submitted(campaign_id, name, problems, runs, errors)
     except IntegrityError as exc:  # a concurrent submit took the name between check and insert
         raise CampaignExists(campaign_exists_message(name)) from exc
@@ -111,13 +111,13 @@ def _problem_row(campaign_id: int, p: Problem) -> tuple[Any, ...]:
     return (campaign_id, p.external_id, js(p.messages), js(p.ground_truth), p.category, js(p.extra), p.line)
 
 
-def _insert_runs(session: Session, campaign_id: int, samples: int) -> int:
+def _insert_runs(session: Session, campaign_id: int, samples: int, problem_budget: int | None) -> int:
     result = session.execute(
         text(
-            "INSERT INTO run (campaign_id, problem_id, sample) "
-            "SELECT :cid, p.id, s FROM problem p CROSS JOIN generate_series(0, :last) AS s "
+            "INSERT INTO run (campaign_id, problem_id, sample, token_limit) "
+            "SELECT :cid, p.id, s, :limit FROM problem p CROSS JOIN generate_series(0, :last) AS s "
             "WHERE p.campaign_id = :cid ORDER BY p.id, s"
         ),
-        {"cid": campaign_id, "last": samples - 1},
+        {"cid": campaign_id, "last": samples - 1, "limit": problem_budget},
     )
     return result.rowcount  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""Writing rounds: starting runs, creating a round and its trajectories, and advancing a finished round.
+"""Writing rounds: starting runs, planning and creating a round with its trajectories, and advancing a
+finished round.
 
 Every function takes an open session and leaves committing to the caller, so that each decision and
 its writes land in one transaction (ARCHITECTURE.md §3 rule 3). Messages are published after commit.
@@ -6,16 +7,20 @@ its writes land in one transaction (ARCHITECTURE.md §3 rule 3). Messages are pu
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from pacore import tokens
 from pacore.core.answers import extract_boxed
 from pacore.core.campaign import CampaignConfig
 from pacore.core.compaction import Outcome, compact
+from pacore.core.policy import RoundPlan, plan_round
 from pacore.core.rounds import after_round
+from pacore.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,19 @@ class Publish:
     trajectories: list[tuple[int, int]]
 
 
-def start_runs(session: Session, limit: int) -> list[Publish]:
-    """Create round 1 for up to `limit` pending runs of active campaigns."""
+@dataclass(frozen=True)
+class RunContext:
+    run_id: int
+    campaign_id: int
+    cfg: CampaignConfig
+    messages: list[dict[str, Any]]
+
+
+def start_runs(session: Session, settings: Settings, limit: int) -> list[Publish]:
+    """Plan and create round 1 for up to `limit` pending runs of active campaigns."""
     rows = session.execute(
         text(
-            "SELECT run.id, run.campaign_id, p.messages, c.config FROM run "
+            "SELECT run.id, run.campaign_id, c.config, p.messages FROM run "
             "JOIN problem p ON p.id = run.problem_id JOIN campaign c ON c.id = run.campaign_id "
             "WHERE run.status = 'pending' AND c.status = 'active' "
             "ORDER BY run.id LIMIT :limit FOR UPDATE OF run SKIP LOCKED"
@@ -39,33 +52,69 @@ def start_runs(session: Session, limit: int) -> list[Publish]:
         {"limit": limit},
     ).all()
     out = []
-    for run_id, campaign_id, messages, config in rows:
-        cfg = CampaignConfig.model_validate(config)
+    for run_id, campaign_id, config, messages in rows:
+        run = RunContext(run_id, campaign_id, CampaignConfig.model_validate(config), messages)
         session.execute(
             text("UPDATE run SET status = 'running', started_at = now() WHERE id = :id"), {"id": run_id}
         )
-        publish = create_round(session, cfg, campaign_id, run_id, 1, cfg.schedule[0], messages)
+        publish = next_round(session, settings, run, 1, messages, gathered=0)
         if publish:
             out.append(publish)
     return out
 
 
-def create_round(
+def next_round(
     session: Session,
-    cfg: CampaignConfig,
-    campaign_id: int,
-    run_id: int,
+    settings: Settings,
+    run: RunContext,
     index: int,
-    k: int,
     messages: list[dict[str, Any]],
+    gathered: int,
+) -> Publish | None:
+    """Plan round `index` against the budget left, then create it, or end the run when nothing fits."""
+    estimate = _estimate(session, run, settings)
+    room = tokens.room(session, run.run_id, run.campaign_id)
+    plan = plan_round(
+        run.cfg.schedule, index, room, estimate, run.cfg.max_tokens, gathered, settings.min_trajectory_tokens
+    )
+    if plan.action == "exhausted":
+        _finish_run(session, run, "budget_exhausted", plan.reason, None)
+        return None
+    return create_round(session, run, index, plan, messages)
+
+
+def _estimate(session: Session, run: RunContext, settings: Settings) -> int:
+    """Expected tokens of one trajectory: this run's mean so far, else a block (the reservation unit)."""
+    mean = session.execute(
+        text(
+            "SELECT avg(t.completion_tokens) FROM trajectory t JOIN round r ON r.id = t.round_id "
+            "WHERE r.run_id = :run AND t.status = 'done'"
+        ),
+        {"run": run.run_id},
+    ).scalar()
+    default = min(run.cfg.max_tokens or settings.token_block, settings.token_block)
+    return int(mean) if mean else default
+
+
+def create_round(
+    session: Session, run: RunContext, index: int, plan: RoundPlan, messages: list[dict[str, Any]]
 ) -> Publish | None:
     """The round and its K trajectory rows; idempotent on (run, index): None if it already exists."""
     round_id = session.execute(
         text(
-            "INSERT INTO round (run_id, index, k, input_messages) VALUES (:run, :index, :k, CAST(:messages AS jsonb)) "
+            "INSERT INTO round (run_id, index, k, is_final, max_tokens, input_messages, decision) "
+            "VALUES (:run, :index, :k, :final, :max_tokens, CAST(:messages AS jsonb), :reason) "
             "ON CONFLICT (run_id, index) DO NOTHING RETURNING id"
         ),
-        {"run": run_id, "index": index, "k": k, "messages": _json(messages)},
+        {
+            "run": run.run_id,
+            "index": index,
+            "k": plan.k,
+            "final": plan.is_final,
+            "max_tokens": plan.max_tokens,
+            "messages": json.dumps(messages),
+            "reason": plan.reason,
+        },
     ).scalar()
     if round_id is None:
         return None
@@ -76,10 +125,10 @@ def create_round(
             "ORDER BY i RETURNING id, index"
         ),
         {
-            "campaign": campaign_id,
+            "campaign": run.campaign_id,
             "round": round_id,
-            "last": k - 1,
-            "seeds": _json([cfg.sampling_seed(run_id, index, i) for i in range(k)]),
+            "last": plan.k - 1,
+            "seeds": json.dumps([run.cfg.sampling_seed(run.run_id, index, i) for i in range(plan.k)]),
         },
     ).all()
     session.execute(
@@ -89,46 +138,46 @@ def create_round(
         ),
         {"round": round_id},
     )
-    return Publish(round_id, cfg.model, [(tid, 1) for tid, _ in sorted(ids, key=lambda r: r[1])])
+    return Publish(round_id, run.cfg.model, [(tid, 1) for tid, _ in sorted(ids, key=lambda r: r[1])])
 
 
-def advance_round(session: Session, round_id: int) -> Publish | None:
+def advance_round(session: Session, settings: Settings, round_id: int) -> Publish | None:
     """Advance a round exactly once: the guarded UPDATE decides who wins; the winner compacts, then
     creates the next round or finishes the run, all in this transaction."""
     won = session.execute(
         text(
             "UPDATE round SET status = 'done', finished_at = now() WHERE id = :id AND status = 'generating' "
             "AND NOT EXISTS (SELECT 1 FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id "
-            "WHERE rt.round_id = :id AND t.status IN ('pending', 'running')) RETURNING run_id, index"
+            "WHERE rt.round_id = :id AND t.status IN ('pending', 'running')) RETURNING run_id, index, is_final"
         ),
         {"id": round_id},
     ).first()
     if won is None:
         return None
-    run_id, index = won
-    campaign_id, messages, config = session.execute(
+    run_id, index, is_final = won
+    campaign_id, config, messages = session.execute(
         text(
-            "SELECT run.campaign_id, p.messages, c.config FROM run JOIN problem p ON p.id = run.problem_id "
+            "SELECT run.campaign_id, c.config, p.messages FROM run JOIN problem p ON p.id = run.problem_id "
             "JOIN campaign c ON c.id = run.campaign_id WHERE run.id = :run"
         ),
         {"run": run_id},
     ).one()
-    cfg = CampaignConfig.model_validate(config)
+    run = RunContext(run_id, campaign_id, CampaignConfig.model_validate(config), messages)
     outcomes, ids = _outcomes(session, round_id)
-    _store_messages(session, outcomes, ids, cfg.pass_truncated)
-    decision = after_round(cfg.schedule, index, messages, outcomes, cfg.seed, cfg.pass_truncated)
+    _store_messages(session, outcomes, ids, run.cfg.pass_truncated)
+    next_k = None if is_final else run.cfg.schedule[index]
+    decision = after_round(next_k, index, messages, outcomes, run.cfg.seed, run.cfg.pass_truncated)
     session.execute(
         text("UPDATE round SET message_order = CAST(:order AS jsonb), decision = :reason WHERE id = :id"),
-        {"order": _json(decision.order), "reason": decision.reason, "id": round_id},
+        {"order": json.dumps(decision.order), "reason": decision.reason, "id": round_id},
     )
     if decision.kind == "next_round":
-        assert decision.next_k is not None and decision.next_messages is not None
-        return create_round(
-            session, cfg, campaign_id, run_id, index + 1, decision.next_k, decision.next_messages
-        )
+        assert decision.next_messages is not None
+        return next_round(session, settings, run, index + 1, decision.next_messages, len(decision.order))
     if decision.kind == "fail":
         session.execute(text("UPDATE round SET status = 'failed' WHERE id = :id"), {"id": round_id})
-    _finish_run(session, run_id, campaign_id, decision.kind, decision.reason, decision.answer)
+    status = "done" if decision.kind == "finish" else "failed"
+    _finish_run(session, run, status, decision.reason, decision.answer)
     return None
 
 
@@ -155,7 +204,7 @@ def _store_messages(
 
 
 def _finish_run(
-    session: Session, run_id: int, campaign_id: int, kind: str, reason: str, final_message: str | None
+    session: Session, run: RunContext, status: str, reason: str, final_message: str | None
 ) -> None:
     session.execute(
         text(
@@ -163,14 +212,15 @@ def _finish_run(
             "finished_at = now() WHERE id = :id"
         ),
         {
-            "status": "done" if kind == "finish" else "failed",
+            "status": status,
             "reason": reason,
             "message": final_message,
             "answer": extract_boxed(final_message),
-            "id": run_id,
+            "id": run.run_id,
         },
     )
-    finish_campaign_if_done(session, campaign_id)
+    tokens.finish_run(session, run.run_id, run.campaign_id)
+    finish_campaign_if_done(session, run.campaign_id)
 
 
 def finish_campaign_if_done(session: Session, campaign_id: int) -> None:
@@ -184,9 +234,3 @@ def finish_campaign_if_done(session: Session, campaign_id: int) -> None:
         ),
         {"id": campaign_id},
     )
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)

@@ -8,6 +8,7 @@ from celery import Celery
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from pacore import tokens
 from pacore.core.reconcile import AdvanceRound, Redrive, Republish, RoundRow, TrajectoryRow, reconcile
 from scheduler.app import runtime
 from scheduler.publish import publish
@@ -60,31 +61,41 @@ def sweep(app: Celery, campaign_id: int | None = None, orphan_all_running: bool 
 
 def advance_and_publish(app: Celery, round_id: int) -> int:
     with runtime(app).db.session() as session:
-        follow_up = advance_round(session, round_id)
+        follow_up = advance_round(session, runtime(app).settings, round_id)
     if follow_up:
         publish(app, [follow_up])
     return 1
 
 
 def _redrive(session: Session, action: Redrive) -> bool:
-    """A new attempt fences the old one; the lost attempt goes into the ledger as preempted."""
+    """A new attempt fences the old one. The lost attempt is settled here, by what re-drives it: its
+    blocks go back and the tokens it had streamed (as of its last block request) count as spent, as
+    waste, in the ledger as preempted."""
     moved = session.execute(
         text(
-            "UPDATE trajectory SET status = 'pending', attempt = attempt + 1, worker_id = NULL, lease_until = NULL "
-            "WHERE id = :id AND attempt = :attempt AND status = 'running' RETURNING worker_id"
+            "WITH old AS (SELECT id, tokens_reserved, tokens_streamed FROM trajectory WHERE id = :id FOR UPDATE) "
+            "UPDATE trajectory t SET status = 'pending', attempt = t.attempt + 1, worker_id = NULL, lease_until = NULL, "
+            "tokens_reserved = 0, tokens_streamed = 0 FROM old "
+            "WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running' "
+            "RETURNING old.tokens_reserved, old.tokens_streamed, t.campaign_id, "
+            "(SELECT r.run_id FROM round r WHERE r.id = t.round_id)"
         ),
         {"id": action.trajectory_id, "attempt": action.stale_attempt},
     ).first()
     if moved is None:
         return False
-    session.execute(
+    reserved, streamed, campaign_id, run_id = moved
+    settled = session.execute(
         text(
-            "INSERT INTO attempt (trajectory_id, attempt, outcome, preempted, error) "
-            "VALUES (:id, :attempt, 'preempted', true, 'the process holding it is gone') "
-            "ON CONFLICT (trajectory_id, attempt) DO NOTHING"
+            "INSERT INTO attempt (trajectory_id, attempt, outcome, preempted, completion_tokens, wasted_tokens, error) "
+            "VALUES (:id, :attempt, 'preempted', true, :streamed, :streamed, 'the process holding it is gone') "
+            "ON CONFLICT (trajectory_id, attempt) DO NOTHING RETURNING id"
         ),
-        {"id": action.trajectory_id, "attempt": action.stale_attempt},
-    )
+        {"id": action.trajectory_id, "attempt": action.stale_attempt, "streamed": streamed},
+    ).first()
+    if settled is not None:
+        holder = tokens.Holder(action.trajectory_id, action.stale_attempt, run_id, campaign_id)
+        tokens.settle(session, holder, reserved, min(streamed, reserved), streamed, 0, grant=0)
     return True
 
 

@@ -30,7 +30,7 @@ def dispatch_tick(app: Celery) -> int:
     """Start pending runs, publish what never got published, advance rounds whose callback was lost."""
     rt = runtime(app)
     with rt.db.session() as session:
-        started = start_runs(session, rt.settings.dispatch_batch)
+        started = start_runs(session, rt.settings, rt.settings.dispatch_batch)
     sent = publish(app, started)
     sent += _publish_unpublished(app)
     for round_id in _stuck_rounds(app):

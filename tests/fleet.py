@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
@@ -27,13 +28,18 @@ class Fleet:
     model: str
     logs: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    engine_ref: Any = None  # the FakeEngine in the test process, when there is one
 
     def env(self, **extra: str) -> dict[str, str]:
         return pacore_env(
             PACORE_DATABASE_URL=self.database_url,
             PACORE_BROKER_URL=self.broker_url,
             PACORE_DISPATCH_INTERVAL="0.3",
-            **extra,
+            PACORE_ENGINE_TIMEOUT="2",
+            PACORE_ENGINE_RETRIES="4",
+            PACORE_ENGINE_RETRY_INITIAL="0.05",
+            **{**self.extra_env, **extra},
         )
 
     def pacore(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

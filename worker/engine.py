@@ -7,7 +7,7 @@ task edge, with the budgets issue). The client is shared by all generation threa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,16 +35,27 @@ class GenerationResult:
 
 
 class EngineError(Exception):
-    """The engine could not produce a generation; `kind` says why (http, connection, timeout, stream)."""
+    """The engine could not produce a generation; `kind` says why (http, connection, timeout, stream).
+    `streamed` is how many tokens arrived before it failed: spent, though not kept."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
+    def __init__(self, kind: str, message: str, status: int | None = None, streamed: int = 0) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.status = status
+        self.streamed = streamed
+
+
+# Called with the tokens streamed so far; False stops the stream there (finish reason `budget`).
+Guard = Callable[[int], bool]
+BUDGET = "budget"
+
+
+def refused_before_start() -> GenerationResult:
+    return GenerationResult("", None, BUDGET, 0, 0)
 
 
 class Engine(Protocol):
-    def generate(self, request: GenerationRequest) -> GenerationResult: ...
+    def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult: ...
 
     def close(self) -> None: ...
 
@@ -77,6 +88,8 @@ class StreamAccumulator:
         self.finish_reason: str | None = None
         self.usage: dict[str, int] = {}
 
+        self.deltas = 0
+
     def add(self, chunk: dict[str, Any]) -> None:
         if chunk.get("usage"):
             self.usage = chunk["usage"]
@@ -86,10 +99,17 @@ class StreamAccumulator:
             if piece is not None:
                 self.saw_reasoning = True
                 self.reasoning.append(piece)
+                self.deltas += 1
             if delta.get("content"):
                 self.content.append(delta["content"])
+                self.deltas += 1
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+
+    @property
+    def tokens(self) -> int:
+        """Tokens so far: the server's continuous count, else one per delta received."""
+        return int(self.usage["completion_tokens"]) if "completion_tokens" in self.usage else self.deltas
 
     def result(self) -> GenerationResult:
         return GenerationResult(
@@ -97,7 +117,7 @@ class StreamAccumulator:
             reasoning="".join(self.reasoning) if self.saw_reasoning else None,
             finish_reason=self.finish_reason,
             prompt_tokens=int(self.usage.get("prompt_tokens", 0)),
-            completion_tokens=int(self.usage.get("completion_tokens", 0)),
+            completion_tokens=self.tokens,
         )
 
 
@@ -143,7 +163,9 @@ class OpenAIEngine:
                 return m.get("max_model_len")
         return None
 
-    def generate(self, request: GenerationRequest) -> GenerationResult:
+    def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult:
+        if guard is not None and not guard(0):
+            return refused_before_start()
         acc = StreamAccumulator()
         try:
             with self.client.stream("POST", "/v1/chat/completions", json=request_body(request)) as response:
@@ -151,14 +173,19 @@ class OpenAIEngine:
                     raise EngineError("http", _error_message(response), response.status_code)
                 for event in sse_events(response.iter_lines()):
                     if "error" in event:
-                        raise EngineError("stream", str(event["error"]))
+                        raise EngineError("stream", str(event["error"]), streamed=acc.tokens)
                     acc.add(event)
+                    if acc.finish_reason is None and guard is not None and not guard(acc.tokens):
+                        acc.finish_reason = BUDGET  # closing the stream aborts the request in vLLM
+                        break
         except httpx.TimeoutException as exc:
-            raise EngineError("timeout", f"{type(exc).__name__} from {self.base_url}") from exc
+            raise EngineError(
+                "timeout", f"{type(exc).__name__} from {self.base_url}", streamed=acc.tokens
+            ) from exc
         except httpx.HTTPError as exc:
-            raise EngineError("connection", f"{type(exc).__name__}: {exc}") from exc
+            raise EngineError("connection", f"{type(exc).__name__}: {exc}", streamed=acc.tokens) from exc
         if acc.finish_reason is None:
-            raise EngineError("stream", "the stream ended without a finish reason")
+            raise EngineError("stream", "the stream ended without a finish reason", streamed=acc.tokens)
         return acc.result()
 
     def close(self) -> None:

@@ -14,7 +14,14 @@ import threading
 from typing import Any
 
 from pacore.core.compaction import split_reasoning
-from worker.engine import EngineError, GenerationRequest, GenerationResult
+from worker.engine import (
+    BUDGET,
+    EngineError,
+    GenerationRequest,
+    GenerationResult,
+    Guard,
+    refused_before_start,
+)
 
 
 class InProcessEngine:
@@ -48,20 +55,24 @@ class InProcessEngine:
     def served_models(self) -> list[str]:
         return [self.served_name]
 
-    def generate(self, request: GenerationRequest) -> GenerationResult:
+    def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult:
         if request.model != self.served_name:
             raise EngineError("http", f"this engine serves {self.served_name!r}, not {request.model!r}", 404)
+        if guard is not None and not guard(0):
+            return refused_before_start()
         prompt = self.tokenizer.apply_chat_template(
             request.messages, tokenize=False, add_generation_prompt=True
         )
         try:
-            return self._call(self._generate(prompt, request))
+            return self._call(self._generate(prompt, request, guard))
         except EngineError:
             raise
         except Exception as exc:  # the engine's own failures become the seam's error type
             raise EngineError("engine", f"{type(exc).__name__}: {exc}") from exc
 
-    async def _generate(self, prompt: str, request: GenerationRequest) -> GenerationResult:
+    async def _generate(
+        self, prompt: str, request: GenerationRequest, guard: Guard | None
+    ) -> GenerationResult:
         from vllm import SamplingParams
 
         params = SamplingParams(
@@ -70,9 +81,15 @@ class InProcessEngine:
             max_tokens=request.max_tokens,
             seed=request.seed,
         )
-        final = None
-        async for output in self.engine.generate(prompt, params, f"pacore-{next(self._ids)}"):
+        final, request_id, stopped = None, f"pacore-{next(self._ids)}", False
+        async for output in self.engine.generate(prompt, params, request_id):
             final = output
+            streamed = len(output.outputs[0].token_ids) if output.outputs else 0
+            # The guard may reserve a block in the database: off the event loop, which all generations share.
+            if guard is not None and not output.finished and not await asyncio.to_thread(guard, streamed):
+                await self.engine.abort(request_id)
+                stopped = True
+                break
         if final is None or not final.outputs:
             raise EngineError("stream", "the engine returned no output")
         completion = final.outputs[0]
@@ -82,7 +99,7 @@ class InProcessEngine:
         return GenerationResult(
             content=content if reasoning is not None else completion.text,
             reasoning=reasoning,
-            finish_reason=completion.finish_reason,
+            finish_reason=BUDGET if stopped else completion.finish_reason,
             prompt_tokens=len(final.prompt_token_ids or []),
             completion_tokens=len(completion.token_ids),
         )

@@ -1,5 +1,5 @@
-"""The `generate` task: claim, stream from the engine, write fenced. Never raises for engine failures
-(the chord callback must always run); returns the trajectory id only."""
+"""The `generate` task: claim, stream from the engine within the budget, write fenced. Never raises for
+engine failures (the chord callback must always run); returns the trajectory id only."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import logging
 
 from celery import Celery
 
+from pacore.tokens import Fenced
 from scheduler.app import runtime
-from worker import claims
-from worker.engine import EngineError
+from worker import claims, generation
 
 log = logging.getLogger("pacore.worker")
 
@@ -20,13 +20,16 @@ def register(app: Celery) -> None:
         rt = runtime(app)
         if rt.engine is None:
             raise RuntimeError("this process has no engine: generate tasks run on `pacore worker`")
-        claim = claims.claim(rt.db, trajectory_id, attempt, rt.worker_id or "?", rt.settings.lease_seconds)
+        worker_id = rt.worker_id or "?"
+        claim = claims.claim(rt.db, trajectory_id, attempt, worker_id, rt.settings.lease_seconds)
         if claim is None:
             return trajectory_id
         try:
-            result, error = rt.engine.generate(claim.request), None
-        except EngineError as exc:
-            result, error = None, str(exc)
+            result, error, spent = generation.generate(rt.engine, rt.db, claim, rt.settings)
+        except Fenced:
+            log.info("trajectory %d attempt %d was taken over; dropping this attempt", trajectory_id, attempt)
+            return trajectory_id
+        if error:
             log.warning("trajectory %d attempt %d failed: %s", trajectory_id, attempt, error)
-        claims.finish(rt.db, claim, rt.worker_id or "?", result, error)
+        claims.finish(rt.db, claim, worker_id, result, error, spent, rt.settings.token_grant)
         return trajectory_id

@@ -25,19 +25,19 @@ class Decision:
 
 
 def after_round(
-    schedule: Sequence[int],
+    next_k: int | None,
     round_index: int,
     original: Messages,
     outcomes: Sequence[Outcome],
     seed: int,
     pass_truncated: bool = False,
 ) -> Decision:
-    """`schedule` is the executed schedule (K + [1]); `round_index` is 1-based."""
+    """`next_k` is the next round's K in the schedule, or None when this round was the final one."""
     ordered = order_messages(outcomes, seed, pass_truncated)
     order = [index for index, _ in ordered]
     if not any(o.status == "done" for o in outcomes):
         return Decision("fail", order, f"every trajectory of round {round_index} failed")
-    if round_index >= len(schedule):
+    if next_k is None:
         final = min(outcomes, key=lambda o: o.index)
         answer = compact(final, pass_truncated)
         reason = "final round done" if answer else "final round done without a conclusion"
@@ -47,6 +47,6 @@ def after_round(
         "next_round",
         order,
         f"round {round_index}: {len(refs)} of {len(outcomes)} trajectories gave a message",
-        next_k=schedule[round_index],
+        next_k=next_k,
         next_messages=round_input(original, refs),
     )

@@ -23,4 +23,5 @@ def fleet(postgres_admin, template_db, redis_available, fake_engine, tmp_path_fa
     with running_fleet(
         postgres_admin, template_db, redis_available, fake_engine.url, fake_engine.model, logs
     ) as fleet:
+        fleet.engine_ref = fake_engine
         yield fleet

@@ -7,10 +7,13 @@ from pathlib import Path
 from sqlalchemy import text
 
 from pacore.core.campaign import CampaignConfig
+from pacore.settings import Settings
 from pacore.submit import submit
 from scheduler.rounds import advance_round, start_runs
 from worker import claims
 from worker.engine import GenerationResult
+
+SETTINGS = Settings()
 
 
 def started_round(database, tmp_path: Path, k: int = 4):
@@ -18,7 +21,7 @@ def started_round(database, tmp_path: Path, k: int = 4):
     path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
     submit(database, path, "fencing", CampaignConfig(rounds=[k], model="m"))
     with database.session() as session:
-        (publish,) = start_runs(session, 10)
+        (publish,) = start_runs(session, SETTINGS, 10)
     return publish
 
 
@@ -49,7 +52,7 @@ def test_a_stale_attempt_can_neither_claim_nor_write(database, tmp_path) -> None
             text("SELECT status, content, completion_tokens, worker_id FROM trajectory WHERE id = :id"),
             {"id": tid},
         ).one()
-        used = session.execute(text("SELECT tokens_used FROM campaign")).scalar()
+        used = session.execute(text("SELECT sum(tokens_used) FROM run")).scalar()
     assert tuple(row) == ("done", " The answer is \\boxed{9}.", 9, "w2") and used == 9
 
 
@@ -61,7 +64,7 @@ def test_settlement_happens_once_per_attempt(database, tmp_path) -> None:
     assert claims.finish(database, claim, "w1", result(11), None) is False
     with database.session() as session:
         ledger = session.execute(text("SELECT count(*), sum(completion_tokens) FROM attempt")).one()
-        used = session.execute(text("SELECT tokens_used, prompt_tokens FROM campaign")).one()
+        used = session.execute(text("SELECT sum(tokens_used), sum(prompt_tokens) FROM run")).one()
     assert tuple(ledger) == (1, 11) and tuple(used) == (11, 5)
 
 
@@ -72,7 +75,7 @@ def test_a_round_advances_exactly_once_under_concurrent_callbacks(database, tmp_
 
     def advance(_: int) -> bool:
         with database.session() as session:
-            return advance_round(session, publish.round_id) is not None
+            return advance_round(session, SETTINGS, publish.round_id) is not None
 
     with ThreadPoolExecutor(8) as pool:
         winners = sum(pool.map(advance, range(8)))
@@ -91,7 +94,7 @@ def test_a_round_with_unfinished_trajectories_does_not_advance(database, tmp_pat
     tid, attempt = publish.trajectories[0]
     claims.finish(database, claims.claim(database, tid, attempt, "w", 60), "w", result(1), None)
     with database.session() as session:
-        assert advance_round(session, publish.round_id) is None
+        assert advance_round(session, SETTINGS, publish.round_id) is None
         assert session.execute(text("SELECT status FROM round")).scalar() == "generating"
 
 
@@ -111,7 +114,7 @@ def advance_together(database, round_ids: list[int]) -> list:
     def advance(round_id: int) -> None:
         barrier.wait()
         with database.session() as session:
-            follow = advance_round(session, round_id)
+            follow = advance_round(session, SETTINGS, round_id)
         if follow:
             follow_ups.append(follow)
 
@@ -130,7 +133,7 @@ def test_the_campaign_is_done_when_its_last_runs_finish_at_the_same_moment(datab
     for n in range(5):
         submit(database, path, f"pair{n}", CampaignConfig(rounds=[1], model="m"))
         with database.session() as session:
-            publishes = start_runs(session, 10)
+            publishes = start_runs(session, SETTINGS, 10)
         for _ in range(2):  # round 1, then the final round
             finish_all(database, publishes)
             publishes = advance_together(database, [p.round_id for p in publishes])

@@ -70,10 +70,10 @@ def test_each_round_prompt_is_the_template_over_the_previous_conclusions_in_orde
         assert inputs == [{"role": "user", "content": expected}]
 
 
-def test_failed_trajectories_leave_the_round_going_and_a_fully_failed_round_fails_the_run(
+def test_a_round_whose_trajectories_all_fail_fails_its_run_and_never_hangs(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    path = problems(tmp_path, "faults", ["FAILHALF partial", "FAIL500 always"])
+    path = problems(tmp_path, "faults", ["FAIL500 always", "fine"])
     fleet.submit(path, "--preset", "low")
     status = fleet.wait_finished("faults")
     assert status["runs"] == {"total": 2, "done": 1, "failed": 1}
@@ -84,12 +84,7 @@ def test_failed_trajectories_leave_the_round_going_and_a_fully_failed_round_fail
     errors = fleet.query(
         "SELECT DISTINCT error FROM trajectory WHERE status = 'failed' AND campaign_id = %s", status["id"]
     )
-    assert errors == [("http: HTTP 500: scripted internal error",)]
-    (order,) = fleet.query(
-        "SELECT r.message_order FROM round r JOIN run ON run.id = r.run_id JOIN problem p ON p.id = run.problem_id "
-        "WHERE p.external_id = 'faults-0' AND r.index = 1"
-    )[0]
-    assert len(order) == 2, "two of four requests for the FAILHALF problem failed; the other two went on"
+    assert errors == [("http: HTTP 500: scripted internal error (after 4 tries)",)]
 
 
 def test_export_writes_one_line_per_run_in_the_official_format(fleet: Fleet, tmp_path: Path) -> None:

@@ -1,0 +1,77 @@
+"""Engine faults against a real HTTP server (FakeEngine): transient ones are retried with backoff,
+a context-length error is retried once with a max_tokens that fits, others fail at once."""
+
+import json
+from pathlib import Path
+
+from tests.integration.conftest import Fleet
+
+
+def campaign(fleet: Fleet, tmp_path: Path, name: str, text: str, *args: str) -> dict:
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text(json.dumps({"id": name, "problem": text}) + "\n")
+    fleet.submit(path, "--preset", "low", *args)
+    return fleet.wait_finished(name)
+
+
+def ledger(fleet: Fleet, campaign_id: int) -> tuple[int, int, int, int]:
+    """(attempt rows, retries, tokens spent, tokens wasted) over the campaign's attempt ledger."""
+    return fleet.query(
+        "SELECT count(*), sum(a.retries), sum(a.completion_tokens), sum(a.wasted_tokens) FROM attempt a "
+        "JOIN trajectory t ON t.id = a.trajectory_id WHERE t.campaign_id = %s",
+        campaign_id,
+    )[0]
+
+
+def test_http_500_is_retried(fleet: Fleet, tmp_path: Path) -> None:
+    status = campaign(fleet, tmp_path, "flaky", "FLAKY500 first request of each round fails")
+    assert status["runs"] == {"total": 1, "done": 1}
+    # one failed request per round (per distinct prompt), each retried once; nothing streamed, no waste
+    assert ledger(fleet, status["id"]) == (5, 2, 5 * 7, 0)
+
+
+def test_http_429_is_retried(fleet: Fleet, tmp_path: Path) -> None:
+    status = campaign(fleet, tmp_path, "limited", "RATE429 first request of each round is rate limited")
+    assert status["runs"] == {"total": 1, "done": 1} and ledger(fleet, status["id"])[:2] == (5, 2)
+
+
+def test_a_timeout_is_retried(fleet: Fleet, tmp_path: Path) -> None:
+    status = campaign(fleet, tmp_path, "hang", "HANG first request of each round never answers in time")
+    assert status["runs"] == {"total": 1, "done": 1} and ledger(fleet, status["id"])[:2] == (5, 2)
+
+
+def test_a_dropped_stream_is_retried_and_its_tokens_count_as_waste(fleet: Fleet, tmp_path: Path) -> None:
+    status = campaign(fleet, tmp_path, "dropped", "DROP first stream of each round is cut after 3 tokens")
+    assert status["runs"] == {"total": 1, "done": 1}
+    assert ledger(fleet, status["id"]) == (5, 2, 5 * 7 + 2 * 3, 2 * 3)
+    assert status["tokens"]["used"] == 5 * 7 + 6 and status["tokens"]["wasted"] == 6
+
+
+def test_a_context_length_error_retries_once_with_a_max_tokens_that_fits(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    status = campaign(fleet, tmp_path, "context", "CONTEXT400 a small context", "--max-tokens", "1000")
+    assert status["runs"] == {"total": 1, "done": 1}
+    notes = fleet.query("SELECT error FROM trajectory WHERE campaign_id = %s ORDER BY id", status["id"])
+    assert all(
+        n[0].startswith("max_tokens lowered from 1000 to ") and n[0].endswith("after a context-length error")
+        for n in notes
+    )
+    sent = [r.get("max_tokens") for r in fleet_requests(fleet, "CONTEXT400")]
+    assert sent.count(1000) == 5 and len(sent) == 10 and all(m < 400 for m in sent if m != 1000)
+
+
+def test_a_request_that_cannot_succeed_fails_at_once_with_the_servers_message(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    before = len(fleet_requests(fleet, "BAD400"))
+    status = campaign(fleet, tmp_path, "bad", "BAD400 an invalid request")
+    assert status["runs"] == {"total": 1, "failed": 1}
+    assert len(fleet_requests(fleet, "BAD400")) - before == 4, "no retries"
+    errors = fleet.query("SELECT DISTINCT error FROM trajectory WHERE campaign_id = %s", status["id"])
+    assert errors == [("http: HTTP 400: scripted bad request: top_p must be in (0, 1] (after 1 tries)",)]
+
+
+def fleet_requests(fleet: Fleet, marker: str) -> list[dict]:
+    engine = fleet.engine_ref
+    return [r for r in engine.requests if marker in r["messages"][-1]["content"]]
