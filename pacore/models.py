@@ -117,6 +117,8 @@ class Round(SQLModel, table=True):
     )
     # Trajectory indices whose messages the next round's synthesis prompt used, in that order.
     message_order: list[int] | None = Field(default=None, sa_column=Column(JSONB))
+    # Why the round has this K, final flag and max_tokens (the budget policy), and what came of it.
+    plan_reason: str | None = Field(default=None, sa_column=Column(Text))
     decision: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = _created()
     finished_at: datetime | None = _when()

@@ -53,10 +53,39 @@ def summaries(session: Session, name: str | None = None) -> list[dict[str, Any]]
     runs = _counts(session, Run.status, ids)
     trajectories = _counts(session, Trajectory.status, ids)
     live = {row[0]: row[1:] for row in session.execute(_LIVE_TOKENS, {"ids": ids})}
+    decisions = budget_decisions(session, ids)
     return [
         _summary(c, problems.get(c.id, 0), runs[c.id], trajectories[c.id], live.get(c.id, (0, 0, 0, 0)))
+        | {"budget_decisions": decisions.get(c.id, {})}
         for c in campaigns
     ]
+
+
+# What the budget policy did, by kind (pacore/core/policy.py words each reason this way).
+_DECISION_KINDS = {
+    "K shrunk": "k_shrunk",
+    "skipped to the final round": "skipped_to_final",
+    "max_tokens shrunk": "max_tokens_shrunk",
+    "budget exhausted": "exhausted",
+}
+
+
+def budget_decisions(session: Session, ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+    """Per campaign and kind: how many rounds or runs the policy changed, and one example reason."""
+    rows = session.execute(
+        text(
+            "SELECT run.campaign_id, r.plan_reason FROM round r JOIN run ON run.id = r.run_id "
+            "WHERE run.campaign_id = ANY(:ids) AND (r.plan_reason LIKE '%shrunk%' OR r.plan_reason LIKE '%skipped%') "
+            "UNION ALL SELECT campaign_id, reason FROM run WHERE campaign_id = ANY(:ids) AND status = 'budget_exhausted'"
+        ),
+        {"ids": ids},
+    ).all()
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    for campaign_id, reason in rows:
+        kind = next((k for phrase, k in _DECISION_KINDS.items() if phrase in (reason or "")), "other")
+        entry = out.setdefault(campaign_id, {}).setdefault(kind, {"count": 0, "example": reason})
+        entry["count"] += 1
+    return out
 
 
 # Per campaign: tokens used (all settled attempts, waste included), wasted, prompt, and used by runs still
@@ -96,7 +125,7 @@ def set_campaign_budget(session: Session, name: str, limit: int | None) -> tuple
     """Set the campaign budget (under the campaign row lock that every grant takes); returns the
     campaign's (used, reserved) at that moment."""
     campaign = find_campaign(session, name)
-    session.execute(text("SELECT 1 FROM campaign WHERE id = :id FOR UPDATE"), {"id": campaign.id})
+    session.execute(text("SELECT 1 FROM campaign WHERE id = :id FOR NO KEY UPDATE"), {"id": campaign.id})
     session.execute(
         text("UPDATE campaign SET campaign_budget = :b WHERE id = :id"), {"b": limit, "id": campaign.id}
     )

@@ -1,8 +1,10 @@
 """Applying the budget decisions of pacore.core.budget to the database.
 
-Each operation is one short transaction: lock the run row (then, when it must, the campaign row: always
-in that order, so two operations never deadlock), read the counters, ask the pure code, write the result.
-The campaign row is touched only when a run takes a grant or ends, never per trajectory.
+Each operation is one short transaction: lock the rows, read the counters, ask the pure code, write the
+result. Locks are always taken in one order — the attempt's own trajectory row, then the run row, then
+the campaign row — so that no two transactions can wait on each other in a cycle; and with FOR NO KEY
+UPDATE, which foreign-key checks of concurrent inserts do not wait on. The campaign row is touched only
+when a run takes a grant or ends, never per trajectory.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Holder:
 def lock_run(session: Session, run_id: int) -> RunTokens:
     row = session.execute(
         text(
-            "SELECT token_limit, tokens_granted, tokens_used, tokens_reserved FROM run WHERE id = :id FOR UPDATE"
+            "SELECT token_limit, tokens_granted, tokens_used, tokens_reserved FROM run WHERE id = :id FOR NO KEY UPDATE"
         ),
         {"id": run_id},
     ).one()
@@ -46,7 +48,9 @@ def lock_run(session: Session, run_id: int) -> RunTokens:
 
 def lock_campaign(session: Session, campaign_id: int) -> CampaignTokens:
     row = session.execute(
-        text("SELECT campaign_budget, tokens_used, tokens_reserved FROM campaign WHERE id = :id FOR UPDATE"),
+        text(
+            "SELECT campaign_budget, tokens_used, tokens_reserved FROM campaign WHERE id = :id FOR NO KEY UPDATE"
+        ),
         {"id": campaign_id},
     ).one()
     return CampaignTokens(*row)
@@ -82,19 +86,23 @@ def _take(
 
 def reserve(session: Session, holder: Holder, want: int, streamed: int, grant: int) -> int:
     """Reserve up to `want` tokens for a running attempt; 0 when the budget refuses. Raises Fenced."""
-    run, got = _take(session, lock_run(session, holder.run_id), holder, want, minimum=1, grant=grant)
-    if not got:
-        return 0
     owned = session.execute(
         text(
-            "UPDATE trajectory SET tokens_reserved = tokens_reserved + :n, tokens_streamed = :s "
-            "WHERE id = :id AND attempt = :attempt AND status = 'running'"
+            "SELECT 1 FROM trajectory WHERE id = :id AND attempt = :attempt AND status = 'running' FOR NO KEY UPDATE"
         ),
-        {"n": got, "s": streamed, "id": holder.trajectory_id, "attempt": holder.attempt},
-    ).rowcount  # type: ignore[attr-defined]
-    if not owned:
+        {"id": holder.trajectory_id, "attempt": holder.attempt},
+    ).first()
+    if owned is None:
         raise Fenced(f"trajectory {holder.trajectory_id} attempt {holder.attempt} is no longer running")
-    _write_run(session, holder.run_id, run)
+    run, got = _take(session, lock_run(session, holder.run_id), holder, want, minimum=1, grant=grant)
+    if got:
+        session.execute(
+            text(
+                "UPDATE trajectory SET tokens_reserved = tokens_reserved + :n, tokens_streamed = :s WHERE id = :id"
+            ),
+            {"n": got, "s": streamed, "id": holder.trajectory_id},
+        )
+        _write_run(session, holder.run_id, run)
     return got
 
 

@@ -47,7 +47,7 @@ def start_runs(session: Session, settings: Settings, limit: int) -> list[Publish
             "SELECT run.id, run.campaign_id, c.config, p.messages FROM run "
             "JOIN problem p ON p.id = run.problem_id JOIN campaign c ON c.id = run.campaign_id "
             "WHERE run.status = 'pending' AND c.status = 'active' "
-            "ORDER BY run.id LIMIT :limit FOR UPDATE OF run SKIP LOCKED"
+            "ORDER BY run.id LIMIT :limit FOR NO KEY UPDATE OF run SKIP LOCKED"
         ),
         {"limit": limit},
     ).all()
@@ -102,7 +102,7 @@ def create_round(
     """The round and its K trajectory rows; idempotent on (run, index): None if it already exists."""
     round_id = session.execute(
         text(
-            "INSERT INTO round (run_id, index, k, is_final, max_tokens, input_messages, decision) "
+            "INSERT INTO round (run_id, index, k, is_final, max_tokens, input_messages, plan_reason) "
             "VALUES (:run, :index, :k, :final, :max_tokens, CAST(:messages AS jsonb), :reason) "
             "ON CONFLICT (run_id, index) DO NOTHING RETURNING id"
         ),
@@ -226,7 +226,7 @@ def _finish_run(
 def finish_campaign_if_done(session: Session, campaign_id: int) -> None:
     """Mark the campaign done when no run is left. The row lock comes first: two runs finishing at once
     would otherwise each still see the other running (READ COMMITTED) and neither would finish it."""
-    session.execute(text("SELECT 1 FROM campaign WHERE id = :id FOR UPDATE"), {"id": campaign_id})
+    session.execute(text("SELECT 1 FROM campaign WHERE id = :id FOR NO KEY UPDATE"), {"id": campaign_id})
     session.execute(
         text(
             "UPDATE campaign SET status = 'done', finished_at = now() WHERE id = :id AND status = 'active' "

@@ -73,7 +73,7 @@ def _redrive(session: Session, action: Redrive) -> bool:
     waste, in the ledger as preempted."""
     moved = session.execute(
         text(
-            "WITH old AS (SELECT id, tokens_reserved, tokens_streamed FROM trajectory WHERE id = :id FOR UPDATE) "
+            "WITH old AS (SELECT id, tokens_reserved, tokens_streamed FROM trajectory WHERE id = :id FOR NO KEY UPDATE) "
             "UPDATE trajectory t SET status = 'pending', attempt = t.attempt + 1, worker_id = NULL, lease_until = NULL, "
             "tokens_reserved = 0, tokens_streamed = 0 FROM old "
             "WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running' "

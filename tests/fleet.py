@@ -113,12 +113,20 @@ def running_fleet(
     logs: Path,
     workers: int = 1,
     concurrency: int = 8,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Fleet]:
     name = f"pacore_fleet_{random.randrange(16**8):08x}"
     with psycopg.connect(postgres_admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     broker = claim_redis_db(redis_url)
-    fleet = Fleet(postgres_admin.rsplit("/", 1)[0] + "/" + name, broker, engine_url, model, logs)
+    fleet = Fleet(
+        postgres_admin.rsplit("/", 1)[0] + "/" + name,
+        broker,
+        engine_url,
+        model,
+        logs,
+        extra_env=extra_env or {},
+    )
     fleet.start("scheduler", "scheduler")
     for i in range(workers):
         fleet.start(

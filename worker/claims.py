@@ -94,7 +94,7 @@ def finish(
     with db.session() as session:
         written = session.execute(
             text(
-                "WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR UPDATE) "
+                "WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR NO KEY UPDATE) "
                 "UPDATE trajectory t SET status = :status, content = :content, reasoning = :reasoning, "
                 "finish_reason = :finish, prompt_tokens = :prompt, completion_tokens = :completion, error = :error, "
                 "finished_at = now(), lease_until = NULL, tokens_reserved = 0, tokens_streamed = 0 FROM old "

@@ -26,24 +26,42 @@ log = logging.getLogger("pacore.worker")
 
 
 class BudgetGuard:
-    """Called with the number of tokens streamed so far; says whether the stream may go on. Reserves
-    the next block ahead of need, so the stream never waits on the database while budget remains."""
+    """Called with the number of tokens streamed so far; says whether the stream may go on.
+
+    The stream goes on only while what is reserved covers the next chunk: up to `token_chunk_slack`
+    tokens (an engine under load merges tokens into one chunk; the end-of-sequence token comes last),
+    never more than max_tokens allows. Blocks are reserved ahead of need, so the stream never waits on
+    the database while budget remains; once refused, it stops before it could pass its reservation.
+    """
 
     def __init__(self, db: Database, claim: Claim, settings: Settings) -> None:
         self.db, self.claim, self.settings = db, claim, settings
+        self.max_tokens = claim.request.max_tokens
         self.reserved = 0
         self.spent_before = 0  # tokens streamed by earlier, failed tries of this attempt
         self.refused = False
 
+    def headroom(self, streamed: int) -> int:
+        """The most the next chunk can add."""
+        slack = self.settings.token_chunk_slack
+        return slack if self.max_tokens is None else max(0, min(slack, self.max_tokens - streamed))
+
     def __call__(self, streamed: int) -> bool:
         total = self.spent_before + streamed
-        if not self.refused and needs_block(total, self.reserved, self.settings.token_block):
-            want = block_size(total, self.reserved, None, self.settings.token_block)
+        block = self.settings.token_block
+        while not self.refused and (
+            needs_block(total, self.reserved, block) or total + self.headroom(streamed) > self.reserved
+        ):
+            want = block_size(
+                total, self.reserved, self.max_tokens and self.max_tokens + self.spent_before, block
+            )
+            if want == 0:
+                break
             with self.db.session() as session:
                 got = tokens.reserve(session, self.claim.holder, want, total, self.settings.token_grant)
             self.reserved += got
             self.refused = got == 0
-        return total < self.reserved
+        return total + self.headroom(streamed) <= self.reserved
 
     def next_try(self, streamed: int) -> None:
         self.spent_before += streamed

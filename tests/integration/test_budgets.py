@@ -1,0 +1,162 @@
+"""Budgets end to end on real workers against FakeEngine, whose trajectories have exact lengths
+(`LONG5`: 5 reasoning tokens + 4 of conclusion + end of sequence = 10), with small blocks (4 tokens)
+and grants (8) so that a few problems exercise every branch of the policy and refused blocks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fleet import Fleet, running_fleet
+
+# FakeEngine streams one token per chunk, so one token of headroom is enough.
+SMALL = {
+    "PACORE_TOKEN_BLOCK": "4",
+    "PACORE_TOKEN_GRANT": "8",
+    "PACORE_MIN_TRAJECTORY_TOKENS": "4",
+    "PACORE_TOKEN_CHUNK_SLACK": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def budget_fleet(
+    postgres_admin, template_db, redis_available, fake_engine, tmp_path_factory
+) -> Iterator[Fleet]:
+    logs = tmp_path_factory.mktemp("budget-fleet")
+    with running_fleet(
+        postgres_admin,
+        template_db,
+        redis_available,
+        fake_engine.url,
+        fake_engine.model,
+        logs,
+        concurrency=8,
+        extra_env=SMALL,
+    ) as fleet:
+        yield fleet
+
+
+def run_campaign(fleet: Fleet, tmp_path: Path, name: str, n: int, *args: str) -> dict:
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": f"{name}-{i}", "problem": f"LONG5 problem {i}"}) + "\n" for i in range(n))
+    )
+    fleet.submit(path, *args, "--name", name)
+    return fleet.wait_finished(name)
+
+
+def rounds(fleet: Fleet, campaign_id: int) -> list[tuple]:
+    return fleet.query(
+        "SELECT run.id, r.index, r.k, r.is_final, r.max_tokens, r.plan_reason FROM round r JOIN run ON run.id = r.run_id "
+        "WHERE run.campaign_id = %s ORDER BY run.id, r.index",
+        campaign_id,
+    )
+
+
+def runs(fleet: Fleet, campaign_id: int) -> list[tuple]:
+    return fleet.query(
+        "SELECT status, reason, tokens_used, token_limit, tokens_reserved FROM run WHERE campaign_id = %s ORDER BY id",
+        campaign_id,
+    )
+
+
+def assert_within_budget(fleet: Fleet, status: dict) -> None:
+    for _status, _reason, used, limit, reserved in runs(fleet, status["id"]):
+        assert reserved == 0 and (limit is None or used <= limit)
+    tokens = status["tokens"]
+    if tokens["campaign_budget"] is not None:
+        assert tokens["used"] + tokens["reserved"] <= tokens["campaign_budget"]
+    settled = fleet.query(
+        "SELECT coalesce(sum(a.completion_tokens), 0) FROM attempt a JOIN trajectory t ON t.id = a.trajectory_id "
+        "WHERE t.campaign_id = %s",
+        status["id"],
+    )[0][0]
+    assert settled == tokens["used"], "the ledger and the counters agree"
+
+
+def test_the_high_preset_ratio_starts_every_round_at_full_k(budget_fleet: Fleet, tmp_path: Path) -> None:
+    """2M / 131k scaled down: a 2,000-token problem budget and a 131-token max_tokens. Reserving
+    K × max_tokens up front (32 × 131 = 4,192) would refuse the first round; blocks do not."""
+    status = run_campaign(
+        budget_fleet,
+        tmp_path,
+        "high",
+        1,
+        "--rounds",
+        "32,4",
+        "--max-tokens",
+        "131",
+        "--problem-budget",
+        "2000",
+    )
+    assert 32 * 131 > 2000
+    assert [(i, k) for _, i, k, *_ in rounds(budget_fleet, status["id"])] == [(1, 32), (2, 4), (3, 1)]
+    assert status["runs"] == {"total": 1, "done": 1} and status["tokens"]["used"] == 37 * 10
+    assert_within_budget(budget_fleet, status)
+
+
+def test_k_shrinks_and_refused_blocks_stop_streams(budget_fleet: Fleet, tmp_path: Path) -> None:
+    status = run_campaign(budget_fleet, tmp_path, "shrink", 1, "--rounds", "8", "--problem-budget", "30")
+    first = rounds(budget_fleet, status["id"])[0]
+    assert first[2] == 6 and "K shrunk from 8 to 6 to fit 30 tokens left" in first[5]
+    cut = budget_fleet.query(
+        "SELECT count(*) FROM trajectory WHERE campaign_id = %s AND finish_reason = 'budget'", status["id"]
+    )[0][0]
+    assert cut >= 1, "six 10-token trajectories cannot all finish in 30 tokens"
+    ((run_status, reason, used, *_),) = runs(budget_fleet, status["id"])
+    assert run_status in ("done", "budget_exhausted") and reason and used <= 30
+    assert_within_budget(budget_fleet, status)
+
+
+def test_skip_to_the_final_round_with_the_messages_gathered(budget_fleet: Fleet, tmp_path: Path) -> None:
+    status = run_campaign(budget_fleet, tmp_path, "skip", 1, "--rounds", "4,4", "--problem-budget", "65")
+    plan = rounds(budget_fleet, status["id"])
+    assert [(i, k, final) for _, i, k, final, *_ in plan] == [(1, 4, False), (2, 1, True)]
+    assert "skipped to the final round with 4 messages; 25 tokens left" in plan[1][5] and plan[1][4] == 25
+    assert status["runs"] == {"total": 1, "done": 1} and status["tokens"]["used"] == 50
+    assert_within_budget(budget_fleet, status)
+
+
+def test_a_final_round_with_a_smaller_max_tokens(budget_fleet: Fleet, tmp_path: Path) -> None:
+    status = run_campaign(budget_fleet, tmp_path, "short", 1, "--rounds", "4", "--problem-budget", "10")
+    (plan,) = rounds(budget_fleet, status["id"])
+    assert plan[1:5] == (1, 1, True, 10) and "final round with max_tokens shrunk to 10" in plan[5]
+    assert status["runs"] == {"total": 1, "done": 1} and status["tokens"]["used"] == 10
+    assert_within_budget(budget_fleet, status)
+
+
+def test_a_run_that_cannot_afford_a_final_round_ends_budget_exhausted(
+    budget_fleet: Fleet, tmp_path: Path
+) -> None:
+    status = run_campaign(budget_fleet, tmp_path, "broke", 1, "--problem-budget", "3")
+    assert status["runs"] == {"total": 1, "budget_exhausted": 1} and status["trajectories"] == {"total": 0}
+    ((_, reason, used, *_),) = runs(budget_fleet, status["id"])
+    assert "budget exhausted, 3 tokens left, a final round needs 4" in reason and used == 0
+    assert status["budget_decisions"]["exhausted"]["count"] == 1
+
+
+def test_a_campaign_budget_smaller_than_its_need(budget_fleet: Fleet, tmp_path: Path) -> None:
+    """Six runs that would need 50 tokens each share 120: used never passes 120, every run ends with a reason."""
+    status = run_campaign(budget_fleet, tmp_path, "tight", 6, "--preset", "low", "--campaign-budget", "120")
+    assert status["status"] == "done" and status["tokens"]["used"] <= 120
+    assert all(
+        s in ("done", "budget_exhausted", "failed") and r for s, r, *_ in runs(budget_fleet, status["id"])
+    )
+    assert status["runs"].get("budget_exhausted", 0) >= 1
+    assert_within_budget(budget_fleet, status)
+
+
+def test_pacore_budget_changes_a_campaign_budget(budget_fleet: Fleet, tmp_path: Path) -> None:
+    run_campaign(budget_fleet, tmp_path, "adjust", 1, "--preset", "low", "--campaign-budget", "500")
+    lowered = budget_fleet.pacore("budget", "adjust", "--campaign-budget", "20")
+    assert lowered.returncode == 0 and "budget 20 tokens (50 used, 0 reserved)" in lowered.stdout
+    assert "already above the new budget" in lowered.stderr
+    assert (
+        json.loads(budget_fleet.pacore("status", "adjust", "--json").stdout)["tokens"]["campaign_budget"]
+        == 20
+    )
+    bad = budget_fleet.pacore("budget", "adjust", "--campaign-budget", "lots")
+    assert bad.returncode == 2 and "is not a token count" in bad.stderr
