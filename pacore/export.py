@@ -39,7 +39,7 @@ def _rounds(session: Session, run_ids: list[int]) -> dict[int, list[dict[str, An
     rows = session.execute(
         text(
             "SELECT r.run_id, r.index, r.k, r.input_messages, r.message_order, r.status, rt.position, t.content, "
-            "t.reasoning, t.status, t.finish_reason, t.completion_tokens, t.prompt_tokens FROM round r "
+            "t.reasoning, t.status, t.finish_reason, t.completion_tokens, t.prompt_tokens, t.error FROM round r "
             "JOIN round_trajectory rt ON rt.round_id = r.id JOIN trajectory t ON t.id = rt.trajectory_id "
             "WHERE r.run_id = ANY(:ids) ORDER BY r.run_id, r.index, rt.position"
         ),
@@ -60,6 +60,7 @@ def _rounds(session: Session, run_ids: list[int]) -> dict[int, list[dict[str, An
         finish,
         comp,
         prompt,
+        error,
     ) in rows:
         rounds = out[run_id]
         if not rounds or rounds[-1]["index"] != index:
@@ -74,6 +75,7 @@ def _rounds(session: Session, run_ids: list[int]) -> dict[int, list[dict[str, An
                 "finish_reason": finish,
                 "completion_tokens": comp,
                 "prompt_tokens": prompt,
+                "error": error,
             }
         )
     return out
@@ -102,7 +104,7 @@ def _record(run: Any, rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "round_order": [rnd["order"] for rnd in rounds],
         "round_details": [
             [
-                {k: r[k] for k in ("status", "finish_reason", "completion_tokens", "prompt_tokens")}
+                {k: r[k] for k in ("status", "finish_reason", "completion_tokens", "prompt_tokens", "error")}
                 for r in rnd["responses"]
             ]
             for rnd in rounds

@@ -78,6 +78,27 @@ class Fleet:
             cursor = conn.execute(sql, params)
             return cursor.fetchall() if cursor.description else []
 
+    def assert_within_budget(self, status: dict) -> None:
+        """Every run ended with a reason and inside its budget, nothing is left reserved, the campaign is
+        inside its budget, and the attempt ledger agrees with the counters."""
+        runs = self.query(
+            "SELECT status, reason, tokens_used, token_limit, tokens_reserved FROM run WHERE campaign_id = %s",
+            status["id"],
+        )
+        assert all(s in ("done", "failed", "budget_exhausted") and reason for s, reason, *_ in runs), runs
+        assert all(
+            reserved == 0 and (limit is None or used <= limit) for *_, used, limit, reserved in runs
+        ), runs
+        tokens = status["tokens"]
+        if tokens["campaign_budget"] is not None:
+            assert tokens["used"] + tokens["reserved"] <= tokens["campaign_budget"]
+        settled = self.query(
+            "SELECT coalesce(sum(a.completion_tokens), 0) FROM attempt a JOIN trajectory t ON t.id = a.trajectory_id "
+            "WHERE t.campaign_id = %s",
+            status["id"],
+        )[0][0]
+        assert settled == tokens["used"], "the ledger and the counters agree"
+
     def stop(self) -> None:
         for p in self.procs:
             if p.poll() is None:

@@ -37,23 +37,8 @@ def run(fleet: Fleet, tmp_path: Path, name: str, problems: int, *args: str) -> d
     path.write_text("".join(shared_file("aime_2024.jsonl").read_text().splitlines(keepends=True)[:problems]))
     fleet.submit(path, "--name", name, *args)
     status = fleet.wait_finished(name, timeout=300)
-    check_budgets(fleet, status)
+    fleet.assert_within_budget(status)
     return status
-
-
-def check_budgets(fleet: Fleet, status: dict) -> None:
-    rows = fleet.query(
-        "SELECT status, reason, tokens_used, token_limit, tokens_reserved FROM run WHERE campaign_id = %s",
-        status["id"],
-    )
-    assert all(s in ("done", "failed", "budget_exhausted") and reason for s, reason, *_ in rows)
-    assert all(reserved == 0 and (limit is None or used <= limit) for *_, used, limit, reserved in rows), rows
-    tokens = status["tokens"]
-    assert tokens["campaign_budget"] is None or tokens["used"] <= tokens["campaign_budget"]
-    served = fleet.query(
-        "SELECT coalesce(sum(completion_tokens), 0) FROM trajectory WHERE campaign_id = %s", status["id"]
-    )
-    assert served[0][0] <= tokens["used"]
 
 
 def plans(fleet: Fleet, campaign_id: int) -> list[tuple]:

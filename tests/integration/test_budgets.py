@@ -63,20 +63,6 @@ def runs(fleet: Fleet, campaign_id: int) -> list[tuple]:
     )
 
 
-def assert_within_budget(fleet: Fleet, status: dict) -> None:
-    for _status, _reason, used, limit, reserved in runs(fleet, status["id"]):
-        assert reserved == 0 and (limit is None or used <= limit)
-    tokens = status["tokens"]
-    if tokens["campaign_budget"] is not None:
-        assert tokens["used"] + tokens["reserved"] <= tokens["campaign_budget"]
-    settled = fleet.query(
-        "SELECT coalesce(sum(a.completion_tokens), 0) FROM attempt a JOIN trajectory t ON t.id = a.trajectory_id "
-        "WHERE t.campaign_id = %s",
-        status["id"],
-    )[0][0]
-    assert settled == tokens["used"], "the ledger and the counters agree"
-
-
 def test_the_high_preset_ratio_starts_every_round_at_full_k(budget_fleet: Fleet, tmp_path: Path) -> None:
     """2M / 131k scaled down: a 2,000-token problem budget and a 131-token max_tokens. Reserving
     K × max_tokens up front (32 × 131 = 4,192) would refuse the first round; blocks do not."""
@@ -95,7 +81,7 @@ def test_the_high_preset_ratio_starts_every_round_at_full_k(budget_fleet: Fleet,
     assert 32 * 131 > 2000
     assert [(i, k) for _, i, k, *_ in rounds(budget_fleet, status["id"])] == [(1, 32), (2, 4), (3, 1)]
     assert status["runs"] == {"total": 1, "done": 1} and status["tokens"]["used"] == 37 * 10
-    assert_within_budget(budget_fleet, status)
+    budget_fleet.assert_within_budget(status)
 
 
 def test_k_shrinks_and_refused_blocks_stop_streams(budget_fleet: Fleet, tmp_path: Path) -> None:
@@ -108,7 +94,7 @@ def test_k_shrinks_and_refused_blocks_stop_streams(budget_fleet: Fleet, tmp_path
     assert cut >= 1, "six 10-token trajectories cannot all finish in 30 tokens"
     ((run_status, reason, used, *_),) = runs(budget_fleet, status["id"])
     assert run_status in ("done", "budget_exhausted") and reason and used <= 30
-    assert_within_budget(budget_fleet, status)
+    budget_fleet.assert_within_budget(status)
 
 
 def test_skip_to_the_final_round_with_the_messages_gathered(budget_fleet: Fleet, tmp_path: Path) -> None:
@@ -117,7 +103,7 @@ def test_skip_to_the_final_round_with_the_messages_gathered(budget_fleet: Fleet,
     assert [(i, k, final) for _, i, k, final, *_ in plan] == [(1, 4, False), (2, 1, True)]
     assert "skipped to the final round with 4 messages; 25 tokens left" in plan[1][5] and plan[1][4] == 25
     assert status["runs"] == {"total": 1, "done": 1} and status["tokens"]["used"] == 50
-    assert_within_budget(budget_fleet, status)
+    budget_fleet.assert_within_budget(status)
 
 
 def test_a_final_round_with_a_smaller_max_tokens(budget_fleet: Fleet, tmp_path: Path) -> None:
@@ -125,7 +111,7 @@ def test_a_final_round_with_a_smaller_max_tokens(budget_fleet: Fleet, tmp_path: 
     (plan,) = rounds(budget_fleet, status["id"])
     assert plan[1:5] == (1, 1, True, 10) and "final round with max_tokens shrunk to 10" in plan[5]
     assert status["runs"] == {"total": 1, "done": 1} and status["tokens"]["used"] == 10
-    assert_within_budget(budget_fleet, status)
+    budget_fleet.assert_within_budget(status)
 
 
 def test_a_run_that_cannot_afford_a_final_round_ends_budget_exhausted(
@@ -146,7 +132,7 @@ def test_a_campaign_budget_smaller_than_its_need(budget_fleet: Fleet, tmp_path: 
         s in ("done", "budget_exhausted", "failed") and r for s, r, *_ in runs(budget_fleet, status["id"])
     )
     assert status["runs"].get("budget_exhausted", 0) >= 1
-    assert_within_budget(budget_fleet, status)
+    budget_fleet.assert_within_budget(status)
 
 
 def test_pacore_budget_changes_a_campaign_budget(budget_fleet: Fleet, tmp_path: Path) -> None:

@@ -85,6 +85,13 @@ def test_a_round_whose_trajectories_all_fail_fails_its_run_and_never_hangs(
         "SELECT DISTINCT error FROM trajectory WHERE status = 'failed' AND campaign_id = %s", status["id"]
     )
     assert errors == [("http: HTTP 500: scripted internal error (after 4 tries)",)]
+    exported = fleet.pacore("export", "faults")
+    failed = [
+        json.loads(line) for line in exported.stdout.splitlines() if json.loads(line)["status"] == "failed"
+    ]
+    assert {d["error"] for d in failed[0]["round_details"][0]} == {
+        "http: HTTP 500: scripted internal error (after 4 tries)"
+    }
 
 
 def test_export_writes_one_line_per_run_in_the_official_format(fleet: Fleet, tmp_path: Path) -> None:
