@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     min_trajectory_tokens: int = Field(256, ge=1, description="The least a final trajectory is started with.")
     worker_concurrency: int = Field(64, ge=1, description="Concurrent generations per worker process.")
     lease_seconds: int = Field(60, ge=5, description="How long a claimed trajectory stays leased.")
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, description="How often a worker extends the leases it holds."
+    )
+    reconcile_interval: float = Field(30.0, gt=0, description="Seconds between reconciler passes.")
+    republish_after: int = Field(
+        6 * 3600,
+        ge=1,
+        description="Re-publish a pending trajectory whose message is older than this (seconds).",
+    )
     dispatch_interval: float = Field(1.0, gt=0, description="Seconds between scheduler dispatch ticks.")
     dispatch_batch: int = Field(256, ge=1, description="Runs started per dispatch tick at most.")
     log_level: str = Field("INFO", description="Log level of pacore processes.")

@@ -1,8 +1,9 @@
 """`pacore scheduler`: a Celery worker on the `control` queue (chord callbacks) plus a ticker thread
-that runs the dispatch tick every PACORE_DISPATCH_INTERVAL seconds.
+that runs the dispatch tick every PACORE_DISPATCH_INTERVAL seconds and the reconciler every
+PACORE_RECONCILE_INTERVAL seconds.
 
 A thread, not Celery beat: embedded beat forks a child process that outlives a scheduler killed with
--9 and keeps ticking against whatever it was pointed at. The tick is safe to run from several
+-9 and keeps ticking against whatever it was pointed at. Both passes are safe to run from several
 schedulers at once (row locks with SKIP LOCKED, guarded updates), so no leader election is needed.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
 from celery import Celery
@@ -17,24 +19,30 @@ from celery import Celery
 from pacore.db import Database
 from pacore.settings import Settings
 from scheduler.app import CONTROL_QUEUE, make_app
+from scheduler.reconciler import Reconciler
 from scheduler.tasks import dispatch_tick
 
 log = logging.getLogger("pacore.scheduler")
 
 
-def tick_forever(app: Celery, interval: float, stop: threading.Event) -> None:
-    while not stop.wait(interval):
+def tick_forever(app: Celery, settings: Settings, stop: threading.Event) -> None:
+    reconciler = Reconciler(app)
+    next_reconcile = 0.0
+    while not stop.wait(settings.dispatch_interval):
         try:
             dispatch_tick(app)
-        except Exception:  # a failed tick is retried by the next one; the thread must not die
-            log.exception("dispatch tick failed")
+            if time.monotonic() >= next_reconcile:
+                reconciler.tick()
+                next_reconcile = time.monotonic() + settings.reconcile_interval
+        except Exception:  # a failed pass is retried by the next one; the thread must not die
+            log.exception("scheduler tick failed")
 
 
 def run_scheduler(settings: Settings, db: Database, concurrency: int) -> None:
     app = make_app(settings, db)
     stop = threading.Event()
     ticker = threading.Thread(
-        target=tick_forever, args=(app, settings.dispatch_interval, stop), name="dispatch-tick", daemon=True
+        target=tick_forever, args=(app, settings, stop), name="scheduler-tick", daemon=True
     )
     ticker.start()
     try:

@@ -15,32 +15,46 @@ from scheduler.publish import publish
 from scheduler.rounds import Publish, advance_round
 
 
-def load_rows(session: Session, campaign_id: int | None) -> tuple[list[RoundRow], list[TrajectoryRow]]:
+def load_rows(
+    session: Session, campaign_id: int | None, everything: bool, republish_after: int
+) -> tuple[list[RoundRow], list[TrajectoryRow]]:
+    """The rows the reconciler may act on: rounds with nothing unfinished that did not advance, running
+    trajectories whose lease expired and pending ones published long ago (with `everything`: all
+    running and pending rows). The pure `reconcile` decides; this only narrows the read."""
     where = "" if campaign_id is None else "AND run.campaign_id = :cid"
+    params = {"cid": campaign_id, "everything": everything, "horizon": republish_after}
     rounds = session.execute(
         text(
-            "SELECT r.id, r.status, (SELECT count(*) FROM round_trajectory rt JOIN trajectory t "
-            "ON t.id = rt.trajectory_id WHERE rt.round_id = r.id AND t.status IN ('pending', 'running')) "
-            f"FROM round r JOIN run ON run.id = r.run_id WHERE r.status = 'generating' {where}"
+            "SELECT r.id, r.status, 0 FROM round r JOIN run ON run.id = r.run_id WHERE r.status = 'generating' "
+            "AND NOT EXISTS (SELECT 1 FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id "
+            f"WHERE rt.round_id = r.id AND t.status IN ('pending', 'running')) {where}"
         ),
-        {"cid": campaign_id},
+        params,
     ).all()
     trajectories = session.execute(
         text(
-            "SELECT t.id, t.round_id, t.status, t.attempt, coalesce(t.lease_until < now(), false) FROM trajectory t "
+            "SELECT t.id, t.round_id, t.status, t.attempt, coalesce(t.lease_until < now(), false), "
+            "coalesce(t.published_at < now() - make_interval(secs => :horizon), false) FROM trajectory t "
             "JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id "
-            f"WHERE t.status IN ('pending', 'running') {where}"
+            "WHERE ((t.status = 'running' AND (:everything OR t.lease_until < now())) "
+            "OR (t.status = 'pending' AND (:everything OR t.published_at < now() - make_interval(secs => :horizon)))) "
+            f"{where}"
         ),
-        {"cid": campaign_id},
+        params,
     ).all()
     return [RoundRow(*r) for r in rounds], [TrajectoryRow(*t) for t in trajectories]
 
 
-def sweep(app: Celery, campaign_id: int | None = None, orphan_all_running: bool = False) -> dict[str, int]:
-    """Re-drive what a dead process left behind. In single-box mode every running row is orphaned."""
-    db = runtime(app).db
-    with db.session() as session:
-        actions = reconcile(*load_rows(session, campaign_id), orphan_all_running=orphan_all_running)
+def sweep(
+    app: Celery, campaign_id: int | None = None, orphan_all_running: bool = False, queue_lost: bool = False
+) -> dict[str, int]:
+    """Re-drive what was lost. In single-box mode (at start-up) every running row is orphaned; in a
+    fleet, leases say which holders are gone, and a lost queue means every pending row's message is."""
+    rt = runtime(app)
+    everything = orphan_all_running or queue_lost
+    with rt.db.session() as session:
+        rows = load_rows(session, campaign_id, everything, rt.settings.republish_after)
+        actions = reconcile(*rows, orphan_all_running=orphan_all_running, queue_lost=queue_lost)
         to_publish: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for action in actions:
             if isinstance(action, Redrive) and _redrive(session, action):
@@ -49,11 +63,10 @@ def sweep(app: Celery, campaign_id: int | None = None, orphan_all_running: bool 
                 to_publish[action.round_id].append((action.trajectory_id, action.attempt))
         models = _models(session, list(to_publish))
     publish(app, [Publish(rid, models[rid], tids) for rid, tids in to_publish.items()])
-    advanced = 0
     for action in actions:
         if isinstance(action, AdvanceRound):
-            advanced += advance_and_publish(app, action.round_id)
-    counts = defaultdict(int)
+            advance_and_publish(app, action.round_id)
+    counts: dict[str, int] = defaultdict(int)
     for action in actions:
         counts[type(action).__name__] += 1
     return dict(counts)

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from pacore.db import Database
 from pacore.settings import Settings
 from scheduler.app import generation_queue, make_app, runtime
+from worker import heartbeat
 from worker.engine import Engine, OpenAIEngine
 
 log = logging.getLogger("pacore.worker")
@@ -75,6 +76,7 @@ def run_worker(
     rt = runtime(app)
     rt.engine, rt.worker_id = engine, worker_id
     _register(db, worker_id, queue, model, engine_url, concurrency)
+    beating = heartbeat.start(db, worker_id, settings.lease_seconds, settings.heartbeat_seconds)
     log.info("worker %s consuming %s with %d concurrent generations", worker_id, queue, concurrency)
     try:
         app.worker_main(
@@ -90,6 +92,7 @@ def run_worker(
             ]
         )
     finally:
+        beating.set()
         engine.close()  # an in-process engine's core process must not outlive the worker
 
 

@@ -17,6 +17,7 @@ class TrajectoryRow:
     status: str
     attempt: int
     lease_expired: bool = False
+    publish_stale: bool = False  # published longer ago than the broker's visibility horizon
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,19 @@ Action = Redrive | Republish | AdvanceRound
 
 
 def reconcile(
-    rounds: Iterable[RoundRow], trajectories: Iterable[TrajectoryRow], orphan_all_running: bool = False
+    rounds: Iterable[RoundRow],
+    trajectories: Iterable[TrajectoryRow],
+    orphan_all_running: bool = False,
+    queue_lost: bool = False,
 ) -> list[Action]:
+    """`orphan_all_running`: no process can hold anything (single box at start-up): every running row is
+    re-driven and every pending one published again. `queue_lost`: the broker lost its queues: every
+    pending row is published again. Otherwise only expired leases and stale publications."""
     actions: list[Action] = []
     for t in trajectories:
         if t.status == "running" and (orphan_all_running or t.lease_expired):
             actions.append(Redrive(t.id, t.round_id, t.attempt))
-        elif t.status == "pending":
+        elif t.status == "pending" and (orphan_all_running or queue_lost or t.publish_stale):
             actions.append(Republish(t.id, t.round_id, t.attempt))
     for r in rounds:
         if r.status == "generating" and r.unfinished == 0:

@@ -12,12 +12,19 @@ def test_single_box_sweep_treats_every_running_row_as_orphaned() -> None:
     assert reconcile([], trajectories, orphan_all_running=True) == [Redrive(1, 10, 1), Republish(2, 10, 2)]
 
 
-def test_fleet_mode_redrives_only_expired_leases() -> None:
+def test_fleet_mode_redrives_only_expired_leases_and_stale_publications() -> None:
     trajectories = [
         TrajectoryRow(1, 10, "running", 3, lease_expired=False),
-        TrajectoryRow(2, 10, "running", 1, True),
+        TrajectoryRow(2, 10, "running", 1, lease_expired=True),
+        TrajectoryRow(3, 10, "pending", 1),
+        TrajectoryRow(4, 10, "pending", 2, publish_stale=True),
     ]
-    assert reconcile([], trajectories) == [Redrive(2, 10, 1)]
+    assert reconcile([], trajectories) == [Redrive(2, 10, 1), Republish(4, 10, 2)]
+
+
+def test_a_lost_queue_republishes_every_pending_trajectory() -> None:
+    trajectories = [TrajectoryRow(3, 10, "pending", 1), TrajectoryRow(1, 10, "running", 1)]
+    assert reconcile([], trajectories, queue_lost=True) == [Republish(3, 10, 1)]
 
 
 def test_finished_rounds_that_did_not_advance_are_advanced() -> None:
