@@ -7,7 +7,7 @@ database, and on GPU workers the engine) hang off `app.pacore`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
@@ -29,7 +29,6 @@ class Runtime:
     db: Database
     worker_id: str | None = None
     engine: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def broker_urls(settings: Settings, db_url: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -31,7 +31,6 @@ class GenerationResult:
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class EngineError(Exception):
@@ -155,13 +154,6 @@ class OpenAIEngine:
         response = self.client.get("/v1/models", timeout=10.0)
         response.raise_for_status()
         return [m["id"] for m in response.json().get("data", [])]
-
-    def max_model_len(self, model: str) -> int | None:
-        response = self.client.get("/v1/models", timeout=10.0)
-        for m in response.json().get("data", []):
-            if m["id"] == model:
-                return m.get("max_model_len")
-        return None
 
     def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult:
         if guard is not None and not guard(0):
