@@ -59,7 +59,7 @@ def run_campaign(
     workers: int,
     concurrency: int,
 ) -> dict[str, Any]:
-    from scheduler.app import make_app
+    from scheduler.app import make_app, prepare_database_broker
     from scheduler.sweep import sweep
 
     campaign_id, resumed = submit_or_resume(db, file, name, config, skip_invalid)
@@ -72,7 +72,9 @@ def run_campaign(
             "from this command's). Use another --name for a new campaign.",
             file=sys.stderr,
         )
-    swept = sweep(make_app(settings, db), campaign_id, orphan_all_running=True)
+    app = make_app(settings, db)
+    prepare_database_broker(app)
+    swept = sweep(app, campaign_id, orphan_all_running=True)
     print(
         f"{'resuming' if resumed else 'submitted'} campaign {name!r} (id {campaign_id}); swept {swept or 'nothing'}",
         file=sys.stderr,

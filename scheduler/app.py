@@ -7,6 +7,7 @@ database, and on GPU workers the engine) hang off `app.pacore`.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,32 @@ def make_app(settings: Settings, db: Database) -> Celery:
 
     worker_tasks.register(app)
     return app
+
+
+def prepare_database_broker(app: Celery) -> None:
+    """With the database as broker and result backend, kombu and Celery create their tables on first
+    use; processes starting together on a fresh database race to create them. Create them once, here."""
+    if not app.conf.broker_url.startswith("sqla+"):
+        return
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_declare(queue=CONTROL_QUEUE)
+    app.backend.get_task_meta("pacore-warm-up")  # the database backend creates its tables on first read
+
+
+def consume(app: Celery, queue: str, concurrency: int, name: str, log_level: str) -> None:
+    """Run a Celery worker in this process on one queue with a threads pool (blocks until shutdown)."""
+    app.worker_main(
+        [
+            "worker",
+            f"--queues={queue}",
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            f"--hostname={name}-{uuid.uuid4().hex[:8]}@%h",
+            f"--loglevel={log_level}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 def runtime(app: Celery) -> Runtime:
