@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 
 from celery import Celery
 
 from pacore.db import Database
 from pacore.settings import Settings
-from scheduler.app import CONTROL_QUEUE, make_app
+from scheduler.app import CONTROL_QUEUE, consume, make_app
 from scheduler.reconciler import Reconciler
 from scheduler.tasks import dispatch_tick
 
@@ -46,18 +45,7 @@ def run_scheduler(settings: Settings, db: Database, concurrency: int) -> None:
     )
     ticker.start()
     try:
-        app.worker_main(
-            [
-                "worker",
-                f"--queues={CONTROL_QUEUE}",
-                "--pool=threads",
-                f"--concurrency={concurrency}",
-                f"--hostname=scheduler-{uuid.uuid4().hex[:8]}@%h",
-                f"--loglevel={settings.log_level}",
-                "--without-gossip",
-                "--without-mingle",
-            ]
-        )
+        consume(app, CONTROL_QUEUE, concurrency, "scheduler", settings.log_level)
     finally:
         stop.set()
         ticker.join(timeout=10)

@@ -23,14 +23,7 @@ def load_rows(
     running and pending rows). The pure `reconcile` decides; this only narrows the read."""
     where = "" if campaign_id is None else "AND run.campaign_id = :cid"
     params = {"cid": campaign_id, "everything": everything, "horizon": republish_after}
-    rounds = session.execute(
-        text(
-            "SELECT r.id, r.status, 0 FROM round r JOIN run ON run.id = r.run_id WHERE r.status = 'generating' "
-            "AND NOT EXISTS (SELECT 1 FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id "
-            f"WHERE rt.round_id = r.id AND t.status IN ('pending', 'running')) {where}"
-        ),
-        params,
-    ).all()
+    rounds = [RoundRow(rid, "generating", 0) for rid in stuck_rounds(session, campaign_id)]
     trajectories = session.execute(
         text(
             "SELECT t.id, t.round_id, t.status, t.attempt, coalesce(t.lease_until < now(), false), "
@@ -42,7 +35,22 @@ def load_rows(
         ),
         params,
     ).all()
-    return [RoundRow(*r) for r in rounds], [TrajectoryRow(*t) for t in trajectories]
+    return rounds, [TrajectoryRow(*t) for t in trajectories]
+
+
+def stuck_rounds(session: Session, campaign_id: int | None = None) -> list[int]:
+    """Rounds still `generating` whose trajectories have all finished: their advance was lost."""
+    where = "" if campaign_id is None else "AND run.campaign_id = :cid"
+    return list(
+        session.execute(
+            text(
+                "SELECT r.id FROM round r JOIN run ON run.id = r.run_id WHERE r.status = 'generating' "
+                "AND NOT EXISTS (SELECT 1 FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id "
+                f"WHERE rt.round_id = r.id AND t.status IN ('pending', 'running')) {where}"
+            ),
+            {"cid": campaign_id},
+        ).scalars()
+    )
 
 
 def sweep(

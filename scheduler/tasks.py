@@ -10,7 +10,7 @@ from sqlalchemy import text
 from scheduler.app import runtime
 from scheduler.publish import publish
 from scheduler.rounds import Publish, start_runs
-from scheduler.sweep import advance_and_publish
+from scheduler.sweep import advance_and_publish, stuck_rounds
 
 log = logging.getLogger("pacore.scheduler")
 
@@ -33,7 +33,9 @@ def dispatch_tick(app: Celery) -> int:
         started = start_runs(session, rt.settings, rt.settings.dispatch_batch)
     sent = publish(app, started)
     sent += _publish_unpublished(app)
-    for round_id in _stuck_rounds(app):
+    with rt.db.session() as session:
+        stuck = stuck_rounds(session)
+    for round_id in stuck:
         advance_and_publish(app, round_id)
     if sent:
         log.info("dispatched %d trajectories", sent)
@@ -54,16 +56,3 @@ def _publish_unpublished(app: Celery) -> int:
     for round_id, model, tid, attempt in rows:
         by_round.setdefault(round_id, Publish(round_id, model, [])).trajectories.append((tid, attempt))
     return publish(app, by_round.values())
-
-
-def _stuck_rounds(app: Celery) -> list[int]:
-    with runtime(app).db.session() as session:
-        return list(
-            session.execute(
-                text(
-                    "SELECT r.id FROM round r WHERE r.status = 'generating' AND NOT EXISTS ("
-                    "SELECT 1 FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id "
-                    "WHERE rt.round_id = r.id AND t.status IN ('pending', 'running')) LIMIT 1000"
-                )
-            ).scalars()
-        )

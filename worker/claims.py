@@ -7,6 +7,7 @@ happens in the same transaction as the result, once, through the attempt ledger.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -15,6 +16,8 @@ from pacore import tokens
 from pacore.core.campaign import CampaignConfig
 from pacore.db import Database
 from worker.engine import GenerationRequest, GenerationResult
+
+log = logging.getLogger("pacore.worker")
 
 
 @dataclass(frozen=True)
@@ -123,5 +126,15 @@ def finish(
         ).first()
         if settled is not None:
             wasted = spent.wasted if result else spent.tokens
-            tokens.settle(session, claim.holder, reserved, spent.tokens, wasted, spent.prompt, grant)
+            overrun = tokens.settle(
+                session, claim.holder, reserved, spent.tokens, wasted, spent.prompt, grant
+            )
+            if overrun:
+                log.error(
+                    "trajectory %d attempt %d used %d tokens past its budget (the engine sent more than "
+                    "PACORE_TOKEN_CHUNK_SLACK tokens in one chunk)",
+                    claim.trajectory_id,
+                    claim.attempt,
+                    overrun,
+                )
     return True

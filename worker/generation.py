@@ -52,9 +52,7 @@ class BudgetGuard:
         while not self.refused and (
             needs_block(total, self.reserved, block) or total + self.headroom(streamed) > self.reserved
         ):
-            want = block_size(
-                total, self.reserved, self.max_tokens and self.max_tokens + self.spent_before, block
-            )
+            want = block_size(self.reserved, self.max_tokens and self.max_tokens + self.spent_before, block)
             if want == 0:
                 break
             with self.db.session() as session:

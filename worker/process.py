@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from pacore.db import Database
 from pacore.settings import Settings
-from scheduler.app import generation_queue, make_app, runtime
+from scheduler.app import consume, generation_queue, make_app, runtime
 from worker import heartbeat
 from worker.engine import Engine, OpenAIEngine
 
@@ -79,18 +79,7 @@ def run_worker(
     beating = heartbeat.start(db, worker_id, settings.lease_seconds, settings.heartbeat_seconds)
     log.info("worker %s consuming %s with %d concurrent generations", worker_id, queue, concurrency)
     try:
-        app.worker_main(
-            [
-                "worker",
-                f"--queues={queue}",
-                "--pool=threads",
-                f"--concurrency={concurrency}",
-                f"--hostname=gen-{uuid.uuid4().hex[:8]}@%h",
-                f"--loglevel={settings.log_level}",
-                "--without-gossip",
-                "--without-mingle",
-            ]
-        )
+        consume(app, queue, concurrency, "gen", settings.log_level)
     finally:
         beating.set()
         engine.close()  # an in-process engine's core process must not outlive the worker

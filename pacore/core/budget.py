@@ -65,7 +65,7 @@ def take(available: int | None, want: int, minimum: int) -> int:
     return available if available >= minimum else 0
 
 
-def block_size(streamed: int, reserved: int, max_tokens: int | None, block: int = DEFAULT_BLOCK) -> int:
+def block_size(reserved: int, max_tokens: int | None, block: int = DEFAULT_BLOCK) -> int:
     """The next block a trajectory asks for: a full block, or what its own max_tokens still allows."""
     return block if max_tokens is None else max(0, min(block, max_tokens - reserved))
 

@@ -28,9 +28,9 @@ def test_take() -> None:
 
 def test_blocks_are_asked_for_ahead_and_capped_by_max_tokens() -> None:
     assert needs_block(0, 0, 8192) and not needs_block(100, 8192, 8192) and needs_block(6200, 8192, 8192)
-    assert block_size(0, 0, None, 8192) == 8192
-    assert block_size(0, 8192, 10_000, 8192) == 1808
-    assert block_size(0, 10_000, 10_000, 8192) == 0
+    assert block_size(0, None, 8192) == 8192
+    assert block_size(8192, 10_000, 8192) == 1808
+    assert block_size(10_000, 10_000, 8192) == 0
 
 
 def test_a_run_asks_for_a_large_grant_capped_by_its_problem_budget() -> None:
