@@ -277,6 +277,28 @@ def budget(obj: Context, campaign: str, budget: str) -> None:
         click.echo("note: already above the new budget; no new tokens will be granted", err=True)
 
 
+@main.group()
+def quarantine() -> None:
+    """Runs held back because one of their trajectories coincided with engine deaths on two workers."""
+
+
+@quarantine.command("lift")
+@click.argument("campaign")
+@pass_ctx
+def quarantine_lift(obj: Context, campaign: str) -> None:
+    """Put the campaign's quarantined runs back to work (after fixing what crashed the engines)."""
+    from pacore.status import UnknownCampaign, lift_quarantine
+
+    try:
+        with obj.db().session() as session:
+            lifted = lift_quarantine(session, campaign)
+    except UnknownCampaign as exc:
+        raise click.ClickException(str(exc)) from exc
+    for run_id, reason in lifted:
+        click.echo(f"run {run_id}: quarantine lifted ({reason})")
+    click.echo(f"campaign {campaign!r}: {len(lifted)} quarantined run(s) back to work")
+
+
 # -- export -----------------------------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from sqlmodel import Field, SQLModel
 
 # Public vocabularies of the status columns.
 CAMPAIGN_STATUSES = ("active", "paused", "cancelled", "done")
-RUN_STATUSES = ("pending", "running", "done", "failed", "budget_exhausted", "cancelled")
+RUN_STATUSES = ("pending", "running", "done", "failed", "budget_exhausted", "cancelled", "quarantined")
 ROUND_STATUSES = ("generating", "done", "failed")
 TRAJECTORY_STATUSES = ("pending", "running", "done", "failed", "cancelled")
 UNFINISHED = ("pending", "running")
@@ -101,6 +101,8 @@ class Run(SQLModel, table=True):
     created_at: datetime = _created()
     started_at: datetime | None = _when()
     finished_at: datetime | None = _when()
+    # When an operator last lifted a quarantine: engine deaths before it no longer count.
+    quarantine_lifted_at: datetime | None = _when()
 
 
 class Round(SQLModel, table=True):
@@ -182,7 +184,8 @@ class Attempt(SQLModel, table=True):
     trajectory_id: int = _fk("trajectory.id")
     attempt: int = Field(sa_column=Column(Integer, nullable=False))
     worker_id: str | None = Field(default=None, sa_column=Column(Text))
-    outcome: str = Field(sa_column=Column(Text, nullable=False))  # done | failed | preempted
+    # done | failed | preempted (its process vanished) | returned (drained) | engine_lost
+    outcome: str = Field(sa_column=Column(Text, nullable=False))
     preempted: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default="false"))
     prompt_tokens: int = _tokens()
     completion_tokens: int = _tokens()  # every token this attempt cost, retried tries included

@@ -57,7 +57,15 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(64, ge=1, description="Concurrent generations per worker process.")
     lease_seconds: int = Field(60, ge=5, description="How long a claimed trajectory stays leased.")
     heartbeat_seconds: float = Field(
-        10.0, gt=0, description="How often a worker extends the leases it holds."
+        5.0, gt=0, description="How often a worker extends its leases and writes its checkpoints."
+    )
+    drain_grace_seconds: float = Field(
+        25.0,
+        gt=0,
+        description="On SIGTERM, generations that will not end within this hand their trajectory back.",
+    )
+    engine_health_seconds: float = Field(
+        5.0, gt=0, description="How often a worker checks that its engine answers /health."
     )
     reconcile_interval: float = Field(30.0, gt=0, description="Seconds between reconciler passes.")
     republish_after: int = Field(

@@ -131,3 +131,26 @@ def set_campaign_budget(session: Session, name: str, limit: int | None) -> tuple
     )
     tokens = summaries(session, name)[0]["tokens"]
     return tokens["used"], tokens["reserved"]
+
+
+def lift_quarantine(session: Session, name: str) -> list[tuple[int, str | None]]:
+    """Put the campaign's quarantined runs back to work: their pending trajectories are published
+    again by the scheduler's next tick, and only engine deaths after now count toward a new
+    quarantine. Returns the (run id, quarantine reason) pairs lifted."""
+    campaign = find_campaign(session, name)
+    lifted = session.execute(
+        text(
+            "UPDATE run SET status = 'running', quarantine_lifted_at = now(), reason = NULL "
+            "FROM (SELECT id, reason FROM run WHERE campaign_id = :cid AND status = 'quarantined' "
+            "FOR NO KEY UPDATE) old WHERE run.id = old.id RETURNING run.id, old.reason"
+        ),
+        {"cid": campaign.id},
+    ).all()
+    session.execute(
+        text(
+            "UPDATE trajectory t SET published_at = NULL FROM round r WHERE r.id = t.round_id "
+            "AND r.run_id = ANY(:runs) AND t.status = 'pending'"
+        ),
+        {"runs": [run_id for run_id, _ in lifted]},
+    )
+    return [(run_id, reason) for run_id, reason in lifted]

@@ -28,8 +28,7 @@ def generation_queue(model: str) -> str:
 class Runtime:
     settings: Settings
     db: Database
-    worker_id: str | None = None
-    engine: Any = None
+    node: Any = None  # on `pacore worker`: its worker.node.Node (engine, id, checkpoints, drain state)
 
 
 def broker_urls(settings: Settings, db_url: str) -> tuple[str, str]:

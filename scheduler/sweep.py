@@ -90,8 +90,9 @@ def advance_and_publish(app: Celery, round_id: int) -> int:
 
 def _redrive(session: Session, action: Redrive) -> bool:
     """A new attempt fences the old one. The lost attempt is settled here, by what re-drives it: its
-    blocks go back and the tokens it had streamed (as of its last block request) count as spent, as
-    waste, in the ledger as preempted."""
+    blocks go back and the tokens it had streamed (as of its last block request or checkpoint) count
+    as spent, in the ledger as preempted; what it checkpointed is kept (the next attempt continues it),
+    the rest is waste."""
     moved = session.execute(
         text(
             "WITH old AS (SELECT id, tokens_reserved, tokens_streamed FROM trajectory WHERE id = :id FOR NO KEY UPDATE) "
@@ -99,24 +100,27 @@ def _redrive(session: Session, action: Redrive) -> bool:
             "tokens_reserved = 0, tokens_streamed = 0 FROM old "
             "WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running' "
             "RETURNING old.tokens_reserved, old.tokens_streamed, t.campaign_id, "
-            "(SELECT r.run_id FROM round r WHERE r.id = t.round_id)"
+            "(SELECT r.run_id FROM round r WHERE r.id = t.round_id), "
+            "(SELECT coalesce(sum(c.tokens), 0) FROM chunk c WHERE c.trajectory_id = t.id AND c.attempt = :attempt)"
         ),
         {"id": action.trajectory_id, "attempt": action.stale_attempt},
     ).first()
     if moved is None:
         return False
-    reserved, streamed, campaign_id, run_id = moved
+    reserved, streamed, campaign_id, run_id, kept = moved
+    used = min(max(streamed, kept), reserved)
+    wasted = max(0, used - kept)
     settled = session.execute(
         text(
             "INSERT INTO attempt (trajectory_id, attempt, outcome, preempted, completion_tokens, wasted_tokens, error) "
-            "VALUES (:id, :attempt, 'preempted', true, :streamed, :streamed, 'the process holding it is gone') "
+            "VALUES (:id, :attempt, 'preempted', true, :used, :wasted, 'the process holding it is gone') "
             "ON CONFLICT (trajectory_id, attempt) DO NOTHING RETURNING id"
         ),
-        {"id": action.trajectory_id, "attempt": action.stale_attempt, "streamed": streamed},
+        {"id": action.trajectory_id, "attempt": action.stale_attempt, "used": used, "wasted": wasted},
     ).first()
     if settled is not None:
         holder = tokens.Holder(action.trajectory_id, action.stale_attempt, run_id, campaign_id)
-        tokens.settle(session, holder, reserved, min(streamed, reserved), streamed, 0, grant=0)
+        tokens.settle(session, holder, reserved, used, wasted, 0, grant=0)
     return True
 
 

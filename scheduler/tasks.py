@@ -15,7 +15,8 @@ from scheduler.sweep import advance_and_publish, stuck_rounds
 log = logging.getLogger("pacore.scheduler")
 
 # A trajectory created but never stamped as published this long ago lost its message between commit
-# and publish (a crash in that window): the tick publishes it again.
+# and publish (a crash in that window): the tick publishes it again. A trajectory handed back (drain,
+# engine lost) is unstamped on purpose, so the next tick publishes its new attempt.
 UNPUBLISHED_GRACE_SECONDS = 10
 
 
@@ -47,7 +48,8 @@ def _publish_unpublished(app: Celery) -> int:
         rows = session.execute(
             text(
                 "SELECT t.round_id, c.config ->> 'model', t.id, t.attempt FROM trajectory t "
-                "JOIN campaign c ON c.id = t.campaign_id WHERE t.status = 'pending' AND t.published_at IS NULL "
+                "JOIN campaign c ON c.id = t.campaign_id JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id "
+                "WHERE t.status = 'pending' AND t.published_at IS NULL AND run.status = 'running' "
                 "AND t.created_at < now() - make_interval(secs => :grace) AND c.status = 'active' LIMIT 10000"
             ),
             {"grace": UNPUBLISHED_GRACE_SECONDS},

@@ -11,14 +11,20 @@ the synthesis prompt that quotes it, of later rounds). `nth` counts requests per
 - `BAD400`: every request fails with a 400 that no retry can fix.
 - `CONTEXT<n>`: a context of n tokens: a larger max_tokens gets vLLM's context-length error (400).
 - `SLOW<ms>`: each request takes that long.           - `LONG<n>`: the reasoning is n tokens (default 2).
+- `NOCONT`: no /tokenize: a checkpoint cannot be continued.
+- `PACE<ms>`: each token takes that long.
+- `CRASH`: while `crashes` is set, the engine dies (see `go_down`) after the 3rd token of the request.
 
 Otherwise: reasoning `thinking w w ...` and content ` The answer is \\boxed{<request number>}.`; the
 completion tokens are the reasoning words + 4 + 1 (end of sequence), cut at max_tokens.
+
+Continuations (a checkpoint resumed) work as in vLLM: `/tokenize` renders the chat (here: its JSON, one
+token per character, then a 0) or tokenizes text; `/v1/completions` takes those ids and continues the
+same script after the prefix, streaming raw `text` with `</think>` in it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import threading
@@ -36,17 +42,43 @@ class FakeEngine:
         self.requests: list[dict[str, Any]] = []
         self.per_text: Counter[str] = Counter()
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.down_until = 0.0
+        self.crashes = True
+        self.server = self._listen(0)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _listen(self, port: int) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        server.daemon_threads = True
+        return server
 
     def __enter__(self) -> FakeEngine:
-        self.thread.start()
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
+        self.server.server_close()
+
+    def go_down(self, seconds: float) -> None:
+        """The engine process dies for `seconds`: new connections are refused, streams in flight break."""
+        with self.lock:
+            if self.is_down():
+                return
+            self.down_until = time.monotonic() + seconds
+            old = self.server
+        threading.Thread(target=self._restart, args=(old, seconds), daemon=True).start()
+
+    def _restart(self, old: ThreadingHTTPServer, seconds: float) -> None:
+        old.shutdown()
+        old.server_close()
+        time.sleep(max(0.0, self.down_until - time.monotonic()))
+        self.server = self._listen(self.port)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def is_down(self) -> bool:
+        return time.monotonic() < self.down_until
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         engine = self
@@ -67,9 +99,17 @@ class FakeEngine:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                # A client that stops reading (a refused budget block) aborts the request, as in vLLM.
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    engine.handle(self, body)
+                # A client that stops reading (a refused budget block) aborts the request, as in vLLM; a
+                # dying engine breaks the stream (the connection closes mid-body).
+                try:
+                    if self.path == "/tokenize" and "NOCONT" in json.dumps(body):
+                        self.send_json(404, {"detail": "Not Found"})
+                    elif self.path == "/tokenize":
+                        self.send_json(200, {"tokens": engine.tokenize(body)})
+                    else:
+                        engine.handle(self, body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
 
             def send_json(self, status: int, obj: Any) -> None:
                 payload = json.dumps(obj).encode()
@@ -81,7 +121,19 @@ class FakeEngine:
 
         return Handler
 
+    @staticmethod
+    def tokenize(body: dict[str, Any]) -> list[int]:
+        if "messages" in body:
+            return [ord(c) for c in json.dumps(body["messages"])] + [0]
+        return [ord(c) for c in body["prompt"]]
+
     def handle(self, handler: Any, body: dict[str, Any]) -> None:
+        prefix = ""
+        if "prompt" in body:  # a continuation: the rendered chat, then the prefix
+            ids = body["prompt"]
+            cut = ids.index(0)
+            body = {**body, "messages": json.loads("".join(map(chr, ids[:cut])))}
+            prefix = "".join(map(chr, ids[cut + 1 :]))
         text = body["messages"][-1]["content"]
         with self.lock:
             self.requests.append(body)
@@ -99,6 +151,8 @@ class FakeEngine:
         long = re.search(r"LONG(\d+)", text)
         reasoning = ["thinking"] + ["w"] * (int(long.group(1)) - 1 if long else 1)
         content = [" The", " answer", " is", f" \\boxed{{{n}}}."]
+        pace = re.search(r"PACE(\d+)", text)
+        crash = "CRASH" in text and self.crashes
         self.stream(
             handler,
             prompt,
@@ -106,6 +160,9 @@ class FakeEngine:
             content,
             body.get("max_tokens"),
             cut=3 if "DROP" in text and nth == 1 else None,
+            crash_after=3 if crash else None,
+            pace=int(pace.group(1)) / 1000 if pace else 0.0,
+            prefix=prefix if "prompt" in body else None,
         )
 
     @staticmethod
@@ -134,22 +191,35 @@ class FakeEngine:
         content: list[str],
         max_tokens: int | None,
         cut: int | None,
+        pace: float = 0.0,
+        prefix: str | None = None,
+        crash_after: int | None = None,
     ) -> None:
-        pieces = [{"reasoning": (" " if i else "") + w} for i, w in enumerate(reasoning)] + [
-            {"content": c} for c in content
-        ]
+        pieces: list[dict[str, str]] = [
+            {"reasoning": (" " if i else "") + w} for i, w in enumerate(reasoning)
+        ] + [{"content": c} for c in content]
+        if prefix is not None:  # raw completions: the script's text after the prefix
+            raw = [p.get("reasoning") or p["content"] for p in pieces]
+            raw[len(reasoning)] = "</think>" + raw[len(reasoning)]
+            done = next(k for k in range(len(raw) + 1) if "".join(raw[:k]) == prefix)
+            pieces = [{"text": r} for r in raw[done:]]
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Transfer-Encoding", "chunked")
         handler.end_headers()
         for count, piece in enumerate(pieces, start=1):
+            time.sleep(pace)
+            if crash_after is not None and count > crash_after:
+                self.go_down(3.0)
+            if self.is_down():
+                raise ConnectionResetError("the engine died")  # the stream breaks mid-body
             if cut is not None and count > cut:
                 handler.wfile.write(b"0\r\n\r\n")  # the stream ends early: no finish reason, no [DONE]
                 return
             usage = {"prompt_tokens": prompt, "completion_tokens": count}
-            self._chunk(
-                handler, {"choices": [{"index": 0, "delta": piece, "finish_reason": None}], "usage": usage}
-            )
+            choice = {"index": 0, "finish_reason": None}
+            choice.update({"text": piece["text"]} if "text" in piece else {"delta": piece})
+            self._chunk(handler, {"choices": [choice], "usage": usage})
             if max_tokens is not None and count >= max_tokens:
                 self._finish(handler, "length", usage)
                 return

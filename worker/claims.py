@@ -11,10 +11,13 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from pacore import tokens
 from pacore.core.campaign import CampaignConfig
 from pacore.db import Database
+from worker import checkpoint
+from worker.checkpoint import Checkpoint
 from worker.engine import GenerationRequest, GenerationResult
 
 log = logging.getLogger("pacore.worker")
@@ -24,6 +27,7 @@ log = logging.getLogger("pacore.worker")
 class Claim:
     holder: tokens.Holder
     request: GenerationRequest
+    checkpoint: Checkpoint = Checkpoint()  # what earlier attempts streamed, to continue
 
     @property
     def trajectory_id(self) -> int:
@@ -53,20 +57,21 @@ def claim(db: Database, trajectory_id: int, attempt: int, worker_id: str, lease_
                 "lease_until = now() + make_interval(secs => :lease), tokens_reserved = 0, tokens_streamed = 0 "
                 "FROM round r JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id "
                 "WHERE t.id = :id AND t.attempt = :attempt AND t.status = 'pending' AND r.id = t.round_id "
-                "AND c.status = 'active' "
+                "AND c.status = 'active' AND run.status = 'running' "
                 "RETURNING t.sampling_seed, r.input_messages, r.max_tokens, c.config, run.id, c.id"
             ),
             {"id": trajectory_id, "attempt": attempt, "worker": worker_id, "lease": lease_seconds},
         ).first()
-    if row is None:
-        return None
+        if row is None:
+            return None
+        base = checkpoint.load(session, trajectory_id, attempt)
     seed, messages, round_max, config, run_id, campaign_id = row
     cfg = CampaignConfig.model_validate(config)
     caps = [m for m in (cfg.max_tokens, round_max) if m is not None]
     request = GenerationRequest(
         messages, cfg.model, min(caps) if caps else None, cfg.temperature, cfg.top_p, seed
     )
-    return Claim(tokens.Holder(trajectory_id, attempt, run_id, campaign_id), request)
+    return Claim(tokens.Holder(trajectory_id, attempt, run_id, campaign_id), request, base)
 
 
 def finish(
@@ -109,6 +114,7 @@ def finish(
         if written is None:
             return False
         started, reserved = written
+        checkpoint.discard(session, claim.trajectory_id, claim.attempt)  # the result supersedes it
         settled = session.execute(
             text(
                 "INSERT INTO attempt (trajectory_id, attempt, worker_id, outcome, prompt_tokens, completion_tokens, "
@@ -138,3 +144,82 @@ def finish(
                     overrun,
                 )
     return True
+
+
+# Why a trajectory went back, as the ledger's outcome: a drain (SIGTERM), the health gate saw the engine
+# down, or this trajectory's own request failed against an engine that then did not answer /health.
+# Only the last counts toward quarantine. (When an engine process dies, every stream it serves fails at
+# once: a trajectory that was in flight at both deaths of a poison request is quarantined with it.)
+HANDED_BACK = {"drained": "returned", "engine down": "returned", "engine lost": "engine_lost"}
+QUARANTINE_AFTER_WORKERS = 2
+
+
+def hand_back(db: Database, claim: Claim, worker_id: str, spent: Spent, reason: str, grant: int = 0) -> bool:
+    """Give the trajectory back: a new attempt (fencing this one), pending and unpublished, so that the
+    scheduler's next tick publishes it again; the checkpoint stays for the next attempt to continue.
+    Settles this attempt's tokens once; counts nothing against the trajectory (a preemption, not a
+    failure). A run whose trajectory coincided with engine deaths on two distinct workers is
+    quarantined: it waits for an operator (`pacore quarantine lift`)."""
+    outcome = HANDED_BACK[reason]
+    with db.session() as session:
+        moved = session.execute(
+            text(
+                "WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR NO KEY UPDATE) "
+                "UPDATE trajectory t SET status = 'pending', attempt = t.attempt + 1, worker_id = NULL, "
+                "lease_until = NULL, published_at = NULL, tokens_reserved = 0, tokens_streamed = 0 FROM old "
+                "WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running' "
+                "RETURNING old.tokens_reserved, t.started_at"
+            ),
+            {"id": claim.trajectory_id, "attempt": claim.attempt},
+        ).first()
+        if moved is None:
+            return False
+        reserved, started = moved
+        session.execute(
+            text(
+                "INSERT INTO attempt (trajectory_id, attempt, worker_id, outcome, preempted, completion_tokens, "
+                "wasted_tokens, error, started_at) VALUES (:id, :attempt, :worker, :outcome, true, :spent, :wasted, "
+                ":error, :started)"
+            ),
+            {
+                "id": claim.trajectory_id,
+                "attempt": claim.attempt,
+                "worker": worker_id,
+                "outcome": outcome,
+                "spent": spent.tokens,
+                "wasted": spent.wasted,
+                "error": "; ".join(e for e in (f"handed back: {reason}", spent.note) if e),
+                "started": started,
+            },
+        )
+        tokens.settle(session, claim.holder, reserved, spent.tokens, spent.wasted, spent.prompt, grant)
+        if outcome == "engine_lost":
+            _quarantine_if_poison(session, claim)
+    return True
+
+
+def _quarantine_if_poison(session: Session, claim: Claim) -> None:
+    workers = session.execute(
+        text(
+            "SELECT count(DISTINCT a.worker_id) FROM attempt a JOIN run ON run.id = :run "
+            "WHERE a.trajectory_id = :id AND a.outcome = 'engine_lost' "
+            "AND a.finished_at > coalesce(run.quarantine_lifted_at, '-infinity')"
+        ),
+        {"id": claim.trajectory_id, "run": claim.holder.run_id},
+    ).scalar_one()
+    if workers >= QUARANTINE_AFTER_WORKERS:
+        session.execute(
+            text(
+                "UPDATE run SET status = 'quarantined', reason = :reason WHERE id = :run AND status = 'running'"
+            ),
+            {
+                "run": claim.holder.run_id,
+                "reason": f"trajectory {claim.trajectory_id} coincided with engine deaths on {workers} workers",
+            },
+        )
+        log.error(
+            "run %d quarantined: trajectory %d took down %d engines",
+            claim.holder.run_id,
+            claim.trajectory_id,
+            workers,
+        )

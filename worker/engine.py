@@ -1,7 +1,14 @@
 """The engine seam: vLLM's OpenAI-compatible server over HTTP, streamed.
 
+A fresh generation goes through the chat API (the server renders the prompt and parses the reasoning
+out). A continuation (a checkpointed trajectory resumed, ARCHITECTURE.md §3) goes through the raw
+completions API: the exact rendered prompt (the server's /tokenize with the chat template) followed by
+the checkpoint text, split into reasoning and content on the client. The chat API's
+`continue_final_message` cannot do this for Qwen3-family templates, which re-render a final assistant
+turn with a closed think block (vllm-project/vllm#28089).
+
 The HTTP client does no retrying of its own, so that retry policy lives in one place (tenacity at the
-task edge, with the budgets issue). The client is shared by all generation threads of a process.
+task edge). The client is shared by all generation threads of a process.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from pacore.core.compaction import THINK_END, parse_output
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -22,10 +31,14 @@ class GenerationRequest:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+    # Raw text generated so far by earlier attempts (reasoning, `</think>`, content): continue after it.
+    prefix: str = ""
 
 
 @dataclass
 class GenerationResult:
+    """Content and reasoning cover the prefix too; the token counts are this request's."""
+
     content: str
     reasoning: str | None
     finish_reason: str | None
@@ -34,7 +47,8 @@ class GenerationResult:
 
 
 class EngineError(Exception):
-    """The engine could not produce a generation; `kind` says why (http, connection, timeout, stream).
+    """The engine could not produce a generation; `kind` says why (http, connect: refused, connection:
+    broken, timeout, stream).
     `streamed` is how many tokens arrived before it failed: spent, though not kept."""
 
     def __init__(self, kind: str, message: str, status: int | None = None, streamed: int = 0) -> None:
@@ -44,8 +58,25 @@ class EngineError(Exception):
         self.streamed = streamed
 
 
-# Called with the tokens streamed so far; False stops the stream there (finish reason `budget`).
-Guard = Callable[[int], bool]
+class CannotContinue(EngineError):
+    """The engine has no raw completions or tokenize API: a checkpoint cannot be continued there."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unsupported", message)
+
+
+class HandBack(Exception):
+    """Raised by a guard to stop a stream and give the trajectory back (drain, engine lost); the
+    checkpoint keeps what was generated."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Called with the raw text that arrived since the last call and the tokens this request streamed so
+# far; False stops the stream there (finish reason `budget`). It may also raise to stop the stream.
+Guard = Callable[[str, int], bool]
 BUDGET = "budget"
 
 
@@ -56,13 +87,16 @@ def refused_before_start() -> GenerationResult:
 class Engine(Protocol):
     def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult: ...
 
+    def health(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
-def request_body(request: GenerationRequest) -> dict[str, Any]:
+def request_body(request: GenerationRequest, prompt: list[int] | None = None) -> dict[str, Any]:
+    """A chat request, or with `prompt` (token ids) a raw completions request."""
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": request.messages,
+        **({"messages": request.messages} if prompt is None else {"prompt": prompt}),
         "temperature": request.temperature,
         "top_p": request.top_p,
         "stream": True,
@@ -77,16 +111,20 @@ def request_body(request: GenerationRequest) -> dict[str, Any]:
 
 
 class StreamAccumulator:
-    """Folds streamed chat-completion chunks into one result. Reasoning arrives as `reasoning` (current
-    vLLM) or `reasoning_content` (older servers)."""
+    """Folds streamed chunks into one result: chat chunks (reasoning arrives as `reasoning` in current
+    vLLM, `reasoning_content` in older servers) or raw completions chunks (`text`, split on the client
+    after `prefix`). Also keeps the raw text, `</think>` included, for checkpoints (`take_raw`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
         self.content: list[str] = []
         self.reasoning: list[str] = []
+        self.text: list[str] = []  # raw completions text
         self.saw_reasoning = False
         self.finish_reason: str | None = None
         self.usage: dict[str, int] = {}
-
+        self.raw: list[str] = []
+        self.taken = 0
         self.deltas = 0
 
     def add(self, chunk: dict[str, Any]) -> None:
@@ -98,12 +136,26 @@ class StreamAccumulator:
             if piece is not None:
                 self.saw_reasoning = True
                 self.reasoning.append(piece)
+                self.raw.append(piece)
                 self.deltas += 1
             if delta.get("content"):
+                if self.saw_reasoning and not self.content:
+                    self.raw.append(THINK_END)  # the reasoning parser took it out of the stream
                 self.content.append(delta["content"])
+                self.raw.append(delta["content"])
+                self.deltas += 1
+            if choice.get("text"):
+                self.text.append(choice["text"])
+                self.raw.append(choice["text"])
                 self.deltas += 1
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+
+    def take_raw(self) -> str:
+        """The raw text that arrived since the last call."""
+        new = "".join(self.raw[self.taken :])
+        self.taken = len(self.raw)
+        return new
 
     @property
     def tokens(self) -> int:
@@ -111,6 +163,15 @@ class StreamAccumulator:
         return int(self.usage["completion_tokens"]) if "completion_tokens" in self.usage else self.deltas
 
     def result(self) -> GenerationResult:
+        if self.prefix or self.text:
+            reasoning, content = parse_output(self.prefix + "".join(self.text))
+            return GenerationResult(
+                content,
+                reasoning,
+                self.finish_reason,
+                int(self.usage.get("prompt_tokens", 0)),
+                self.tokens,
+            )
         return GenerationResult(
             content="".join(self.content),
             reasoning="".join(self.reasoning) if self.saw_reasoning else None,
@@ -156,32 +217,66 @@ class OpenAIEngine:
         return [m["id"] for m in response.json().get("data", [])]
 
     def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult:
-        if guard is not None and not guard(0):
+        if guard is not None and not guard("", 0):
             return refused_before_start()
-        acc = StreamAccumulator()
+        if request.prefix:
+            path, body = "/v1/completions", request_body(request, self._continuation_prompt(request))
+        else:
+            path, body = "/v1/chat/completions", request_body(request)
+        acc = StreamAccumulator(request.prefix)
         try:
-            with self.client.stream("POST", "/v1/chat/completions", json=request_body(request)) as response:
+            with self.client.stream("POST", path, json=body) as response:
+                if request.prefix and response.status_code in (404, 405):
+                    raise CannotContinue(f"the engine at {self.base_url} has no {path} endpoint")
                 if response.status_code >= 400:
                     raise EngineError("http", _error_message(response), response.status_code)
-                for event in sse_events(response.iter_lines()):
-                    if "error" in event:
-                        raise EngineError("stream", str(event["error"]), streamed=acc.tokens)
-                    acc.add(event)
-                    if acc.finish_reason is None and guard is not None and not guard(acc.tokens):
-                        acc.finish_reason = BUDGET  # closing the stream aborts the request in vLLM
-                        break
+                _follow(response, acc, guard)
         except httpx.TimeoutException as exc:
             raise EngineError(
                 "timeout", f"{type(exc).__name__} from {self.base_url}", streamed=acc.tokens
             ) from exc
+        except httpx.ConnectError as exc:  # nothing listening: the engine was gone before this request
+            raise EngineError("connect", f"{type(exc).__name__}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise EngineError("connection", f"{type(exc).__name__}: {exc}", streamed=acc.tokens) from exc
         if acc.finish_reason is None:
             raise EngineError("stream", "the stream ended without a finish reason", streamed=acc.tokens)
         return acc.result()
 
+    def _continuation_prompt(self, request: GenerationRequest) -> list[int]:
+        """Token ids of the rendered chat prompt followed by the prefix, from the server's tokenizer."""
+        rendered = self._tokenize(
+            {"model": request.model, "messages": request.messages, "add_generation_prompt": True}
+        )
+        prefix = self._tokenize(
+            {"model": request.model, "prompt": request.prefix, "add_special_tokens": False}
+        )
+        return rendered + prefix
+
+    def _tokenize(self, body: dict[str, Any]) -> list[int]:
+        try:
+            response = self.client.post("/tokenize", json=body, timeout=60.0)
+        except httpx.HTTPError as exc:
+            raise EngineError("connection", f"/tokenize: {type(exc).__name__}: {exc}") from exc
+        if response.status_code in (404, 405):
+            raise CannotContinue(f"the engine at {self.base_url} has no /tokenize endpoint")
+        if response.status_code >= 400:
+            raise EngineError("http", _error_message(response), response.status_code)
+        return [int(t) for t in response.json()["tokens"]]
+
     def close(self) -> None:
         self.client.close()
+
+
+def _follow(response: httpx.Response, acc: StreamAccumulator, guard: Guard | None) -> None:
+    """Read the stream into `acc`, asking the guard after every chunk whether to go on."""
+    for event in sse_events(response.iter_lines()):
+        if "error" in event:
+            raise EngineError("stream", str(event["error"]), streamed=acc.tokens)
+        acc.add(event)
+        if acc.finish_reason is None and guard is not None and not guard(acc.take_raw(), acc.tokens):
+            acc.finish_reason = BUDGET  # closing the stream aborts the request in vLLM
+            return
 
 
 def _error_message(response: httpx.Response) -> str:

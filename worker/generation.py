@@ -1,10 +1,13 @@
-"""One attempt at a trajectory: reserve tokens block by block as the stream grows, retry transient
-engine faults with tenacity, and account for every token the attempt cost."""
+"""One attempt at a trajectory: stream from the engine (continuing the checkpoint an earlier attempt
+left, if any), reserve tokens block by block as the stream grows, checkpoint the text, retry transient
+engine faults with tenacity, give the trajectory back when the worker drains or its engine dies, and
+account for every token the attempt cost."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 
 from tenacity import (
     Retrying,
@@ -16,84 +19,156 @@ from tenacity import (
 
 from pacore import tokens
 from pacore.core.budget import block_size, needs_block
+from pacore.core.compaction import parse_output
 from pacore.core.retry import fitting_max_tokens, retry_decision
 from pacore.db import Database
 from pacore.settings import Settings
+from worker.checkpoint import Recorder
 from worker.claims import Claim, Spent
-from worker.engine import Engine, EngineError, GenerationRequest, GenerationResult
+from worker.engine import CannotContinue, EngineError, GenerationResult, HandBack
+from worker.node import Node
 
 log = logging.getLogger("pacore.worker")
 
+# A draining generation keeps going only if, at its observed rate, it ends this long before the grace.
+DRAIN_MARGIN_SECONDS = 3.0
+
 
 class BudgetGuard:
-    """Called with the number of tokens streamed so far; says whether the stream may go on.
+    """Says whether the stream may go on, given the tokens the attempt has spent so far.
 
     The stream goes on only while what is reserved covers the next chunk: up to `token_chunk_slack`
     tokens (an engine under load merges tokens into one chunk; the end-of-sequence token comes last),
-    never more than max_tokens allows. Blocks are reserved ahead of need, so the stream never waits on
-    the database while budget remains; once refused, it stops before it could pass its reservation.
+    never more than `limit` (the most this attempt may spend) allows. Blocks are reserved ahead of need,
+    so the stream never waits on the database while budget remains; once refused, it stops before it
+    could pass its reservation.
     """
 
     def __init__(self, db: Database, claim: Claim, settings: Settings) -> None:
         self.db, self.claim, self.settings = db, claim, settings
-        self.max_tokens = claim.request.max_tokens
+        self.limit: int | None = None
         self.reserved = 0
-        self.spent_before = 0  # tokens streamed by earlier, failed tries of this attempt
         self.refused = False
 
-    def headroom(self, streamed: int) -> int:
-        """The most the next chunk can add."""
+    def allow(self, spent: int) -> bool:
         slack = self.settings.token_chunk_slack
-        return slack if self.max_tokens is None else max(0, min(slack, self.max_tokens - streamed))
-
-    def __call__(self, streamed: int) -> bool:
-        total = self.spent_before + streamed
+        headroom = slack if self.limit is None else max(0, min(slack, self.limit - spent))
         block = self.settings.token_block
         while not self.refused and (
-            needs_block(total, self.reserved, block) or total + self.headroom(streamed) > self.reserved
+            needs_block(spent, self.reserved, block) or spent + headroom > self.reserved
         ):
-            want = block_size(self.reserved, self.max_tokens and self.max_tokens + self.spent_before, block)
+            want = block_size(self.reserved, self.limit, block)
             if want == 0:
                 break
             with self.db.session() as session:
-                got = tokens.reserve(session, self.claim.holder, want, total, self.settings.token_grant)
+                got = tokens.reserve(session, self.claim.holder, want, spent, self.settings.token_grant)
             self.reserved += got
             self.refused = got == 0
-        return total + self.headroom(streamed) <= self.reserved
+        return spent + headroom <= self.reserved
 
-    def next_try(self, streamed: int) -> None:
-        self.spent_before += streamed
+
+@dataclass(frozen=True)
+class Attempted:
+    """How the attempt ended: a result, an error (failed), or handed back (`handed_back` says why)."""
+
+    result: GenerationResult | None
+    error: str | None
+    spent: Spent
+    handed_back: str | None = None
 
 
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, EngineError) and retry_decision(exc.kind, exc.status, str(exc)) == "retry"
 
 
-def generate(
-    engine: Engine, db: Database, claim: Claim, settings: Settings
-) -> tuple[GenerationResult | None, str | None, Spent]:
-    """Run the attempt. Never raises for engine failures: they come back as (None, error, spent)."""
-    guard = BudgetGuard(db, claim, settings)
-    request, note, tries = claim.request, None, 0
+class Generation:
+    def __init__(self, node: Node, db: Database, claim: Claim, settings: Settings) -> None:
+        self.node, self.db, self.claim, self.settings = node, db, claim, settings
+        self.recorder = Recorder(claim.trajectory_id, claim.attempt, claim.checkpoint)
+        self.budget = BudgetGuard(db, claim, settings)
+        self.cap = claim.request.max_tokens  # for the whole trajectory, checkpoint included
+        self.notes: list[str] = []
+        self.tries = 0
+        self.try_streamed = 0
+        self.try_started = 0.0
 
-    def one_try(req: GenerationRequest) -> GenerationResult:
-        nonlocal tries
-        tries += 1
+    def remaining(self) -> int | None:
+        return None if self.cap is None else self.cap - self.recorder.tokens
+
+    def guard(self, raw: str, streamed: int) -> bool:
+        """Per chunk: record the text, hand back if the process drains or the engine died, then budget."""
+        self.recorder.add(raw, streamed - self.try_streamed)
+        self.try_streamed = streamed
+        if self.node.engine_lost.is_set():  # noticed by the health gate; this stream itself still flows
+            raise HandBack("engine down")
+        if self.node.draining.is_set() and not self._finishes_before_deadline():
+            raise HandBack("drained")
+        return self.budget.allow(self.recorder.spent)
+
+    def _finishes_before_deadline(self) -> bool:
+        left = self.remaining()
+        elapsed = time.monotonic() - self.try_started
+        if left is None or self.try_streamed == 0 or elapsed <= 0:
+            return False
+        return left / (self.try_streamed / elapsed) < self.node.seconds_left() - DRAIN_MARGIN_SECONDS
+
+    def one_try(self) -> GenerationResult:
+        self.tries += 1
+        left = self.remaining()
+        if left is not None and left <= 0:  # an earlier attempt streamed right up to max_tokens
+            reasoning, content = parse_output(self.recorder.text)
+            return GenerationResult(content, reasoning, "length", 0, 0)
+        self.budget.limit = None if left is None else self.recorder.spent + left
+        request = replace(self.claim.request, prefix=self.recorder.text, max_tokens=left)
+        self.try_streamed, self.try_started = 0, time.monotonic()
         try:
-            return engine.generate(req, guard)
+            return self.node.engine.generate(request, self.guard)
+        except CannotContinue as exc:
+            self.node.checkpoints.restart(self.db, self.recorder)
+            self.notes.append(f"could not continue the checkpoint ({exc}): started afresh")
+            log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1])
+            self.tries -= 1  # the same try, started over
+            return self.one_try()
         except EngineError as exc:
-            guard.next_try(exc.streamed)
+            if not self.node.engine.health():
+                # Refused: the engine was already gone. Broken mid-request: this request was there
+                # when it died, which counts toward quarantine.
+                raise HandBack("engine down" if exc.kind == "connect" else "engine lost") from exc
             raise
 
-    retrying = Retrying(
-        stop=stop_after_attempt(settings.engine_retries) | stop_after_delay(settings.engine_retry_deadline),
-        wait=wait_exponential_jitter(initial=settings.engine_retry_initial, max=60),
-        retry=retry_if_exception(_transient),
-        reraise=True,
-    )
-    try:
+    def run(self) -> Attempted:
+        self.node.checkpoints.open(self.recorder)
         try:
-            result = retrying(one_try, request)
+            return self._run()
+        finally:
+            self.node.checkpoints.close(self.recorder)
+
+    def _run(self) -> Attempted:
+        settings = self.settings
+        retrying = Retrying(
+            stop=stop_after_attempt(settings.engine_retries)
+            | stop_after_delay(settings.engine_retry_deadline),
+            wait=wait_exponential_jitter(initial=settings.engine_retry_initial, max=60),
+            retry=retry_if_exception(_transient),
+            reraise=True,
+        )
+        if self.recorder.base.tokens:
+            self.notes.append(f"continued a checkpoint of {self.recorder.base.tokens} tokens")
+        try:
+            result = self._retrying(retrying)
+        except HandBack as stop:
+            self.node.checkpoints.flush(self.db, only=self.recorder)
+            return Attempted(None, None, self._spent(0), handed_back=stop.reason)
+        except EngineError as exc:
+            return Attempted(None, f"{exc} (after {self.tries} tries)", self._spent(0))
+        # The last chunk (with the finish reason) is not seen by the guard.
+        self.recorder.add("", result.completion_tokens - self.try_streamed)
+        result = replace(result, completion_tokens=self.recorder.tokens)
+        return Attempted(result, None, self._spent(result.prompt_tokens))
+
+    def _retrying(self, retrying: Retrying) -> GenerationResult:
+        try:
+            return retrying(self.one_try)
         except EngineError as exc:
             fit = (
                 fitting_max_tokens(str(exc))
@@ -102,11 +177,18 @@ def generate(
             )
             if fit is None:
                 raise
-            note = f"max_tokens lowered from {request.max_tokens} to {fit} after a context-length error"
-            log.warning("trajectory %d: %s", claim.trajectory_id, note)
-            result = retrying(one_try, replace(request, max_tokens=fit))
-    except EngineError as exc:
-        spent = Spent(guard.spent_before, guard.spent_before, 0, tries - 1, note)
-        return None, f"{exc} (after {tries} tries)", spent
-    used = guard.spent_before + result.completion_tokens
-    return result, None, Spent(used, guard.spent_before, result.prompt_tokens, tries - 1, note)
+            self.notes.append(
+                f"max_tokens lowered from {self.remaining()} to {fit} after a context-length error"
+            )
+            log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1])
+            self.cap = self.recorder.tokens + fit
+            return retrying(self.one_try)
+
+    def _spent(self, prompt: int) -> Spent:
+        note = "; ".join(self.notes) or None
+        return Spent(self.recorder.spent, self.recorder.wasted, prompt, max(0, self.tries - 1), note)
+
+
+def generate(node: Node, db: Database, claim: Claim, settings: Settings) -> Attempted:
+    """Run the attempt. Never raises for engine failures: they come back as an error."""
+    return Generation(node, db, claim, settings).run()

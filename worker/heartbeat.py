@@ -1,6 +1,8 @@
 """The worker's heartbeat (ARCHITECTURE.md §3 rule 5): one statement per process, not per task,
-extends the leases of every trajectory the process holds and refreshes its node row. A process that
-stops beating (killed, frozen, partitioned) lets its leases expire; the reconciler re-drives them."""
+extends the leases of every trajectory the process holds and refreshes its node row; then the
+checkpoints of all its generations are written in one batch. A process that stops beating (killed,
+frozen, partitioned) lets its leases expire; the reconciler re-drives them, and the next attempts
+continue from the checkpoints."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import threading
 from sqlalchemy import text
 
 from pacore.db import Database
+from worker.checkpoint import Checkpoints
 
 log = logging.getLogger("pacore.worker")
 
@@ -29,14 +32,17 @@ def beat(db: Database, worker_id: str, lease_seconds: int) -> int:
     return int(extended)
 
 
-def start(db: Database, worker_id: str, lease_seconds: int, every: float) -> threading.Event:
-    """Beat every `every` seconds on a daemon thread until the returned event is set."""
+def start(
+    db: Database, worker_id: str, lease_seconds: int, every: float, checkpoints: Checkpoints
+) -> threading.Event:
+    """Beat (and checkpoint) every `every` seconds on a daemon thread until the returned event is set."""
     stop = threading.Event()
 
     def loop() -> None:
         while not stop.wait(every):
             try:
                 beat(db, worker_id, lease_seconds)
+                checkpoints.flush(db)
             except Exception:  # the database may be restarting: keep beating, leases have slack
                 log.exception("heartbeat failed")
 

@@ -13,13 +13,14 @@ import itertools
 import threading
 from typing import Any
 
-from pacore.core.compaction import split_reasoning
+from pacore.core.compaction import parse_output
 from worker.engine import (
     BUDGET,
     EngineError,
     GenerationRequest,
     GenerationResult,
     Guard,
+    HandBack,
     refused_before_start,
 )
 
@@ -58,14 +59,15 @@ class InProcessEngine:
     def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult:
         if request.model != self.served_name:
             raise EngineError("http", f"this engine serves {self.served_name!r}, not {request.model!r}", 404)
-        if guard is not None and not guard(0):
+        if guard is not None and not guard("", 0):
             return refused_before_start()
         prompt = self.tokenizer.apply_chat_template(
             request.messages, tokenize=False, add_generation_prompt=True
         )
+        prompt += request.prefix  # a continuation: the rendered prompt, then the checkpoint text
         try:
             return self._call(self._generate(prompt, request, guard))
-        except EngineError:
+        except (EngineError, HandBack):
             raise
         except Exception as exc:  # the engine's own failures become the seam's error type
             raise EngineError("engine", f"{type(exc).__name__}: {exc}") from exc
@@ -81,23 +83,33 @@ class InProcessEngine:
             max_tokens=request.max_tokens,
             seed=request.seed,
         )
-        final, request_id, stopped = None, f"pacore-{next(self._ids)}", False
-        async for output in self.engine.generate(prompt, params, request_id):
-            final = output
-            streamed = len(output.outputs[0].token_ids) if output.outputs else 0
-            # The guard may reserve a block in the database: off the event loop, which all generations share.
-            if guard is not None and not output.finished and not await asyncio.to_thread(guard, streamed):
-                await self.engine.abort(request_id)
-                stopped = True
-                break
+        final, request_id, stopped, seen = None, f"pacore-{next(self._ids)}", False, 0
+        try:
+            async for output in self.engine.generate(prompt, params, request_id):
+                final = output
+                streamed = len(output.outputs[0].token_ids) if output.outputs else 0
+                text = output.outputs[0].text if output.outputs else ""
+                delta, seen = text[seen:], len(text)
+                # The guard may reserve a block in the database: off the event loop, which all generations share.
+                if (
+                    guard is not None
+                    and not output.finished
+                    and not await asyncio.to_thread(guard, delta, streamed)
+                ):
+                    await self.engine.abort(request_id)
+                    stopped = True
+                    break
+        except BaseException:  # a guard that raised (hand back), or cancellation
+            await self.engine.abort(request_id)
+            raise
         if final is None or not final.outputs:
             raise EngineError("stream", "the engine returned no output")
         completion = final.outputs[0]
         # The generation prompt ends inside the think block, so the raw text is reasoning, `</think>`,
         # conclusion: split on the client, as the server's reasoning parser would.
-        reasoning, content = split_reasoning("<think>" + completion.text)
+        reasoning, content = parse_output(request.prefix + completion.text)
         return GenerationResult(
-            content=content if reasoning is not None else completion.text,
+            content=content,
             reasoning=reasoning,
             finish_reason=BUDGET if stopped else completion.finish_reason,
             prompt_tokens=len(final.prompt_token_ids or []),

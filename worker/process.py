@@ -1,13 +1,27 @@
-"""`pacore worker`: checks its engine, registers in the node registry, then consumes its model's queue."""
+"""`pacore worker`: checks its engine, registers in the node registry, then consumes its model's queue
+while its engine is healthy.
+
+Two ways a worker stops generating without failing anything (ARCHITECTURE.md §3, §6):
+- SIGTERM (a spot reclaim, a scale-down): Celery stops consuming and waits for the running tasks; the
+  process-wide drain flag makes each generation checkpoint and hand its trajectory back between two
+  chunks, unless it will finish within the grace period (PACORE_DRAIN_GRACE_SECONDS). The process exits
+  0 within the grace.
+- The engine stops answering /health (or stops serving the model): the worker stops consuming, hands
+  back what it holds (checkpointed), and starts consuming again when the engine is back.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
+from typing import Any
 
+from celery import Celery, bootsteps
+from celery.signals import worker_shutting_down
 from sqlalchemy import text
 
 from pacore.db import Database
@@ -15,6 +29,7 @@ from pacore.settings import Settings
 from scheduler.app import consume, generation_queue, make_app, runtime
 from worker import heartbeat
 from worker.engine import Engine, OpenAIEngine
+from worker.node import Node
 
 log = logging.getLogger("pacore.worker")
 
@@ -73,16 +88,65 @@ def run_worker(
     queue = generation_queue(model)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     app = make_app(settings, db)
-    rt = runtime(app)
-    rt.engine, rt.worker_id = engine, worker_id
+    node = Node(engine, worker_id, settings.drain_grace_seconds)
+    runtime(app).node = node
     _register(db, worker_id, queue, model, engine_url, concurrency)
-    beating = heartbeat.start(db, worker_id, settings.lease_seconds, settings.heartbeat_seconds)
+    beating = heartbeat.start(
+        db, worker_id, settings.lease_seconds, settings.heartbeat_seconds, node.checkpoints
+    )
+    worker_shutting_down.connect(lambda **_: node.drain(), weak=False)
+    _gate_on_engine_health(app, node, model, queue, settings.engine_health_seconds)
     log.info("worker %s consuming %s with %d concurrent generations", worker_id, queue, concurrency)
     try:
         consume(app, queue, concurrency, "gen", settings.log_level)
     finally:
         beating.set()
+        with db.session() as session:
+            session.execute(text("UPDATE worker SET status = 'down' WHERE id = :id"), {"id": worker_id})
         engine.close()  # an in-process engine's core process must not outlive the worker
+
+
+def engine_serves(engine: Engine, model: str) -> bool:
+    """The engine answers /health and serves the model this worker's queue names."""
+    if not engine.health():
+        return False
+    served = getattr(engine, "served_models", None)
+    try:
+        return served is None or model in served()
+    except Exception:
+        return False
+
+
+def _gate_on_engine_health(app: Celery, node: Node, model: str, queue: str, every: float) -> None:
+    """A consumer step: poll the engine; when it goes, stop consuming and make the running generations
+    hand back; when it comes back, consume again."""
+
+    class EngineGate(bootsteps.StartStopStep):
+        requires = {"celery.worker.consumer.tasks:Tasks"}
+
+        def __init__(self, parent: Any, **kwargs: Any) -> None:
+            super().__init__(parent, **kwargs)
+            self.stop_event = threading.Event()
+
+        def start(self, consumer: Any) -> None:
+            threading.Thread(target=self.watch, args=(consumer,), name="engine-gate", daemon=True).start()
+
+        def stop(self, consumer: Any) -> None:
+            self.stop_event.set()
+
+        def watch(self, consumer: Any) -> None:
+            while not self.stop_event.wait(every):
+                healthy = engine_serves(node.engine, model)
+                if not healthy and not node.engine_lost.is_set():
+                    log.error("the engine stopped answering: handing back, not consuming %s", queue)
+                    node.engine_lost.set()
+                    consumer.call_soon(consumer.cancel_task_queue, queue)
+                elif healthy and node.engine_lost.is_set():
+                    log.warning("the engine is back: consuming %s again", queue)
+                    node.engine_lost.clear()
+                    consumer.call_soon(consumer.add_task_queue, queue)
+
+    app.steps["consumer"].add(EngineGate)
 
 
 def _register(

@@ -1,5 +1,6 @@
-"""The `generate` task: claim, stream from the engine within the budget, write fenced. Never raises for
-engine failures (the chord callback must always run); returns the trajectory id only."""
+"""The `generate` task: claim, stream from the engine within the budget, write fenced, or hand the
+trajectory back. Never raises for engine failures (the chord callback must always run); returns the
+trajectory id only."""
 
 from __future__ import annotations
 
@@ -18,18 +19,38 @@ def register(app: Celery) -> None:
     @app.task(name="pacore.generate")
     def generate(trajectory_id: int, attempt: int) -> int:
         rt = runtime(app)
-        if rt.engine is None:
+        node = rt.node
+        if node is None:
             raise RuntimeError("this process has no engine: generate tasks run on `pacore worker`")
-        worker_id = rt.worker_id or "?"
-        claim = claims.claim(rt.db, trajectory_id, attempt, worker_id, rt.settings.lease_seconds)
+        claim = claims.claim(rt.db, trajectory_id, attempt, node.worker_id, rt.settings.lease_seconds)
         if claim is None:
             return trajectory_id
         try:
-            result, error, spent = generation.generate(rt.engine, rt.db, claim, rt.settings)
+            attempted = generation.generate(node, rt.db, claim, rt.settings)
         except Fenced:
             log.info("trajectory %d attempt %d was taken over; dropping this attempt", trajectory_id, attempt)
             return trajectory_id
-        if error:
-            log.warning("trajectory %d attempt %d failed: %s", trajectory_id, attempt, error)
-        claims.finish(rt.db, claim, worker_id, result, error, spent, rt.settings.token_grant)
+        if attempted.handed_back:
+            claims.hand_back(
+                rt.db, claim, node.worker_id, attempted.spent, attempted.handed_back, rt.settings.token_grant
+            )
+            log.info(
+                "trajectory %d attempt %d handed back (%s) after %d tokens, checkpointed",
+                trajectory_id,
+                attempt,
+                attempted.handed_back,
+                attempted.spent.tokens,
+            )
+            return trajectory_id
+        if attempted.error:
+            log.warning("trajectory %d attempt %d failed: %s", trajectory_id, attempt, attempted.error)
+        claims.finish(
+            rt.db,
+            claim,
+            node.worker_id,
+            attempted.result,
+            attempted.error,
+            attempted.spent,
+            rt.settings.token_grant,
+        )
         return trajectory_id

@@ -26,6 +26,15 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
     return head.removeprefix("<think>").strip("\n") or None, tail
 
 
+def parse_output(raw: str) -> tuple[str, str]:
+    """Split raw generated text (the generation prompt ends inside the think block) into (reasoning,
+    content) as vLLM's qwen3 reasoning parser does: at the first `</think>`; without one, all of it is
+    reasoning. Used where the server's parser is not in the path (the raw completions API, the
+    in-process engine)."""
+    reasoning, sep, content = raw.removeprefix("<think>").partition(THINK_END)
+    return reasoning, content if sep else ""
+
+
 def compact(outcome: Outcome, pass_truncated: bool = False) -> str | None:
     """The message m = C(ω), or None when the trajectory contributes nothing.
 

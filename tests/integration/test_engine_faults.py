@@ -1,5 +1,6 @@
-"""Engine faults against a real HTTP server (FakeEngine): transient ones are retried with backoff,
-a context-length error is retried once with a max_tokens that fits, others fail at once."""
+"""Engine faults against a real HTTP server (FakeEngine): transient ones are retried with backoff (a
+stream cut midway is continued after what it streamed), a context-length error is retried once with
+a max_tokens that fits, others fail at once."""
 
 import json
 from pathlib import Path
@@ -40,11 +41,35 @@ def test_a_timeout_is_retried(fleet: Fleet, tmp_path: Path) -> None:
     assert status["runs"] == {"total": 1, "done": 1} and ledger(fleet, status["id"])[:2] == (5, 2)
 
 
-def test_a_dropped_stream_is_retried_and_its_tokens_count_as_waste(fleet: Fleet, tmp_path: Path) -> None:
+def test_a_dropped_stream_is_continued_after_what_it_streamed(fleet: Fleet, tmp_path: Path) -> None:
     status = campaign(fleet, tmp_path, "dropped", "DROP first stream of each round is cut after 3 tokens")
+    assert status["runs"] == {"total": 1, "done": 1}
+    # one cut stream per round, continued through the raw completions API: nothing generated twice
+    assert ledger(fleet, status["id"]) == (5, 2, 5 * 7, 0)
+    assert status["tokens"]["used"] == 5 * 7 and status["tokens"]["wasted"] == 0
+    continued = [r for r in fleet_requests(fleet, "DROP") if "prompt" in r]
+    prefixes = ["".join(map(chr, r["prompt"][r["prompt"].index(0) + 1 :])) for r in continued]
+    assert prefixes == ["thinking w</think> The"] * 2, "the rendered prompt, then what was streamed"
+    stored = fleet.query(
+        "SELECT completion_tokens, reasoning, content FROM trajectory WHERE campaign_id = %s", status["id"]
+    )
+    assert all(
+        tokens == 7 and reasoning == "thinking w" and "boxed" in content
+        for tokens, reasoning, content in stored
+    )
+
+
+def test_where_the_engine_cannot_continue_it_starts_afresh_and_counts_the_waste(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    status = campaign(fleet, tmp_path, "afresh", "DROP NOCONT an engine without the tokenize endpoint")
     assert status["runs"] == {"total": 1, "done": 1}
     assert ledger(fleet, status["id"]) == (5, 2, 5 * 7 + 2 * 3, 2 * 3)
     assert status["tokens"]["used"] == 5 * 7 + 6 and status["tokens"]["wasted"] == 6
+    notes = [
+        n for (n,) in fleet.query("SELECT error FROM trajectory WHERE campaign_id = %s", status["id"]) if n
+    ]
+    assert len(notes) == 2 and all("started afresh" in n for n in notes)
 
 
 def test_a_context_length_error_retries_once_with_a_max_tokens_that_fits(

@@ -1,5 +1,7 @@
-"""Spot nodes: a worker killed with -9 mid-generation, and a broker that loses every queue, delay a
-campaign but do not break it. Short leases and reconcile periods; real processes, Redis and PostgreSQL."""
+"""Spot nodes: a worker killed with -9 mid-generation, a worker drained with SIGTERM, an engine that
+dies, and a broker that loses every queue delay a campaign but do not break it; what was generated
+before is continued from its checkpoint, not generated again. Short leases and reconcile periods; real
+processes, Redis and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,9 +15,17 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.fake_engine import FakeEngine
 from tests.fleet import Fleet, running_fleet
 
-FAST = {"PACORE_LEASE_SECONDS": "5", "PACORE_HEARTBEAT_SECONDS": "1", "PACORE_RECONCILE_INTERVAL": "1"}
+GRACE = 4
+FAST = {
+    "PACORE_LEASE_SECONDS": "5",
+    "PACORE_HEARTBEAT_SECONDS": "1",
+    "PACORE_RECONCILE_INTERVAL": "1",
+    "PACORE_DRAIN_GRACE_SECONDS": str(GRACE),
+    "PACORE_ENGINE_HEALTH_SECONDS": "0.5",
+}
 
 
 @pytest.fixture
@@ -33,12 +43,31 @@ def spot_fleet(postgres_admin, template_db, redis_available, fake_engine, tmp_pa
         yield fleet
 
 
-def slow_campaign(fleet: Fleet, tmp_path: Path, name: str) -> None:
+def slow_campaign(fleet: Fleet, tmp_path: Path, name: str, text: str = "SLOW1500", problems: int = 4) -> None:
     path = tmp_path / f"{name}.jsonl"
     path.write_text(
-        "".join(json.dumps({"id": f"{name}{i}", "problem": f"SLOW1500 problem {i}"}) + "\n" for i in range(4))
+        "".join(
+            json.dumps({"id": f"{name}{i}", "problem": f"{text} problem {i}"}) + "\n" for i in range(problems)
+        )
     )
     fleet.submit(path, "--preset", "low")
+
+
+def assert_counted_once(fleet: Fleet, status: dict, script_tokens: int) -> None:
+    """Every trajectory holds its whole script, each token once, however often it was interrupted; the
+    ledger's spending is what was kept plus what it calls waste."""
+    stored = fleet.query(
+        "SELECT completion_tokens, reasoning FROM trajectory WHERE campaign_id = %s", status["id"]
+    )
+    assert {tokens for tokens, _ in stored} == {script_tokens}
+    assert all(reasoning.split().count("w") == script_tokens - 6 for _, reasoning in stored)
+    spent, wasted = fleet.query(
+        "SELECT sum(a.completion_tokens), sum(a.wasted_tokens) FROM attempt a JOIN trajectory t "
+        "ON t.id = a.trajectory_id WHERE t.campaign_id = %s",
+        status["id"],
+    )[0]
+    assert spent == len(stored) * script_tokens + wasted
+    fleet.assert_within_budget(status)
 
 
 def wait_until(fleet: Fleet, sql: str, timeout: float = 60) -> None:
@@ -49,8 +78,9 @@ def wait_until(fleet: Fleet, sql: str, timeout: float = 60) -> None:
 
 
 def test_a_worker_killed_mid_generation_loses_nothing(spot_fleet: Fleet, tmp_path: Path) -> None:
-    slow_campaign(spot_fleet, tmp_path, "kill")
+    slow_campaign(spot_fleet, tmp_path, "kill", "PACE60 LONG40")
     wait_until(spot_fleet, "SELECT count(*) >= 4 FROM trajectory WHERE status = 'running'")
+    wait_until(spot_fleet, "SELECT count(DISTINCT trajectory_id) >= 4 FROM chunk")  # a heartbeat wrote them
     worker = spot_fleet.procs[1]
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
@@ -65,7 +95,38 @@ def test_a_worker_killed_mid_generation_loses_nothing(spot_fleet: Fleet, tmp_pat
         "count(DISTINCT trajectory_id) FILTER (WHERE outcome = 'done') FROM attempt"
     )[0]
     assert ledger == (held, 20, 20), "every trajectory the dead worker held was re-driven; each settled once"
-    spot_fleet.assert_within_budget(status)
+    continued = spot_fleet.query(
+        "SELECT count(*) FROM trajectory WHERE error LIKE 'continued a checkpoint of %%'"
+    )[0][0]
+    assert continued >= 4, "the re-driven attempts continued the checkpoints"
+    assert_counted_once(spot_fleet, status, 45)
+    assert spot_fleet.query("SELECT count(*) FROM chunk")[0][0] == 0, "a finished trajectory keeps no chunks"
+
+
+def test_a_drained_worker_exits_within_its_grace_and_its_work_is_continued_elsewhere(
+    spot_fleet: Fleet, tmp_path: Path
+) -> None:
+    slow_campaign(spot_fleet, tmp_path, "drain", "PACE60 LONG100", problems=2)
+    wait_until(spot_fleet, "SELECT count(*) >= 4 FROM trajectory WHERE status = 'running'")
+    time.sleep(1.5)
+    worker = spot_fleet.procs[1]
+    began = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    took = time.monotonic() - began
+    assert took < GRACE, f"the worker took {took:.1f} s to drain, more than its {GRACE} s grace"
+    returned = spot_fleet.query(
+        "SELECT count(*), sum(completion_tokens), sum(wasted_tokens) FROM attempt WHERE outcome = 'returned'"
+    )[0]
+    assert returned[0] >= 4 and returned[1] > 0 and returned[2] == 0, "handed back, all checkpointed"
+    assert spot_fleet.query("SELECT count(*) FROM trajectory WHERE status = 'running'")[0][0] == 0
+    spot_fleet.start(
+        "worker-replacement", "worker", "--engine-url", spot_fleet.engine_url, "--concurrency", "4"
+    )
+    status = spot_fleet.wait_finished("drain", timeout=120)
+    assert status["runs"] == {"total": 2, "done": 2}
+    assert_counted_once(spot_fleet, status, 105)
+    assert spot_fleet.query("SELECT sum(wasted_tokens) FROM attempt")[0][0] == 0
 
 
 def test_losing_every_queue_delays_the_campaign_but_does_not_break_it(
@@ -79,3 +140,78 @@ def test_losing_every_queue_delays_the_campaign_but_does_not_break_it(
     status = spot_fleet.wait_finished("flush", timeout=120)
     assert status["runs"] == {"total": 4, "done": 4} and status["trajectories"] == {"total": 20, "done": 20}
     spot_fleet.assert_within_budget(status)
+
+
+@pytest.fixture
+def private_engine() -> Iterator[FakeEngine]:
+    with FakeEngine() as engine:
+        yield engine
+
+
+def test_a_dead_engine_stops_its_worker_without_failing_anything(
+    postgres_admin, template_db, redis_available, private_engine: FakeEngine, tmp_path: Path
+) -> None:
+    with running_fleet(
+        postgres_admin,
+        template_db,
+        redis_available,
+        private_engine.url,
+        private_engine.model,
+        tmp_path,
+        concurrency=4,
+        extra_env=FAST,
+    ) as fleet:
+        slow_campaign(fleet, tmp_path, "dies", "PACE60 LONG40", problems=2)
+        wait_until(fleet, "SELECT count(DISTINCT trajectory_id) >= 4 FROM chunk")
+        private_engine.go_down(4)
+        wait_until(fleet, "SELECT count(*) >= 4 FROM attempt WHERE outcome IN ('engine_lost', 'returned')")
+        status = fleet.wait_finished("dies", timeout=120)
+        assert status["runs"] == {"total": 2, "done": 2}
+        assert fleet.query("SELECT count(*) FROM attempt WHERE outcome = 'failed'")[0][0] == 0
+        assert_counted_once(fleet, status, 45)
+        log = (tmp_path / "worker-0.log").read_text()
+        assert "the engine stopped answering" in log and "the engine is back" in log
+
+
+def test_a_request_that_kills_engines_on_two_workers_quarantines_its_run(
+    postgres_admin, template_db, redis_available, tmp_path: Path
+) -> None:
+    with (
+        FakeEngine() as first,
+        FakeEngine() as second,
+        running_fleet(
+            postgres_admin,
+            template_db,
+            redis_available,
+            first.url,
+            first.model,
+            tmp_path,
+            concurrency=4,
+            extra_env=FAST,
+        ) as fleet,
+    ):
+        fleet.start("worker-second", "worker", "--engine-url", second.url, "--concurrency", "4")
+        path = tmp_path / "poison.jsonl"
+        path.write_text(
+            json.dumps({"id": "poison", "problem": "CRASH a request that takes engines down"}) + "\n"
+        )
+        fleet.submit(path, "--preset", "low")
+        wait_until(fleet, "SELECT count(*) = 1 FROM run WHERE status = 'quarantined'", timeout=90)
+        reason = fleet.query("SELECT reason FROM run WHERE status = 'quarantined'")[0][0]
+        assert "coincided with engine deaths on 2 workers" in reason
+        status = json.loads(fleet.pacore("status", "poison", "--json").stdout)
+        assert status["runs"] == {"total": 1, "quarantined": 1} and status["status"] == "active"
+
+        slow_campaign(fleet, tmp_path, "fine", "PACE10", problems=3)  # the fleet goes on working
+        assert fleet.wait_finished("fine", timeout=90)["runs"] == {"total": 3, "done": 3}
+        assert fleet.query("SELECT status FROM run WHERE campaign_id = %s", status["id"]) == [
+            ("quarantined",)
+        ]
+        assert fleet.query("SELECT count(*) FROM attempt WHERE outcome = 'failed'")[0][0] == 0
+
+        first.crashes = second.crashes = False  # the operator fixed what crashed the engines
+        lifted = fleet.pacore("quarantine", "lift", "poison")
+        assert lifted.returncode == 0 and "1 quarantined run(s) back to work" in lifted.stdout
+        status = fleet.wait_finished("poison", timeout=120)
+        assert status["runs"] == {"total": 1, "done": 1}
+        fleet.assert_within_budget(status)

@@ -1,0 +1,178 @@
+"""Mid-generation checkpoints (ARCHITECTURE.md §3): what a trajectory has streamed, kept as append-only
+chunk rows, so that an attempt that is lost (node reclaimed, worker drained, engine died) can be
+continued by the next attempt instead of regenerated.
+
+A generation hands its streamed text to a `Recorder`; the worker's heartbeat writes every recorder's
+new text in one batch (`Checkpoints.flush`). Writes are fenced by attempt like every other write: once
+a trajectory was re-driven, its old attempt can add nothing. The checkpoint an attempt continues is the
+chunk rows of the earlier attempts, in order; an attempt that starts afresh deletes them first.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from pacore.db import Database
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    text: str = ""
+    tokens: int = 0
+
+
+def load(session: Session, trajectory_id: int, attempt: int) -> Checkpoint:
+    """The checkpoint attempt `attempt` continues: the chunks of the attempts before it."""
+    rows = session.execute(
+        text(
+            "SELECT text, tokens FROM chunk WHERE trajectory_id = :id AND attempt < :attempt ORDER BY attempt, seq"
+        ),
+        {"id": trajectory_id, "attempt": attempt},
+    ).all()
+    return Checkpoint("".join(r[0] for r in rows), sum(r[1] for r in rows))
+
+
+def discard(session: Session, trajectory_id: int, attempt: int) -> None:
+    """Forget the checkpoint (an attempt starting afresh, or a trajectory finished), fenced by attempt."""
+    session.execute(
+        text(
+            "DELETE FROM chunk c USING trajectory t WHERE c.trajectory_id = :id AND t.id = :id "
+            "AND t.attempt = :attempt"
+        ),
+        {"id": trajectory_id, "attempt": attempt},
+    )
+
+
+class Recorder:
+    """The text one attempt has streamed, as (text, tokens) pieces not yet written, and its totals."""
+
+    def __init__(self, trajectory_id: int, attempt: int, base: Checkpoint) -> None:
+        self.trajectory_id, self.attempt, self.base = trajectory_id, attempt, base
+        self.lock = threading.Lock()
+        self.parts: list[str] = []  # this attempt's kept text
+        self.kept = 0  # its tokens
+        self.wasted = 0  # tokens streamed and then discarded (started afresh)
+        self.pending: list[tuple[str, int]] = []
+        self.seq = 0
+
+    def add(self, raw: str, tokens: int) -> None:
+        with self.lock:
+            self.parts.append(raw)
+            self.kept += tokens
+            if raw or tokens:
+                self.pending.append((raw, tokens))
+
+    @property
+    def text(self) -> str:
+        """Everything the trajectory has generated so far: the checkpoint, then this attempt's text."""
+        return self.base.text + "".join(self.parts)
+
+    @property
+    def tokens(self) -> int:
+        return self.base.tokens + self.kept
+
+    @property
+    def spent(self) -> int:
+        """Tokens this attempt streamed, kept or not."""
+        return self.kept + self.wasted
+
+    def restart(self) -> None:
+        """Start afresh: the checkpoint and everything streamed so far become waste."""
+        with self.lock:
+            self.wasted += self.kept
+            self.base, self.parts, self.kept, self.pending = Checkpoint(), [], 0, []
+
+    def take(self) -> tuple[dict[str, object], int] | None:
+        """The next chunk row to write (all pending pieces in one), and how many pieces it covers."""
+        with self.lock:
+            if not self.pending:
+                return None
+            row = {
+                "tid": self.trajectory_id,
+                "attempt": self.attempt,
+                "seq": self.seq,
+                "text": "".join(p[0] for p in self.pending),
+                "tokens": sum(p[1] for p in self.pending),
+                "spent": self.spent,
+            }
+            return row, len(self.pending)
+
+    def written(self, pieces: int) -> None:
+        with self.lock:
+            del self.pending[:pieces]
+            self.seq += 1
+
+
+class Checkpoints:
+    """The recorders of one worker process; `flush` writes them all in one transaction."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.flushing = threading.Lock()  # one flush or restart at a time: none sees a half-done other
+        self.live: dict[int, Recorder] = {}
+        self.chunks_written = 0
+
+    def open(self, recorder: Recorder) -> Recorder:
+        with self.lock:
+            self.live[recorder.trajectory_id] = recorder
+        return recorder
+
+    def close(self, recorder: Recorder) -> None:
+        with self.lock:
+            if self.live.get(recorder.trajectory_id) is recorder:
+                del self.live[recorder.trajectory_id]
+
+    def restart(self, db: Database, recorder: Recorder) -> None:
+        """Start the recorder's attempt afresh: its checkpoint rows go, its text becomes waste."""
+        with self.flushing:
+            recorder.restart()
+            with db.session() as session:
+                discard(session, recorder.trajectory_id, recorder.attempt)
+
+    def flush(self, db: Database, only: Recorder | None = None) -> int:
+        with self.flushing:
+            return self._flush(db, only)
+
+    def _flush(self, db: Database, only: Recorder | None) -> int:
+        """Append every recorder's new text as one chunk row each, and record what each attempt has
+        spent (settlement of a lost attempt counts it). Rows of attempts that were re-driven meanwhile
+        are dropped: the row lock taken by the UPDATE fences them against a concurrent re-drive."""
+        with self.lock:
+            recorders = [only] if only is not None else list(self.live.values())
+        taken = [(r, *t) for r in recorders if (t := r.take()) is not None]
+        if not taken:
+            return 0
+        rows = [row for _, row, _ in taken]
+        with db.session() as session:
+            live = set(
+                session.execute(
+                    text(
+                        "UPDATE trajectory t SET tokens_streamed = greatest(t.tokens_streamed, c.spent) "
+                        "FROM unnest(CAST(:tids AS bigint[]), CAST(:attempts AS int[]), CAST(:spent AS int[])) "
+                        "AS c(tid, attempt, spent) WHERE t.id = c.tid AND t.attempt = c.attempt "
+                        "AND t.status = 'running' RETURNING t.id"
+                    ),
+                    {
+                        "tids": [r["tid"] for r in rows],
+                        "attempts": [r["attempt"] for r in rows],
+                        "spent": [r["spent"] for r in rows],
+                    },
+                ).scalars()
+            )
+            kept = [r for r in rows if r["tid"] in live]
+            if kept:
+                session.execute(
+                    text(
+                        "INSERT INTO chunk (trajectory_id, attempt, seq, text, tokens) "
+                        "VALUES (:tid, :attempt, :seq, :text, :tokens)"
+                    ),
+                    kept,
+                )
+        for recorder, _, pieces in taken:
+            recorder.written(pieces)
+        self.chunks_written += len(kept)
+        return len(kept)

@@ -1,0 +1,32 @@
+"""What one worker process shares among its generation threads: the engine, its identity, its
+checkpoint recorders, and the two conditions under which generations give their trajectories back:
+the process is draining (SIGTERM) or its engine stopped answering."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from worker.checkpoint import Checkpoints
+from worker.engine import Engine
+
+
+@dataclass
+class Node:
+    engine: Engine
+    worker_id: str
+    grace_seconds: float
+    checkpoints: Checkpoints = field(default_factory=Checkpoints)
+    draining: threading.Event = field(default_factory=threading.Event)
+    engine_lost: threading.Event = field(default_factory=threading.Event)
+    drain_deadline: float = float("inf")
+
+    def drain(self) -> None:
+        """Begin the cooperative drain: generations hand back unless they finish within the grace."""
+        if not self.draining.is_set():
+            self.drain_deadline = time.monotonic() + self.grace_seconds
+            self.draining.set()
+
+    def seconds_left(self) -> float:
+        return self.drain_deadline - time.monotonic()
