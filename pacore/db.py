@@ -3,12 +3,15 @@ and schema migrations."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from pacore.settings import Settings
 
@@ -33,9 +36,13 @@ def resolve_url(settings: Settings) -> str:
     return embedded.start(settings.data_dir)
 
 
+T = TypeVar("T")
+
+
 class Database:
-    def __init__(self, url: str, pool_size: int = 5) -> None:
+    def __init__(self, url: str, pool_size: int = 5, outage_seconds: float = 120.0) -> None:
         self.url = url
+        self.outage_seconds = outage_seconds
         self.engine: Engine = create_engine(
             url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
         )
@@ -43,7 +50,19 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings, pool_size: int = 5) -> Database:
-        return cls(resolve_url(settings), pool_size)
+        return cls(resolve_url(settings), pool_size, settings.db_outage_seconds)
+
+    def through_outages(self, fn: Callable[..., T], *args: object) -> T:
+        """Call `fn` (one transaction), again while PostgreSQL cannot be reached (a restart, a failover),
+        for up to `outage_seconds`. Only for transactions that are safe to run twice: a commit whose
+        acknowledgement was lost is run again."""
+        retrying = Retrying(
+            retry=retry_if_exception_type((OperationalError, InterfaceError)),
+            wait=wait_exponential_jitter(initial=0.2, max=5),
+            stop=stop_after_delay(self.outage_seconds),
+            reraise=True,
+        )
+        return retrying(fn, *args)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     engine_health_seconds: float = Field(
         5.0, gt=0, description="How often a worker checks that its engine answers /health."
     )
+    db_outage_seconds: float = Field(
+        120.0, gt=0, description="How long a worker waits out an unreachable PostgreSQL before giving up."
+    )
     reconcile_interval: float = Field(30.0, gt=0, description="Seconds between reconciler passes.")
     republish_after: int = Field(
         6 * 3600,

@@ -4,15 +4,25 @@ message may be lost, advances rounds whose callback was lost. Safe to run from s
 A lost queue is detected cheaply with an epoch key in Redis, which vanishes with the queues (a flush, a
 restart without persistence, a failover to an empty replica): when the key is gone, every pending
 trajectory is published again. Duplicates are harmless: a message for a row already claimed exits.
+
+A message can also be lost on its own: a worker fetched it and died before its claim committed (the
+message waits, unacknowledged, for Redis's visibility timeout: hours). Queues are FIFO, so a pending
+trajectory published well before the oldest message still waiting in its queue is no longer in the
+queue; a live worker would have claimed it within milliseconds: it is published again.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import uuid
+from datetime import timedelta
 
 from celery import Celery
+from sqlalchemy import text
 
+from scheduler.app import generation_queue, runtime
 from scheduler.sweep import sweep
 
 log = logging.getLogger("pacore.reconciler")
@@ -38,10 +48,51 @@ class Reconciler:
             log.warning(
                 "the broker has no epoch key: its queues may be lost; publishing all pending work again"
             )
-        actions = sweep(self.app, queue_lost=lost)
+        actions = sweep(self.app, queue_lost=lost, undelivered_before=self.undelivered_before())
         if actions:
             log.info("reconciled: %s", actions)
         return actions
+
+    def undelivered_before(self) -> dict[str, str]:
+        """Per model: pending trajectories published before this moment have left their queue (the
+        publication of the oldest message still queued, or now, less a lease period of slack)."""
+        if self.redis is None:
+            return {}
+        rt = runtime(self.app)
+        slack = timedelta(seconds=rt.settings.lease_seconds)
+        with rt.db.session() as session:
+            models = session.execute(
+                text("SELECT DISTINCT config ->> 'model' FROM campaign WHERE status = 'active'")
+            ).scalars()
+            cutoffs = {}
+            for model in models:
+                try:
+                    head = _oldest_queued(self.redis.lindex(generation_queue(model), -1))
+                except (ValueError, KeyError, IndexError, TypeError):
+                    log.warning("cannot read the oldest message queued for %s; skipping it", model)
+                    continue
+                since = session.execute(
+                    text(
+                        "SELECT coalesce((SELECT published_at FROM trajectory WHERE id = :head), "
+                        "CASE WHEN :empty THEN now() END)"
+                    ),
+                    {"head": head, "empty": head is None},
+                ).scalar()
+                if since is not None:
+                    cutoffs[model] = (since - slack).isoformat()
+        return cutoffs
+
+
+def _oldest_queued(raw: bytes | None) -> int | None:
+    """The trajectory id of a queued `generate` message (kombu's envelope around Celery's protocol 2
+    body: [args, kwargs, embed], base64-encoded), or None for an empty queue."""
+    if raw is None:
+        return None
+    message = json.loads(raw)
+    body = message["body"]
+    if message.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    return int(json.loads(body)[0][0])
 
 
 def _redis_client(app: Celery):  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from celery import Celery
@@ -16,22 +17,35 @@ from scheduler.rounds import Publish, advance_round
 
 
 def load_rows(
-    session: Session, campaign_id: int | None, everything: bool, republish_after: int
+    session: Session,
+    campaign_id: int | None,
+    everything: bool,
+    republish_after: int,
+    undelivered_before: dict[str, str] | None = None,
 ) -> tuple[list[RoundRow], list[TrajectoryRow]]:
     """The rows the reconciler may act on: rounds with nothing unfinished that did not advance, running
-    trajectories whose lease expired and pending ones published long ago (with `everything`: all
+    trajectories whose lease expired and pending ones whose message is gone: published longer ago than
+    the broker's visibility horizon, or (per model) before `undelivered_before` (with `everything`: all
     running and pending rows). The pure `reconcile` decides; this only narrows the read."""
     where = "" if campaign_id is None else "AND run.campaign_id = :cid"
-    params = {"cid": campaign_id, "everything": everything, "horizon": republish_after}
+    params = {
+        "cid": campaign_id,
+        "everything": everything,
+        "horizon": republish_after,
+        "cutoffs": json.dumps(undelivered_before or {}),
+    }
     rounds = [RoundRow(rid, "generating", 0) for rid in stuck_rounds(session, campaign_id)]
+    gone = (
+        "(t.published_at < now() - make_interval(secs => :horizon) OR "
+        "t.published_at < (CAST(:cutoffs AS jsonb) ->> (c.config ->> 'model'))::timestamptz)"
+    )
     trajectories = session.execute(
         text(
             "SELECT t.id, t.round_id, t.status, t.attempt, coalesce(t.lease_until < now(), false), "
-            "coalesce(t.published_at < now() - make_interval(secs => :horizon), false) FROM trajectory t "
-            "JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id "
+            f"coalesce({gone}, false) FROM trajectory t "
+            "JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = t.campaign_id "
             "WHERE ((t.status = 'running' AND (:everything OR t.lease_until < now())) "
-            "OR (t.status = 'pending' AND (:everything OR t.published_at < now() - make_interval(secs => :horizon)))) "
-            f"{where}"
+            f"OR (t.status = 'pending' AND (:everything OR {gone}))) {where}"
         ),
         params,
     ).all()
@@ -54,14 +68,18 @@ def stuck_rounds(session: Session, campaign_id: int | None = None) -> list[int]:
 
 
 def sweep(
-    app: Celery, campaign_id: int | None = None, orphan_all_running: bool = False, queue_lost: bool = False
+    app: Celery,
+    campaign_id: int | None = None,
+    orphan_all_running: bool = False,
+    queue_lost: bool = False,
+    undelivered_before: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """Re-drive what was lost. In single-box mode (at start-up) every running row is orphaned; in a
     fleet, leases say which holders are gone, and a lost queue means every pending row's message is."""
     rt = runtime(app)
     everything = orphan_all_running or queue_lost
     with rt.db.session() as session:
-        rows = load_rows(session, campaign_id, everything, rt.settings.republish_after)
+        rows = load_rows(session, campaign_id, everything, rt.settings.republish_after, undelivered_before)
         actions = reconcile(*rows, orphan_all_running=orphan_all_running, queue_lost=queue_lost)
         to_publish: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for action in actions:

@@ -168,7 +168,8 @@ class Checkpoints:
                 session.execute(
                     text(
                         "INSERT INTO chunk (trajectory_id, attempt, seq, text, tokens) "
-                        "VALUES (:tid, :attempt, :seq, :text, :tokens)"
+                        "VALUES (:tid, :attempt, :seq, :text, :tokens) "
+                        "ON CONFLICT (trajectory_id, attempt, seq) DO NOTHING"  # written, answer lost
                     ),
                     kept,
                 )

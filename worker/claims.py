@@ -54,9 +54,12 @@ def claim(db: Database, trajectory_id: int, attempt: int, worker_id: str, lease_
         row = session.execute(
             text(
                 "UPDATE trajectory t SET status = 'running', worker_id = :worker, started_at = now(), "
-                "lease_until = now() + make_interval(secs => :lease), tokens_reserved = 0, tokens_streamed = 0 "
+                "lease_until = now() + make_interval(secs => :lease) "
                 "FROM round r JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id "
-                "WHERE t.id = :id AND t.attempt = :attempt AND t.status = 'pending' AND r.id = t.round_id "
+                "WHERE t.id = :id AND t.attempt = :attempt AND r.id = t.round_id "
+                # pending; or already ours: a claim whose commit went through but whose answer was lost
+                # (the worker runs one generation per trajectory at a time, so nothing else of ours)
+                "AND (t.status = 'pending' OR (t.status = 'running' AND t.worker_id = :worker)) "
                 "AND c.status = 'active' AND run.status = 'running' "
                 "RETURNING t.sampling_seed, r.input_messages, r.max_tokens, c.config, run.id, c.id"
             ),

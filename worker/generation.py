@@ -60,11 +60,14 @@ class BudgetGuard:
             want = block_size(self.reserved, self.limit, block)
             if want == 0:
                 break
-            with self.db.session() as session:
-                got = tokens.reserve(session, self.claim.holder, want, spent, self.settings.token_grant)
+            got = self.db.through_outages(self._reserve, want, spent)
             self.reserved += got
             self.refused = got == 0
         return spent + headroom <= self.reserved
+
+    def _reserve(self, want: int, spent: int) -> int:
+        with self.db.session() as session:
+            return tokens.reserve(session, self.claim.holder, want, spent, self.settings.token_grant)
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ class Generation:
         try:
             result = self._retrying(retrying)
         except HandBack as stop:
-            self.node.checkpoints.flush(self.db, only=self.recorder)
+            self.db.through_outages(self.node.checkpoints.flush, self.db, self.recorder)
             return Attempted(None, None, self._spent(0), handed_back=stop.reason)
         except EngineError as exc:
             return Attempted(None, f"{exc} (after {self.tries} tries)", self._spent(0))

@@ -12,19 +12,21 @@ import threading
 from sqlalchemy import text
 
 from pacore.db import Database
-from worker.checkpoint import Checkpoints
+from worker.node import Node
 
 log = logging.getLogger("pacore.worker")
 
 
-def beat(db: Database, worker_id: str, lease_seconds: int) -> int:
+def beat(db: Database, worker_id: str, lease_seconds: int, holding: list[int]) -> int:
+    """Extend the leases of the trajectories this process is generating (not of rows it claimed and
+    then dropped on an unexpected error: those expire and are re-driven)."""
     with db.session() as session:
         extended = session.execute(
             text(
                 "UPDATE trajectory SET lease_until = now() + make_interval(secs => :lease) "
-                "WHERE worker_id = :worker AND status = 'running'"
+                "WHERE worker_id = :worker AND status = 'running' AND id = ANY(:ids)"
             ),
-            {"worker": worker_id, "lease": lease_seconds},
+            {"worker": worker_id, "lease": lease_seconds, "ids": holding},
         ).rowcount  # type: ignore[attr-defined]
         session.execute(
             text("UPDATE worker SET heartbeat_at = now() WHERE id = :worker"), {"worker": worker_id}
@@ -32,17 +34,15 @@ def beat(db: Database, worker_id: str, lease_seconds: int) -> int:
     return int(extended)
 
 
-def start(
-    db: Database, worker_id: str, lease_seconds: int, every: float, checkpoints: Checkpoints
-) -> threading.Event:
+def start(db: Database, node: Node, lease_seconds: int, every: float) -> threading.Event:
     """Beat (and checkpoint) every `every` seconds on a daemon thread until the returned event is set."""
     stop = threading.Event()
 
     def loop() -> None:
         while not stop.wait(every):
             try:
-                beat(db, worker_id, lease_seconds)
-                checkpoints.flush(db)
+                beat(db, node.worker_id, lease_seconds, node.holding())
+                node.checkpoints.flush(db)
             except Exception:  # the database may be restarting: keep beating, leases have slack
                 log.exception("heartbeat failed")
 

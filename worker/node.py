@@ -21,6 +21,24 @@ class Node:
     draining: threading.Event = field(default_factory=threading.Event)
     engine_lost: threading.Event = field(default_factory=threading.Event)
     drain_deadline: float = float("inf")
+    active: set[int] = field(default_factory=set)  # trajectory ids this process is generating
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def begin(self, trajectory_id: int) -> bool:
+        """Take up a trajectory; False if this process is already generating it (a duplicate message)."""
+        with self.lock:
+            if trajectory_id in self.active:
+                return False
+            self.active.add(trajectory_id)
+            return True
+
+    def end(self, trajectory_id: int) -> None:
+        with self.lock:
+            self.active.discard(trajectory_id)
+
+    def holding(self) -> list[int]:
+        with self.lock:
+            return list(self.active)
 
     def drain(self) -> None:
         """Begin the cooperative drain: generations hand back unless they finish within the grace."""

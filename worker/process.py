@@ -91,9 +91,7 @@ def run_worker(
     node = Node(engine, worker_id, settings.drain_grace_seconds)
     runtime(app).node = node
     _register(db, worker_id, queue, model, engine_url, concurrency)
-    beating = heartbeat.start(
-        db, worker_id, settings.lease_seconds, settings.heartbeat_seconds, node.checkpoints
-    )
+    beating = heartbeat.start(db, node, settings.lease_seconds, settings.heartbeat_seconds)
     worker_shutting_down.connect(lambda **_: node.drain(), weak=False)
     _gate_on_engine_health(app, node, model, queue, settings.engine_health_seconds)
     log.info("worker %s consuming %s with %d concurrent generations", worker_id, queue, concurrency)

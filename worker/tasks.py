@@ -9,8 +9,9 @@ import logging
 from celery import Celery
 
 from pacore.tokens import Fenced
-from scheduler.app import runtime
+from scheduler.app import Runtime, runtime
 from worker import claims, generation
+from worker.node import Node
 
 log = logging.getLogger("pacore.worker")
 
@@ -22,35 +23,55 @@ def register(app: Celery) -> None:
         node = rt.node
         if node is None:
             raise RuntimeError("this process has no engine: generate tasks run on `pacore worker`")
-        claim = claims.claim(rt.db, trajectory_id, attempt, node.worker_id, rt.settings.lease_seconds)
-        if claim is None:
-            return trajectory_id
+        if not node.begin(trajectory_id):
+            return trajectory_id  # a duplicate of a message this process is working on
         try:
-            attempted = generation.generate(node, rt.db, claim, rt.settings)
-        except Fenced:
-            log.info("trajectory %d attempt %d was taken over; dropping this attempt", trajectory_id, attempt)
-            return trajectory_id
-        if attempted.handed_back:
-            claims.hand_back(
-                rt.db, claim, node.worker_id, attempted.spent, attempted.handed_back, rt.settings.token_grant
-            )
-            log.info(
-                "trajectory %d attempt %d handed back (%s) after %d tokens, checkpointed",
-                trajectory_id,
-                attempt,
-                attempted.handed_back,
-                attempted.spent.tokens,
-            )
-            return trajectory_id
-        if attempted.error:
-            log.warning("trajectory %d attempt %d failed: %s", trajectory_id, attempt, attempted.error)
-        claims.finish(
-            rt.db,
+            return _generate(rt, node, trajectory_id, attempt)
+        finally:
+            node.end(trajectory_id)
+
+
+def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
+    """Claim, generate, then write the result or hand the trajectory back."""
+    db = rt.db
+    claim = db.through_outages(
+        claims.claim, db, trajectory_id, attempt, node.worker_id, rt.settings.lease_seconds
+    )
+    if claim is None:
+        return trajectory_id
+    try:
+        attempted = generation.generate(node, db, claim, rt.settings)
+    except Fenced:
+        log.info("trajectory %d attempt %d was taken over; dropping this attempt", trajectory_id, attempt)
+        return trajectory_id
+    if attempted.handed_back:
+        db.through_outages(
+            claims.hand_back,
+            db,
             claim,
             node.worker_id,
-            attempted.result,
-            attempted.error,
             attempted.spent,
+            attempted.handed_back,
             rt.settings.token_grant,
         )
+        log.info(
+            "trajectory %d attempt %d handed back (%s) after %d tokens, checkpointed",
+            trajectory_id,
+            attempt,
+            attempted.handed_back,
+            attempted.spent.tokens,
+        )
         return trajectory_id
+    if attempted.error:
+        log.warning("trajectory %d attempt %d failed: %s", trajectory_id, attempt, attempted.error)
+    db.through_outages(
+        claims.finish,
+        db,
+        claim,
+        node.worker_id,
+        attempted.result,
+        attempted.error,
+        attempted.spent,
+        rt.settings.token_grant,
+    )
+    return trajectory_id

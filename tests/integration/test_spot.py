@@ -215,3 +215,35 @@ def test_a_request_that_kills_engines_on_two_workers_quarantines_its_run(
         status = fleet.wait_finished("poison", timeout=120)
         assert status["runs"] == {"total": 1, "done": 1}
         fleet.assert_within_budget(status)
+
+
+def test_a_message_fetched_by_a_worker_that_died_before_claiming_it_is_published_again(
+    postgres_admin, template_db, redis_available, fake_engine, tmp_path: Path
+) -> None:
+    with running_fleet(
+        postgres_admin,
+        template_db,
+        redis_available,
+        fake_engine.url,
+        fake_engine.model,
+        tmp_path,
+        workers=0,
+        extra_env=FAST,
+    ) as fleet:
+        broker = redis.Redis.from_url(fleet.broker_url)
+        deadline = time.monotonic() + 30
+        while not broker.exists("pacore:epoch"):  # the reconciler's first pass (which republishes all)
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        slow_campaign(fleet, tmp_path, "fetched", "an ordinary problem", problems=2)
+        queue = f"generate.{fake_engine.model}"
+        while broker.llen(queue) < 8:
+            assert time.monotonic() < deadline + 30
+            time.sleep(0.1)
+        taken = broker.rpop(queue)  # fetched by a consumer that then died: no ack, no claim
+        assert taken is not None
+        fleet.start("worker-late", "worker", "--engine-url", fleet.engine_url, "--concurrency", "8")
+        status = fleet.wait_finished("fetched", timeout=60)
+        assert status["runs"] == {"total": 2, "done": 2}
+        log = (tmp_path / "scheduler.log").read_text()
+        assert "'Republish': 1" in log, "the reconciler published the lost message again"
