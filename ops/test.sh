@@ -28,5 +28,5 @@ if [ $# -eq 0 ]; then
 fi
 
 echo "== main suite"
-[ $# -gt 0 ] || set -- tests/unit tests/integration tests/e2e
+[ $# -gt 0 ] || set -- tests/unit tests/integration tests/e2e tests/chaos
 exec .venv/bin/python -m pytest "$@" -q

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from pacore.core.campaign import CampaignConfig
 from pacore.core.problems import LineError
@@ -49,8 +50,12 @@ def main(ctx: click.Context) -> None:
     """pacore: PaCoRe test-time-compute campaigns on a job queue (see README.md)."""
     try:
         settings = Settings()
-    except Exception as exc:  # pydantic's ValidationError names the variable and the problem
-        raise click.ClickException(f"invalid PACORE_* setting: {exc}") from exc
+    except ValidationError as exc:  # named and explained, without the values: they may be secrets
+        problems = "; ".join(
+            f"PACORE_{'_'.join(map(str, e['loc'])).upper() or '*'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+        raise click.ClickException(f"invalid setting: {problems}") from exc
     logging.basicConfig(
         level=settings.log_level.upper(),
         stream=sys.stderr,
@@ -326,6 +331,34 @@ def export(obj: Context, campaign: str, output: Path | None) -> None:
         finally:
             if output:
                 out.close()
+
+
+@main.command()
+@click.argument("campaign")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Archive file. Default: CAMPAIGN.jsonl.gz in the current folder.",
+)
+@click.option("--purge", is_flag=True, help="Then delete the campaign's text from the database.")
+@pass_ctx
+def archive(obj: Context, campaign: str, output: Path | None, purge: bool) -> None:
+    """Write a finished campaign as gzip-compressed JSONL (the export's lines); with --purge, delete its
+    text (trajectories, checkpoints, round inputs) from the database once the file is written and read
+    back. Statuses, answers and token counts stay."""
+    from pacore.archive import ArchiveError
+    from pacore.archive import archive as write_archive
+    from pacore.status import UnknownCampaign
+
+    path = output or Path(f"{campaign}.jsonl.gz")
+    try:
+        done = write_archive(obj.db(), campaign, path, purge)
+    except (UnknownCampaign, ArchiveError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"archived {done.runs} runs of {campaign!r} to {done.path} ({done.bytes:,} bytes)")
+    if done.purged_trajectories is not None:
+        click.echo(f"purged the text of {done.purged_trajectories} trajectories from the database")
 
 
 # -- processes --------------------------------------------------------------------------------------

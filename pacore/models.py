@@ -62,6 +62,8 @@ class Campaign(SQLModel, table=True):
     prompt_tokens: int = _tokens()
     created_at: datetime = _created()
     finished_at: datetime | None = _when()
+    archived_to: str | None = Field(default=None, sa_column=Column(Text))  # `pacore archive`
+    text_purged_at: datetime | None = _when()
 
 
 class Problem(SQLModel, table=True):

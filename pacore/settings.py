@@ -1,14 +1,21 @@
 """The one settings object, read from PACORE_* environment variables (and a .env file) at start-up.
 
 It is built by the CLI (or a test) and passed down; nothing builds it at import time.
+
+Secrets (the database and broker URLs, which carry passwords, and the engine's API key) come from the
+environment or from files: PACORE_DATABASE_URL_FILE=/run/secrets/db reads the value from that file
+(Docker and Kubernetes secrets). They are never command-line options, and never logged.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRETS = ("database_url", "broker_url", "result_backend", "engine_api_key")
 
 
 class Settings(BaseSettings):
@@ -79,3 +86,21 @@ class Settings(BaseSettings):
     dispatch_interval: float = Field(1.0, gt=0, description="Seconds between scheduler dispatch ticks.")
     dispatch_batch: int = Field(256, ge=1, description="Runs started per dispatch tick at most.")
     log_level: str = Field("INFO", description="Log level of pacore processes.")
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> Settings:
+        for name in SECRETS:
+            variable = f"PACORE_{name.upper()}_FILE"
+            path = os.environ.get(variable)
+            if not path:
+                continue
+            if getattr(self, name) is not None:
+                raise ValueError(f"both PACORE_{name.upper()} and {variable} are set: keep one")
+            try:
+                value = Path(path).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"{variable}={path}: cannot read it ({exc.strerror})") from exc
+            if not value:
+                raise ValueError(f"{variable}={path}: the file is empty")
+            setattr(self, name, SecretStr(value))
+        return self

@@ -85,7 +85,7 @@ def run_campaign(
     try:
         _follow(db, name, children, log_dir)
     finally:
-        _stop(children)
+        _stop(children, grace=settings.drain_grace_seconds + 5)  # workers drain: checkpoint, hand back
     with db.session() as session:
         summary = summaries(session, name)[0]
     return {**summary, "answers": _answers(db, campaign_id), "logs": str(log_dir)}
@@ -141,7 +141,7 @@ def _follow(db: Database, name: str, children: list[subprocess.Popen[bytes]], lo
             time.sleep(POLL_SECONDS)
 
 
-def _stop(children: list[subprocess.Popen[bytes]], grace: float = 15.0) -> None:
+def _stop(children: list[subprocess.Popen[bytes]], grace: float) -> None:
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

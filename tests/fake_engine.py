@@ -37,8 +37,9 @@ PROMPT_TOKENS_PER_WORD = 1
 
 
 class FakeEngine:
-    def __init__(self, model: str = "fake-model") -> None:
+    def __init__(self, model: str = "fake-model", api_key: str | None = None) -> None:
         self.model = model
+        self.api_key = api_key  # when set, requests must carry it (vllm serve --api-key)
         self.requests: list[dict[str, Any]] = []
         self.per_text: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -80,6 +81,9 @@ class FakeEngine:
     def is_down(self) -> bool:
         return time.monotonic() < self.down_until
 
+    def authorized(self, headers: Any) -> bool:
+        return not self.api_key or headers.get("Authorization") == f"Bearer {self.api_key}"
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         engine = self
 
@@ -90,6 +94,9 @@ class FakeEngine:
                 pass
 
             def do_GET(self) -> None:
+                if self.path.startswith("/v1") and not engine.authorized(self.headers):
+                    self.send_json(401, {"error": "Unauthorized"})
+                    return
                 if self.path == "/health":
                     self.send_json(200, {})
                 elif self.path == "/v1/models":
@@ -102,12 +109,7 @@ class FakeEngine:
                 # A client that stops reading (a refused budget block) aborts the request, as in vLLM; a
                 # dying engine breaks the stream (the connection closes mid-body).
                 try:
-                    if self.path == "/tokenize" and "NOCONT" in json.dumps(body):
-                        self.send_json(404, {"detail": "Not Found"})
-                    elif self.path == "/tokenize":
-                        self.send_json(200, {"tokens": engine.tokenize(body)})
-                    else:
-                        engine.handle(self, body)
+                    engine.post(self, body)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
@@ -120,6 +122,16 @@ class FakeEngine:
                 self.wfile.write(payload)
 
         return Handler
+
+    def post(self, handler: Any, body: dict[str, Any]) -> None:
+        if not self.authorized(handler.headers):
+            handler.send_json(401, {"error": "Unauthorized"})
+        elif handler.path == "/tokenize" and "NOCONT" in json.dumps(body):
+            handler.send_json(404, {"detail": "Not Found"})
+        elif handler.path == "/tokenize":
+            handler.send_json(200, {"tokens": self.tokenize(body)})
+        else:
+            self.handle(handler, body)
 
     @staticmethod
     def tokenize(body: dict[str, Any]) -> list[int]:

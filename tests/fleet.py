@@ -30,10 +30,13 @@ class Fleet:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
     engine_ref: Any = None  # the FakeEngine in the test process, when there is one
+    database_url_file: Path | None = None  # given, processes read the URL from it, not the environment
 
     def env(self, **extra: str) -> dict[str, str]:
+        url_file = str(self.database_url_file) if self.database_url_file else None
         return pacore_env(
-            PACORE_DATABASE_URL=self.database_url,
+            PACORE_DATABASE_URL=None if url_file else self.database_url,
+            PACORE_DATABASE_URL_FILE=url_file,
             PACORE_BROKER_URL=self.broker_url,
             PACORE_DISPATCH_INTERVAL="0.3",
             PACORE_ENGINE_TIMEOUT="2",
@@ -135,18 +138,22 @@ def running_fleet(
     workers: int = 1,
     concurrency: int = 8,
     extra_env: dict[str, str] | None = None,
+    password: str | None = None,
+    database_url_file: Path | None = None,
 ) -> Iterator[Fleet]:
+    """`password` goes into the database URL (trust authentication ignores it); with
+    `database_url_file`, the processes read that URL from the file."""
     name = f"pacore_fleet_{random.randrange(16**8):08x}"
     with psycopg.connect(postgres_admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     broker = claim_redis_db(redis_url)
+    url = postgres_admin.rsplit("/", 1)[0] + "/" + name
+    if password:
+        url = url.replace("@", f":{password}@", 1)
+    if database_url_file:
+        database_url_file.write_text(url + "\n")
     fleet = Fleet(
-        postgres_admin.rsplit("/", 1)[0] + "/" + name,
-        broker,
-        engine_url,
-        model,
-        logs,
-        extra_env=extra_env or {},
+        url, broker, engine_url, model, logs, extra_env=extra_env or {}, database_url_file=database_url_file
     )
     fleet.start("scheduler", "scheduler")
     for i in range(workers):
