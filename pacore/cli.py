@@ -282,6 +282,107 @@ def budget(obj: Context, campaign: str, budget: str) -> None:
         click.echo("note: already above the new budget; no new tokens will be granted", err=True)
 
 
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--workers", type=click.IntRange(1), help="Grading subprocesses. Default: the CPU count.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def grade(file: Path, workers: int | None, as_json: bool) -> None:
+    """Grade a JSONL of recorded outputs (`response` or `final_response`, and `ground_truth.answer`) with
+    math-verify; where records carry a reference verdict (`source_correct`), print the agreement and
+    every disagreement."""
+    from pacore.grading import GradeFileError, grade_many, read_records, summarize
+
+    try:
+        records = read_records(str(file))
+    except GradeFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    verdicts = grade_many([(r.response, r.truth) for r in records], workers)
+    summary = summarize(records, verdicts)
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(
+        f"graded {summary['records']} records of {summary['problems']} problems: {summary['correct']} correct, "
+        f"{summary['incorrect']} incorrect, {summary['no_answer']} no answer, {summary['timeout']} timed out; "
+        f"accuracy {summary['accuracy']:.2%}, pass@1 {summary['pass_at_1']:.2%}"
+    )
+    if summary["agreement"] is not None:
+        same = summary["referenced"] - len(summary["disagreements"])  # type: ignore[operator]
+        click.echo(
+            f"agreement with the reference verdicts (source_correct): {same}/{summary['referenced']} "
+            f"= {summary['agreement']:.2%}"
+        )
+        for d in summary["disagreements"]:  # type: ignore[attr-defined]
+            click.echo(
+                f"  line {d['line']} {d['problem_id']}: truth {d['truth']!r}, extracted {d['extracted']!r} "
+                f"({d['how']}): graded {d['grade']}, reference {'correct' if d['reference_correct'] else 'incorrect'}"
+            )
+
+
+def _control(obj: Context, action: str, campaign: str) -> None:
+    from pacore import control
+    from pacore.status import UnknownCampaign
+
+    try:
+        with obj.db().session() as session:
+            changed = getattr(control, action)(session, campaign)
+    except (UnknownCampaign, control.ControlError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    details = []
+    if changed.runs:
+        details.append(f"{changed.runs} run(s)")
+    if changed.trajectories:
+        details.append(f"{changed.trajectories} trajectories")
+    click.echo(f"campaign {campaign!r}: {changed.status}" + (f" ({', '.join(details)})" if details else ""))
+
+
+@main.command()
+@click.argument("campaign")
+@pass_ctx
+def pause(obj: Context, campaign: str) -> None:
+    """Stop starting work for the campaign; generations already running finish."""
+    _control(obj, "pause", campaign)
+
+
+@main.command()
+@click.argument("campaign")
+@pass_ctx
+def resume(obj: Context, campaign: str) -> None:
+    """Continue a paused campaign; nothing finished is generated again."""
+    _control(obj, "resume", campaign)
+
+
+@main.command()
+@click.argument("campaign")
+@pass_ctx
+def cancel(obj: Context, campaign: str) -> None:
+    """Cancel the campaign: its running generations stop (workers learn it from their next heartbeat)
+    and everything unfinished is marked cancelled; finished results stay."""
+    _control(obj, "cancel", campaign)
+
+
+@main.command()
+@click.argument("campaign")
+@click.option(
+    "--failed", is_flag=True, required=True, help="Retry the failed runs (their failed last round)."
+)
+@pass_ctx
+def retry(obj: Context, campaign: str, failed: bool) -> None:
+    """Give failed runs another go: their failed last round runs again with new attempts."""
+    _control(obj, "retry_failed", campaign)
+
+
+@main.command()
+@click.argument("campaign")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@pass_ctx
+def delete(obj: Context, campaign: str, yes: bool) -> None:
+    """Delete a campaign and everything under it (problems, runs, rounds, trajectories, the ledger)."""
+    if not yes:
+        click.confirm(f"delete campaign {campaign!r} and all its results?", abort=True)
+    _control(obj, "delete", campaign)
+
+
 @main.group()
 def quarantine() -> None:
     """Runs held back because one of their trajectories coincided with engine deaths on two workers."""

@@ -28,7 +28,7 @@ from sqlmodel import Field, SQLModel
 # Public vocabularies of the status columns.
 CAMPAIGN_STATUSES = ("active", "paused", "cancelled", "done")
 RUN_STATUSES = ("pending", "running", "done", "failed", "budget_exhausted", "cancelled", "quarantined")
-ROUND_STATUSES = ("generating", "done", "failed")
+ROUND_STATUSES = ("generating", "done", "failed", "cancelled")
 TRAJECTORY_STATUSES = ("pending", "running", "done", "failed", "cancelled")
 UNFINISHED = ("pending", "running")
 

@@ -19,6 +19,7 @@ from pacore.core.budget import (
     RunTokens,
     apply_finish,
     apply_grant,
+    apply_reopen,
     apply_reserve,
     grant_request,
 )
@@ -148,3 +149,46 @@ def room(session: Session, run_id: int, campaign_id: int) -> int | None:
     if campaign.available is not None:
         limits.append(campaign.available + run.free_grant)
     return max(0, min(limits)) if limits else None
+
+
+def settle_lost(
+    session: Session,
+    holder: Holder,
+    reserved: int,
+    streamed: int,
+    checkpointed: int,
+    outcome: str,
+    error: str,
+) -> None:
+    """Settle an attempt that will not finish (its process is gone, or its campaign was cancelled), once,
+    through the ledger: what it had streamed (as of its last block request or checkpoint, never past
+    its reservation) is spent; of that, what it checkpointed is kept for the next attempt, unless
+    `outcome` is `cancelled` (nothing comes next), and the rest is waste."""
+    used = min(max(streamed, checkpointed), reserved)
+    wasted = used if outcome == "cancelled" else max(0, used - checkpointed)
+    settled = session.execute(
+        text(
+            "INSERT INTO attempt (trajectory_id, attempt, outcome, preempted, completion_tokens, wasted_tokens, error) "
+            "VALUES (:id, :attempt, :outcome, true, :used, :wasted, :error) "
+            "ON CONFLICT (trajectory_id, attempt) DO NOTHING RETURNING id"
+        ),
+        {
+            "id": holder.trajectory_id,
+            "attempt": holder.attempt,
+            "outcome": outcome,
+            "used": used,
+            "wasted": wasted,
+            "error": error,
+        },
+    ).first()
+    if settled is not None:
+        settle(session, holder, reserved, used, wasted, 0, grant=0)
+
+
+def reopen_run(session: Session, run_id: int, campaign_id: int) -> None:
+    """A finished run runs again (retry): undo `finish_run`, so that finishing it again counts once."""
+    run = lock_run(session, run_id)
+    campaign = lock_campaign(session, campaign_id)
+    run, campaign = apply_reopen(run, campaign)
+    _write_run(session, run_id, run)
+    _write_campaign(session, campaign_id, campaign)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 import uuid
 from datetime import timedelta
 
@@ -34,6 +35,22 @@ class Reconciler:
     def __init__(self, app: Celery) -> None:
         self.app = app
         self.redis = _redis_client(app)
+        settings = runtime(app).settings
+        self.lease = settings.lease_seconds
+        # A gap between passes longer than this means this reconciler could not reach the database (or
+        # was not running): nor, perhaps, could the workers' heartbeats.
+        self.outage = settings.reconcile_interval + settings.lease_seconds / 2
+        # Leases are judged only a full lease period after that (and after start-up): heartbeats must
+        # have had their chance to extend them, or live workers' trajectories would be re-driven.
+        self.trusted_from = time.monotonic() + self.lease
+        self.last_ok = time.monotonic()
+
+    def trust_leases(self) -> bool:
+        now = time.monotonic()
+        if now - self.last_ok > self.outage:
+            self.trusted_from = now + self.lease
+        self.last_ok = now
+        return now >= self.trusted_from
 
     def queue_lost(self) -> bool:
         """True when the broker lost its queues since we last looked (or we cannot know: at start-up)."""
@@ -48,7 +65,12 @@ class Reconciler:
             log.warning(
                 "the broker has no epoch key: its queues may be lost; publishing all pending work again"
             )
-        actions = sweep(self.app, queue_lost=lost, undelivered_before=self.undelivered_before())
+        actions = sweep(
+            self.app,
+            queue_lost=lost,
+            undelivered_before=self.undelivered_before(),
+            trust_leases=self.trust_leases(),
+        )
         if actions:
             log.info("reconciled: %s", actions)
         return actions

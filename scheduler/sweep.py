@@ -45,7 +45,7 @@ def load_rows(
             f"coalesce({gone}, false) FROM trajectory t "
             "JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = t.campaign_id "
             "WHERE ((t.status = 'running' AND (:everything OR t.lease_until < now())) "
-            f"OR (t.status = 'pending' AND (:everything OR {gone}))) {where}"
+            f"OR (t.status = 'pending' AND c.status = 'active' AND (:everything OR {gone}))) {where}"
         ),
         params,
     ).all()
@@ -73,6 +73,7 @@ def sweep(
     orphan_all_running: bool = False,
     queue_lost: bool = False,
     undelivered_before: dict[str, str] | None = None,
+    trust_leases: bool = True,
 ) -> dict[str, int]:
     """Re-drive what was lost. In single-box mode (at start-up) every running row is orphaned; in a
     fleet, leases say which holders are gone, and a lost queue means every pending row's message is."""
@@ -80,7 +81,9 @@ def sweep(
     everything = orphan_all_running or queue_lost
     with rt.db.session() as session:
         rows = load_rows(session, campaign_id, everything, rt.settings.republish_after, undelivered_before)
-        actions = reconcile(*rows, orphan_all_running=orphan_all_running, queue_lost=queue_lost)
+        actions = reconcile(
+            *rows, orphan_all_running=orphan_all_running, queue_lost=queue_lost, trust_leases=trust_leases
+        )
         to_publish: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for action in actions:
             if isinstance(action, Redrive) and _redrive(session, action):
@@ -126,19 +129,10 @@ def _redrive(session: Session, action: Redrive) -> bool:
     if moved is None:
         return False
     reserved, streamed, campaign_id, run_id, kept = moved
-    used = min(max(streamed, kept), reserved)
-    wasted = max(0, used - kept)
-    settled = session.execute(
-        text(
-            "INSERT INTO attempt (trajectory_id, attempt, outcome, preempted, completion_tokens, wasted_tokens, error) "
-            "VALUES (:id, :attempt, 'preempted', true, :used, :wasted, 'the process holding it is gone') "
-            "ON CONFLICT (trajectory_id, attempt) DO NOTHING RETURNING id"
-        ),
-        {"id": action.trajectory_id, "attempt": action.stale_attempt, "used": used, "wasted": wasted},
-    ).first()
-    if settled is not None:
-        holder = tokens.Holder(action.trajectory_id, action.stale_attempt, run_id, campaign_id)
-        tokens.settle(session, holder, reserved, used, wasted, 0, grant=0)
+    holder = tokens.Holder(action.trajectory_id, action.stale_attempt, run_id, campaign_id)
+    tokens.settle_lost(
+        session, holder, reserved, streamed, kept, "preempted", "the process holding it is gone"
+    )
     return True
 
 

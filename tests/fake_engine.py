@@ -12,6 +12,7 @@ the synthesis prompt that quotes it, of later rounds). `nth` counts requests per
 - `CONTEXT<n>`: a context of n tokens: a larger max_tokens gets vLLM's context-length error (400).
 - `SLOW<ms>`: each request takes that long.           - `LONG<n>`: the reasoning is n tokens (default 2).
 - `NOCONT`: no /tokenize: a checkpoint cannot be continued.
+- `FAILWHILE`: every request fails with HTTP 500 while `failing` is set.
 - `PACE<ms>`: each token takes that long.
 - `CRASH`: while `crashes` is set, the engine dies (see `go_down`) after the 3rd token of the request.
 
@@ -34,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 PROMPT_TOKENS_PER_WORD = 1
+CONTINUATION_CONTEXT = 10**6  # the continuation prompt is one token per character here
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # vLLM's (and OpenAI's) default on /v1/completions
 
 
 class FakeEngine:
@@ -45,6 +48,8 @@ class FakeEngine:
         self.lock = threading.Lock()
         self.down_until = 0.0
         self.crashes = True
+        self.failing = True  # FAILWHILE requests fail while this is set
+        self.streaming = 0  # streams in progress
         self.server = self._listen(0)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -129,7 +134,10 @@ class FakeEngine:
         elif handler.path == "/tokenize" and "NOCONT" in json.dumps(body):
             handler.send_json(404, {"detail": "Not Found"})
         elif handler.path == "/tokenize":
-            handler.send_json(200, {"tokens": self.tokenize(body)})
+            tokens = self.tokenize(body)
+            handler.send_json(
+                200, {"tokens": tokens, "count": len(tokens), "max_model_len": CONTINUATION_CONTEXT}
+            )
         else:
             self.handle(handler, body)
 
@@ -170,15 +178,16 @@ class FakeEngine:
             prompt,
             reasoning,
             content,
-            body.get("max_tokens"),
+            body.get("max_tokens", COMPLETIONS_DEFAULT_MAX_TOKENS if "prompt" in body else None),
             cut=3 if "DROP" in text and nth == 1 else None,
             crash_after=3 if crash else None,
             pace=int(pace.group(1)) / 1000 if pace else 0.0,
             prefix=prefix if "prompt" in body else None,
         )
 
-    @staticmethod
-    def _failure(text: str, nth: int, body: dict[str, Any], prompt: int) -> tuple[int, str] | None:
+    def _failure(self, text: str, nth: int, body: dict[str, Any], prompt: int) -> tuple[int, str] | None:
+        if "FAILWHILE" in text and self.failing:
+            return 500, "scripted internal error (until the switch is turned off)"
         if "FAIL500" in text or ("FAILHALF" in text and nth % 2 == 0) or ("FLAKY500" in text and nth == 1):
             return 500, "scripted internal error"
         if "RATE429" in text and nth == 1:
@@ -215,6 +224,24 @@ class FakeEngine:
             raw[len(reasoning)] = "</think>" + raw[len(reasoning)]
             done = next(k for k in range(len(raw) + 1) if "".join(raw[:k]) == prefix)
             pieces = [{"text": r} for r in raw[done:]]
+        with self.lock:
+            self.streaming += 1
+        try:
+            self._stream(handler, prompt, pieces, max_tokens, cut, pace, crash_after)
+        finally:
+            with self.lock:
+                self.streaming -= 1
+
+    def _stream(
+        self,
+        handler: Any,
+        prompt: int,
+        pieces: list[dict[str, str]],
+        max_tokens: int | None,
+        cut: int | None,
+        pace: float,
+        crash_after: int | None,
+    ) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Transfer-Encoding", "chunked")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import httpx
@@ -220,7 +220,10 @@ class OpenAIEngine:
         if guard is not None and not guard("", 0):
             return refused_before_start()
         if request.prefix:
-            path, body = "/v1/completions", request_body(request, self._continuation_prompt(request))
+            prompt, room = self._continuation_prompt(request)
+            if request.max_tokens is None:  # the completions API's default is 16 tokens, not "to the end"
+                request = replace(request, max_tokens=room)
+            path, body = "/v1/completions", request_body(request, prompt)
         else:
             path, body = "/v1/chat/completions", request_body(request)
         acc = StreamAccumulator(request.prefix)
@@ -243,17 +246,19 @@ class OpenAIEngine:
             raise EngineError("stream", "the stream ended without a finish reason", streamed=acc.tokens)
         return acc.result()
 
-    def _continuation_prompt(self, request: GenerationRequest) -> list[int]:
-        """Token ids of the rendered chat prompt followed by the prefix, from the server's tokenizer."""
-        rendered = self._tokenize(
+    def _continuation_prompt(self, request: GenerationRequest) -> tuple[list[int], int]:
+        """Token ids of the rendered chat prompt followed by the prefix, from the server's tokenizer, and
+        the room left in the model's context after them."""
+        rendered, max_len = self._tokenize(
             {"model": request.model, "messages": request.messages, "add_generation_prompt": True}
         )
-        prefix = self._tokenize(
+        prefix, _ = self._tokenize(
             {"model": request.model, "prompt": request.prefix, "add_special_tokens": False}
         )
-        return rendered + prefix
+        prompt = rendered + prefix
+        return prompt, max(1, max_len - len(prompt))
 
-    def _tokenize(self, body: dict[str, Any]) -> list[int]:
+    def _tokenize(self, body: dict[str, Any]) -> tuple[list[int], int]:
         try:
             response = self.client.post("/tokenize", json=body, timeout=60.0)
         except httpx.HTTPError as exc:
@@ -262,7 +267,8 @@ class OpenAIEngine:
             raise CannotContinue(f"the engine at {self.base_url} has no /tokenize endpoint")
         if response.status_code >= 400:
             raise EngineError("http", _error_message(response), response.status_code)
-        return [int(t) for t in response.json()["tokens"]]
+        answer = response.json()
+        return [int(t) for t in answer["tokens"]], int(answer["max_model_len"])
 
     def close(self) -> None:
         self.client.close()

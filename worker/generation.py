@@ -102,6 +102,8 @@ class Generation:
         """Per chunk: record the text, hand back if the process drains or the engine died, then budget."""
         self.recorder.add(raw, streamed - self.try_streamed)
         self.try_streamed = streamed
+        if self.node.is_superseded(self.claim.trajectory_id):  # cancelled, or re-driven elsewhere
+            raise HandBack("superseded")
         if self.node.engine_lost.is_set():  # noticed by the health gate; this stream itself still flows
             raise HandBack("engine down")
         if self.node.draining.is_set() and not self._finishes_before_deadline():

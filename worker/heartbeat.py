@@ -17,21 +17,27 @@ from worker.node import Node
 log = logging.getLogger("pacore.worker")
 
 
-def beat(db: Database, worker_id: str, lease_seconds: int, holding: list[int]) -> int:
+def beat(db: Database, worker_id: str, lease_seconds: int, holding: dict[int, int]) -> list[int]:
     """Extend the leases of the trajectories this process is generating (not of rows it claimed and
-    then dropped on an unexpected error: those expire and are re-driven)."""
+    then dropped on an unexpected error: those expire and are re-driven). Returns the ids it must stop
+    generating: no longer its own (the campaign was cancelled, or the trajectory was re-driven)."""
+    ids, attempts = list(holding), list(holding.values())
     with db.session() as session:
-        extended = session.execute(
-            text(
-                "UPDATE trajectory SET lease_until = now() + make_interval(secs => :lease) "
-                "WHERE worker_id = :worker AND status = 'running' AND id = ANY(:ids)"
-            ),
-            {"worker": worker_id, "lease": lease_seconds, "ids": holding},
-        ).rowcount  # type: ignore[attr-defined]
+        extended = set(
+            session.execute(
+                text(
+                    "UPDATE trajectory t SET lease_until = now() + make_interval(secs => :lease) "
+                    "FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS h(id, attempt) "
+                    "WHERE t.id = h.id AND t.attempt = h.attempt AND t.worker_id = :worker "
+                    "AND t.status = 'running' RETURNING t.id"
+                ),
+                {"worker": worker_id, "lease": lease_seconds, "ids": ids, "attempts": attempts},
+            ).scalars()
+        )
         session.execute(
             text("UPDATE worker SET heartbeat_at = now() WHERE id = :worker"), {"worker": worker_id}
         )
-    return int(extended)
+    return [t for t in ids if t not in extended]
 
 
 def start(db: Database, node: Node, lease_seconds: int, every: float) -> threading.Event:
@@ -41,7 +47,9 @@ def start(db: Database, node: Node, lease_seconds: int, every: float) -> threadi
     def loop() -> None:
         while not stop.wait(every):
             try:
-                beat(db, node.worker_id, lease_seconds, node.holding())
+                gone = beat(db, node.worker_id, lease_seconds, node.holding())
+                if gone:
+                    node.supersede(gone)
                 node.checkpoints.flush(db)
             except Exception:  # the database may be restarting: keep beating, leases have slack
                 log.exception("heartbeat failed")

@@ -21,7 +21,9 @@ class Node:
     draining: threading.Event = field(default_factory=threading.Event)
     engine_lost: threading.Event = field(default_factory=threading.Event)
     drain_deadline: float = float("inf")
-    active: set[int] = field(default_factory=set)  # trajectory ids this process is generating
+    active: set[int] = field(default_factory=set)  # trajectory ids taken up (claimed or claiming)
+    claimed: dict[int, int] = field(default_factory=dict)  # trajectory id -> the attempt it generates
+    superseded: set[int] = field(default_factory=set)  # claimed, but no longer ours (cancelled, re-driven)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def begin(self, trajectory_id: int) -> bool:
@@ -32,13 +34,27 @@ class Node:
             self.active.add(trajectory_id)
             return True
 
+    def generating(self, trajectory_id: int, attempt: int) -> None:
+        with self.lock:
+            self.claimed[trajectory_id] = attempt
+
     def end(self, trajectory_id: int) -> None:
         with self.lock:
             self.active.discard(trajectory_id)
+            self.claimed.pop(trajectory_id, None)
+            self.superseded.discard(trajectory_id)
 
-    def holding(self) -> list[int]:
+    def holding(self) -> dict[int, int]:
         with self.lock:
-            return list(self.active)
+            return dict(self.claimed)
+
+    def supersede(self, trajectory_ids: list[int]) -> None:
+        with self.lock:
+            self.superseded.update(t for t in trajectory_ids if t in self.claimed)
+
+    def is_superseded(self, trajectory_id: int) -> bool:
+        with self.lock:
+            return trajectory_id in self.superseded
 
     def drain(self) -> None:
         """Begin the cooperative drain: generations hand back unless they finish within the grace."""

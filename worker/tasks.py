@@ -39,10 +39,14 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
     )
     if claim is None:
         return trajectory_id
+    node.generating(trajectory_id, attempt)
     try:
         attempted = generation.generate(node, db, claim, rt.settings)
     except Fenced:
         log.info("trajectory %d attempt %d was taken over; dropping this attempt", trajectory_id, attempt)
+        return trajectory_id
+    if attempted.handed_back == "superseded":  # cancelled, or re-driven elsewhere: nothing to write
+        log.info("trajectory %d attempt %d is no longer ours; stopped generating it", trajectory_id, attempt)
         return trajectory_id
     if attempted.handed_back:
         db.through_outages(

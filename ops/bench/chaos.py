@@ -53,6 +53,18 @@ PACORE = str(Path(sys.executable).parent / "pacore")
 GRACE_SECONDS = 5
 
 
+# The engine and the fleet on separate cores (where there are two or more), so that a worker is not
+# starved of CPU by the engine it reads: a starved reader leaves generated tokens unread in its socket
+# buffer, and those are lost with it when it is killed, which is the engine's contention, not pacore's.
+CORES = os.cpu_count() or 1
+ENGINE_CORES = "0" if CORES >= 2 else ""
+FLEET_CORES = f"1-{CORES - 1}" if CORES >= 2 else ""
+
+
+def pin(cores: str) -> list[str]:
+    return ["taskset", "-c", cores] if cores and shutil.which("taskset") else []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -173,7 +185,7 @@ class VllmServer:
             "PACORE_TINY_MODEL_ARGS": f"--repeat-p {repeat_p}",
         }
         self.proc = subprocess.Popen(
-            ["bash", str(REPO / "ops/engine/serve.sh"), str(self.port)],
+            [*pin(ENGINE_CORES), "bash", str(REPO / "ops/engine/serve.sh"), str(self.port)],
             stdout=(root / "vllm.log").open("w"),
             stderr=subprocess.STDOUT,
             env=env,
@@ -257,7 +269,9 @@ class Fleet:
 
     def _start(self, label: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.root / f"{label}.log").open("ab")
-        return subprocess.Popen([PACORE, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [*pin(FLEET_CORES), PACORE, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def start_scheduler(self) -> None:
         self.others.append(self._start("scheduler", "scheduler"))

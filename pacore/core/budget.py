@@ -107,6 +107,13 @@ def apply_settle(run: RunTokens, reserved: int, used: int) -> RunTokens:
     return replace(run, used=run.used + used, reserved=run.reserved - reserved)
 
 
+def apply_reopen(run: RunTokens, campaign: CampaignTokens) -> tuple[RunTokens, CampaignTokens]:
+    """A finished run is reopened (retried): the inverse of `apply_finish`. Its usage goes back from the
+    campaign's used to a grant the run holds, so finishing it again counts it once."""
+    campaign = replace(campaign, used=campaign.used - run.used, reserved=campaign.reserved + run.used)
+    return replace(run, granted=run.used), campaign
+
+
 def apply_finish(run: RunTokens, campaign: CampaignTokens) -> tuple[RunTokens, CampaignTokens]:
     """A run ends (no trajectory holds a block): its usage moves to the campaign and its grant returns."""
     assert run.reserved == 0

@@ -60,13 +60,17 @@ def reconcile(
     trajectories: Iterable[TrajectoryRow],
     orphan_all_running: bool = False,
     queue_lost: bool = False,
+    trust_leases: bool = True,
 ) -> list[Action]:
     """`orphan_all_running`: no process can hold anything (single box at start-up): every running row is
     re-driven and every pending one published again. `queue_lost`: the broker lost its queues: every
-    pending row is published again. Otherwise only expired leases and stale publications."""
+    pending row is published again. Otherwise only expired leases and stale publications. Without
+    `trust_leases` (the reconciler itself could not reach the database for a lease period, so neither
+    could the workers' heartbeats), expired leases are not re-driven yet."""
     actions: list[Action] = []
     for t in trajectories:
-        if t.status == "running" and (orphan_all_running or t.lease_expired):
+        expired = t.lease_expired and trust_leases
+        if t.status == "running" and (orphan_all_running or expired):
             actions.append(Redrive(t.id, t.round_id, t.attempt))
         elif t.status == "pending" and (orphan_all_running or queue_lost or t.publish_stale):
             actions.append(Republish(t.id, t.round_id, t.attempt))

@@ -8,6 +8,7 @@ from pacore.core.budget import (
     RunTokens,
     apply_finish,
     apply_grant,
+    apply_reopen,
     apply_reserve,
     apply_settle,
     block_size,
@@ -95,3 +96,14 @@ def test_no_interleaving_ever_overspends(campaign_limit, run_limit, grant, ops) 
             assert campaign.used + live <= campaign_limit
         if run_limit is not None:
             assert all(run.used <= run_limit for run in runs)
+
+
+def test_reopening_a_finished_run_undoes_its_finish() -> None:
+    run = RunTokens(limit=1000, granted=600, used=450, reserved=0)
+    campaign = CampaignTokens(limit=5000, used=1000, reserved=900)
+    finished_run, finished_campaign = apply_finish(run, campaign)
+    reopened_run, reopened_campaign = apply_reopen(finished_run, finished_campaign)
+    # the run now holds exactly what it used as its grant; finishing again counts its usage once
+    assert reopened_campaign == CampaignTokens(limit=5000, used=1000, reserved=900 - 600 + 450)
+    again_run, again_campaign = apply_finish(reopened_run, reopened_campaign)
+    assert (again_run, again_campaign) == (finished_run, finished_campaign)

@@ -1,0 +1,133 @@
+"""Campaign control against real workers: pause and resume regenerate nothing, cancel stops the
+engine's streams through the heartbeat and closes every budget, retry --failed reruns failed rounds,
+delete asks first. Flags in the database, never Celery's revoke."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import pacore_executable
+from tests.integration.conftest import Fleet
+
+
+def submit(fleet: Fleet, tmp_path: Path, name: str, text: str, problems: int = 2) -> None:
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": f"{name}{i}", "problem": f"{text} {i}"}) + "\n" for i in range(problems))
+    )
+    fleet.submit(path, "--preset", "low")
+
+
+def until(fleet: Fleet, sql: str, *params: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not fleet.query(sql, *params)[0][0]:
+        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
+        time.sleep(0.2)
+
+
+def status(fleet: Fleet, name: str) -> dict:
+    return json.loads(fleet.pacore("status", name, "--json").stdout)
+
+
+def test_pause_lets_running_work_finish_and_resume_regenerates_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    submit(fleet, tmp_path, "paused", "PACE40 LONG20 a problem")
+    until(
+        fleet,
+        "SELECT count(*) >= 4 FROM trajectory t JOIN campaign c ON c.id = t.campaign_id "
+        "WHERE c.name = 'paused' AND t.status = 'running'",
+    )
+    paused = fleet.pacore("pause", "paused")
+    assert paused.returncode == 0 and "paused" in paused.stdout
+    cid = status(fleet, "paused")["id"]
+    until(fleet, "SELECT count(*) = 0 FROM trajectory WHERE campaign_id = %s AND status = 'running'", cid)
+    time.sleep(2)  # nothing new starts while paused
+    assert (
+        fleet.query("SELECT count(*) FROM trajectory WHERE campaign_id = %s AND status = 'running'", cid)[0][
+            0
+        ]
+        == 0
+    )
+    during = status(fleet, "paused")
+    assert during["status"] == "paused" and during["trajectories"].get("pending", 0) > 0
+    assert fleet.pacore("pause", "paused").returncode != 0, "pausing twice is an error"
+    done_before = fleet.query(
+        "SELECT count(*) FROM trajectory WHERE campaign_id = %s AND status = 'done'", cid
+    )[0][0]
+
+    assert fleet.pacore("resume", "paused").returncode == 0
+    final = fleet.wait_finished("paused")
+    assert final["runs"] == {"total": 2, "done": 2} and final["status"] == "done"
+    attempts = fleet.query(
+        "SELECT count(*), count(DISTINCT a.trajectory_id) FROM attempt a JOIN trajectory t ON t.id = a.trajectory_id "
+        "WHERE t.campaign_id = %s",
+        cid,
+    )[0]
+    assert attempts == (10, 10) and done_before > 0, "each trajectory generated once, across the pause"
+    fleet.assert_within_budget(final)
+
+
+def test_cancel_stops_the_streams_and_closes_the_books(fleet: Fleet, tmp_path: Path) -> None:
+    engine = fleet.engine_ref
+    submit(fleet, tmp_path, "cancelled", "PACE100 LONG200 a long problem")
+    until(
+        fleet,
+        "SELECT count(*) >= 4 FROM trajectory t JOIN campaign c ON c.id = t.campaign_id "
+        "WHERE c.name = 'cancelled' AND t.status = 'running'",
+    )
+    time.sleep(1.5)
+    cancelled = fleet.pacore("cancel", "cancelled")
+    assert cancelled.returncode == 0 and "cancelled (2 run(s), 8 trajectories)" in cancelled.stdout
+    deadline = time.monotonic() + 10
+    while engine.streaming and time.monotonic() < deadline:  # the workers hear it at their next heartbeat
+        time.sleep(0.1)
+    assert engine.streaming == 0, "no stream keeps going for a cancelled campaign"
+    final = status(fleet, "cancelled")
+    assert final["status"] == "cancelled" and final["runs"] == {"total": 2, "cancelled": 2}
+    assert final["trajectories"] == {"total": 8, "cancelled": 8}
+    assert final["tokens"]["reserved"] == 0 and final["tokens"]["used"] > 0
+    cid = final["id"]
+    ledger = fleet.query(
+        "SELECT count(*) FILTER (WHERE outcome = 'cancelled'), coalesce(sum(a.completion_tokens), 0) FROM attempt a "
+        "JOIN trajectory t ON t.id = a.trajectory_id WHERE t.campaign_id = %s",
+        cid,
+    )[0]
+    assert ledger[0] >= 4 and ledger[1] == final["tokens"]["used"]
+    assert fleet.query(
+        "SELECT sum(tokens_reserved), sum(tokens_granted - tokens_used) FROM run WHERE campaign_id = %s", cid
+    )[0] == (0, 0)
+    assert fleet.pacore("cancel", "cancelled").returncode != 0
+
+
+def test_retry_failed_reruns_the_failed_round(fleet: Fleet, tmp_path: Path) -> None:
+    engine = fleet.engine_ref
+    engine.failing = True
+    submit(fleet, tmp_path, "flaky", "FAILWHILE a problem the engine cannot answer yet", problems=1)
+    first = fleet.wait_finished("flaky")
+    assert first["runs"] == {"total": 1, "failed": 1} and first["status"] == "done"
+    engine.failing = False
+    retried = fleet.pacore("retry", "flaky", "--failed")
+    assert retried.returncode == 0 and "(1 run(s), 4 trajectories)" in retried.stdout
+    final = fleet.wait_finished("flaky")
+    assert final["runs"] == {"total": 1, "done": 1} and final["status"] == "done"
+    assert final["trajectories"] == {"total": 5, "done": 5}
+    fleet.assert_within_budget(final)
+
+
+def test_delete_asks_first(fleet: Fleet, tmp_path: Path) -> None:
+    submit(fleet, tmp_path, "doomed", "a problem", problems=1)
+    fleet.wait_finished("doomed")
+    refused = subprocess.run(
+        [pacore_executable(), "delete", "doomed"],
+        input="n\n",
+        env=fleet.env(),
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and status(fleet, "doomed")["name"] == "doomed"
+    done = fleet.pacore("delete", "doomed", "--yes")
+    assert done.returncode == 0 and "deleted" in done.stdout
+    gone = fleet.pacore("status", "doomed")
+    assert gone.returncode != 0 and "no campaign named 'doomed'" in gone.stderr
