@@ -234,12 +234,42 @@ def submit(obj: Context, file: Path, as_json: bool, **opts: Any) -> None:
 
 @main.command()
 @click.argument("campaign", required=False)
+@click.argument("problem_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--watch", is_flag=True, help="A live view of the campaign until it ends (Ctrl-C stops).")
+@click.option(
+    "--interval", type=click.FloatRange(0.2), default=2.0, show_default=True, help="--watch refresh, s."
+)
 @pass_ctx
-def status(obj: Context, campaign: str | None, as_json: bool) -> None:
-    """Campaigns with problems, runs and trajectories by status, and tokens."""
+def status(
+    obj: Context, campaign: str | None, problem_id: str | None, as_json: bool, watch: bool, interval: float
+) -> None:
+    """Campaigns with problems, runs and trajectories by status, and tokens. With a PROBLEM_ID: that
+    problem's runs, rounds and trajectories. With --watch: a live view of one campaign."""
     from pacore.status import UnknownCampaign, summaries
 
+    if watch and (campaign is None or problem_id or as_json):
+        raise click.UsageError("--watch takes one CAMPAIGN, without PROBLEM_ID or --json")
+    if watch:
+        assert campaign is not None
+        _watch(obj, campaign, interval)
+        return
+    if problem_id:
+        assert campaign is not None
+        from pacore.status import problem_detail
+
+        try:
+            with obj.db().session() as session:
+                detail = problem_detail(session, campaign, problem_id)
+        except UnknownCampaign as exc:
+            raise click.ClickException(str(exc)) from exc
+        if as_json:
+            click.echo(json.dumps(detail))
+        else:
+            from pacore.display import problem_view
+
+            problem_view(detail)
+        return
     try:
         with obj.db().session() as session:
             rows = summaries(session, campaign)
@@ -251,6 +281,35 @@ def status(obj: Context, campaign: str | None, as_json: bool) -> None:
     from pacore.display import status_table
 
     status_table(rows)
+
+
+def _watch(obj: Context, campaign: str, interval: float) -> None:
+    import time
+
+    from rich.live import Live
+
+    from pacore.display import watch_panel
+    from pacore.status import UnknownCampaign, live_view
+
+    samples: list[tuple[float, int]] = []
+    try:
+        with Live(refresh_per_second=4) as live:
+            while True:
+                with obj.db().session() as session:
+                    view = live_view(session, campaign)
+                samples = [*samples, (time.monotonic(), view["settled_tokens"])][-30:]
+                (t0, s0), (t1, s1) = samples[0], samples[-1]
+                rate = (s1 - s0) / (t1 - t0) if t1 > t0 else None
+                left = view["projected_tokens_left"]
+                eta = left / rate if rate and left is not None else None
+                live.update(watch_panel(view, rate, eta))
+                if view["status"] in ("done", "cancelled"):
+                    return
+                time.sleep(interval)
+    except UnknownCampaign as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        return
 
 
 # -- budget -----------------------------------------------------------------------------------------
@@ -381,6 +440,37 @@ def delete(obj: Context, campaign: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"delete campaign {campaign!r} and all its results?", abort=True)
     _control(obj, "delete", campaign)
+
+
+@main.command()
+@click.argument("campaigns", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG plot."
+)
+@click.option("--workers", type=click.IntRange(1), help="Grading subprocesses. Default: the CPU count.")
+@pass_ctx
+def report(
+    obj: Context, campaigns: tuple[str, ...], as_json: bool, plot_path: Path | None, workers: int | None
+) -> None:
+    """The paper's evaluation, campaigns side by side: accuracy (pass@1) with TTC, the round-1
+    majority-vote baseline, the no-answer rate, per-round answer agreement and compaction health."""
+    from pacore.display import report_table
+    from pacore.report import campaign_report, plot
+    from pacore.status import UnknownCampaign
+
+    try:
+        with obj.db().session() as session:
+            reports = [campaign_report(session, name, workers) for name in campaigns]
+    except UnknownCampaign as exc:
+        raise click.ClickException(str(exc)) from exc
+    drawn = plot(reports, plot_path) if plot_path else None
+    if as_json:
+        click.echo(json.dumps({"campaigns": reports, "plot": drawn}))
+    else:
+        report_table(reports)
+        if plot_path:
+            click.echo(f"plot written to {plot_path}")
 
 
 @main.group()

@@ -154,3 +154,117 @@ def lift_quarantine(session: Session, name: str) -> list[tuple[int, str | None]]
         {"runs": [run_id for run_id, _ in lifted]},
     )
     return [(run_id, reason) for run_id, reason in lifted]
+
+
+def problem_detail(session: Session, name: str, problem_id: str) -> dict[str, Any]:
+    """One problem of a campaign: its runs, their rounds and every trajectory."""
+    campaign = find_campaign(session, name)
+    problem = session.execute(
+        text("SELECT id, ground_truth FROM problem WHERE campaign_id = :c AND external_id = :p"),
+        {"c": campaign.id, "p": problem_id},
+    ).first()
+    if problem is None:
+        known = session.execute(
+            text("SELECT external_id FROM problem WHERE campaign_id = :c ORDER BY line LIMIT 5"),
+            {"c": campaign.id},
+        ).scalars()
+        raise UnknownCampaign(
+            f"campaign {name!r} has no problem {problem_id!r} (its first problems: {', '.join(known)})"
+        )
+    rows = session.execute(
+        text(
+            "SELECT run.id, run.sample, run.status, run.reason, run.answer, run.tokens_used, r.index, r.k, "
+            "r.status, r.plan_reason, t.index, t.status, t.attempt, t.finish_reason, t.completion_tokens, "
+            "t.message, t.error FROM run LEFT JOIN round r ON r.run_id = run.id "
+            "LEFT JOIN round_trajectory rt ON rt.round_id = r.id LEFT JOIN trajectory t ON t.id = rt.trajectory_id "
+            "WHERE run.problem_id = :p ORDER BY run.sample, r.index, rt.position"
+        ),
+        {"p": problem[0]},
+    ).all()
+    runs: dict[int, dict[str, Any]] = {}
+    for run_id, sample, status, reason, answer, used, index, k, r_status, plan, *traj in rows:
+        run = runs.setdefault(
+            run_id,
+            {
+                "sample": sample,
+                "status": status,
+                "reason": reason,
+                "answer": answer,
+                "tokens": used,
+                "rounds": [],
+            },
+        )
+        if index is None:
+            continue
+        if not run["rounds"] or run["rounds"][-1]["index"] != index:
+            run["rounds"].append(
+                {"index": index, "k": k, "status": r_status, "plan": plan, "trajectories": []}
+            )
+        t_index, t_status, attempt, finish, tokens, message, error = traj
+        if t_index is not None:
+            run["rounds"][-1]["trajectories"].append(
+                {
+                    "index": t_index,
+                    "status": t_status,
+                    "attempt": attempt,
+                    "finish_reason": finish,
+                    "completion_tokens": tokens,
+                    "message": message,
+                    "note": error,
+                }
+            )
+    return {
+        "campaign": name,
+        "problem_id": problem_id,
+        "ground_truth": problem[1],
+        "runs": list(runs.values()),
+    }
+
+
+def live_view(session: Session, name: str) -> dict[str, Any]:
+    """What `pacore status --watch` shows besides the summary: rounds by index and status, live
+    workers, tokens settled so far (for throughput), and a projection of tokens to finish."""
+    summary = summaries(session, name)[0]
+    cid = summary["id"]
+    rounds = session.execute(
+        text(
+            "SELECT r.index, r.status, count(*) FROM round r JOIN run ON run.id = r.run_id "
+            "WHERE run.campaign_id = :c GROUP BY 1, 2 ORDER BY 1"
+        ),
+        {"c": cid},
+    ).all()
+    per_round: dict[int, dict[str, int]] = {}
+    for index, status, n in rounds:
+        per_round.setdefault(index, {})[status] = n
+    workers = session.execute(
+        text(
+            "SELECT count(*), coalesce(sum(concurrency), 0) FROM worker WHERE status = 'up' "
+            "AND heartbeat_at > now() - interval '60 seconds' AND model = :m"
+        ),
+        {"m": summary["config"]["model"]},
+    ).one()
+    finished_tokens = session.execute(
+        text(
+            "SELECT count(*), coalesce(avg(tokens_used), 0) FROM run WHERE campaign_id = :c "
+            "AND status IN ('done', 'budget_exhausted')"
+        ),
+        {"c": cid},
+    ).one()
+    runs = summary["runs"]
+    left = runs.get("pending", 0) + runs.get("running", 0)
+    settled = session.execute(
+        text(
+            "SELECT coalesce(sum(a.completion_tokens), 0) FROM attempt a JOIN trajectory t ON t.id = a.trajectory_id "
+            "WHERE t.campaign_id = :c"
+        ),
+        {"c": cid},
+    ).scalar_one()
+    return {
+        **summary,
+        "rounds_by_index": per_round,
+        "live_workers": int(workers[0]),
+        "live_slots": int(workers[1]),
+        "settled_tokens": int(settled),
+        # Finished runs so far say what a run costs; the runs left will cost about as much.
+        "projected_tokens_left": int(left * float(finished_tokens[1])) if finished_tokens[0] else None,
+    }

@@ -124,3 +124,48 @@ def test_single_box_run_on_the_embedded_default(vllm_server, tmp_path) -> None:
     assert summary["runs"] == {"total": 8, "done": 8} and all(
         a["answer"] in {"204", "25", "809"} for a in summary["answers"]
     )
+
+
+def test_report_grades_against_the_ground_truth_and_plots(campaign, vllm_fleet, tmp_path) -> None:
+    from collections import Counter
+
+    from pacore.core.answers import extract_boxed
+
+    plot = tmp_path / "accuracy.png"
+    done = vllm_fleet.pacore("report", "aime-low", "--json", "--plot", str(plot), timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    report = out["campaigns"][0]
+    # Recomputed from the rows: pass@1 over problems, and the round-1 majority vote, on integer answers.
+    rows = vllm_fleet.query(
+        "SELECT p.external_id, run.id, run.answer, p.ground_truth ->> 'answer', run.tokens_used FROM run "
+        "JOIN problem p ON p.id = run.problem_id"
+    )
+    per_problem: dict[str, list[bool]] = {}
+    votes: dict[str, list[bool]] = {}
+    for problem, run_id, answer, truth, _ in rows:
+        per_problem.setdefault(problem, []).append(answer is not None and int(answer) == int(truth))
+        messages = [
+            m
+            for (m,) in vllm_fleet.query(
+                "SELECT t.message FROM trajectory t JOIN round r ON r.id = t.round_id WHERE r.run_id = %s AND r.index = 1 "
+                "ORDER BY t.index",
+                run_id,
+            )
+        ]
+        answers = [extract_boxed(m) for m in messages if m]
+        counts = Counter(answers)
+        top = next(a for a in answers if counts[a] == max(counts.values())) if answers else None
+        votes.setdefault(problem, []).append(top is not None and int(top) == int(truth))
+    mean = lambda groups: sum(sum(v) / len(v) for v in groups.values()) / len(groups)  # noqa: E731
+    assert report["problems"] == 30 and report["runs"] == report["runs_graded"] == 60
+    assert abs(report["accuracy"] - mean(per_problem)) < 1e-9 and report["accuracy"] > 0
+    assert abs(report["majority_vote_accuracy"] - mean(votes)) < 1e-9
+    assert report["ttc_mean"] == sum(r[4] for r in rows) / 60
+    assert [r["round"] for r in report["rounds"]] == [1, 2] and report["rounds"][0]["trajectories"] == 240
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    assert matplotlib.image.imread(plot).shape[2] in (3, 4)
+    assert set(out["plot"]) == {"PaCoRe", "majority vote (round 1)"}
+    assert out["plot"]["PaCoRe"] == [[report["ttc_mean"] / 1000, report["accuracy"] * 100, "aime-low"]]

@@ -131,3 +131,32 @@ def test_delete_asks_first(fleet: Fleet, tmp_path: Path) -> None:
     assert done.returncode == 0 and "deleted" in done.stdout
     gone = fleet.pacore("status", "doomed")
     assert gone.returncode != 0 and "no campaign named 'doomed'" in gone.stderr
+
+
+def test_watch_follows_a_campaign_to_its_end_and_a_problem_shows_its_trajectories(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    submit(fleet, tmp_path, "watched", "PACE20 LONG30 a problem")
+    watch = subprocess.run(
+        [pacore_executable(), "status", "watched", "--watch", "--interval", "0.3"],
+        env=fleet.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert watch.returncode == 0, watch.stderr
+    assert "watched" in watch.stdout and "runs 2/2 done" in watch.stdout and "tokens/s" in watch.stdout
+    detail = json.loads(fleet.pacore("status", "watched", "watched0", "--json").stdout)
+    assert detail["problem_id"] == "watched0" and len(detail["runs"]) == 1
+    rounds = detail["runs"][0]["rounds"]
+    assert [(r["index"], r["k"], len(r["trajectories"])) for r in rounds] == [(1, 4, 4), (2, 1, 1)]
+    assert all(
+        t["status"] == "done" and t["completion_tokens"] == 35 for r in rounds for t in r["trajectories"]
+    )
+    missing = fleet.pacore("status", "watched", "nope")
+    assert (
+        missing.returncode != 0
+        and "has no problem 'nope' (its first problems: watched0, watched1)" in missing.stderr
+    )
+    human = fleet.pacore("status", "watched", "watched1")
+    assert human.returncode == 0 and "round 2 (K=1, done)" in human.stdout

@@ -1,0 +1,194 @@
+"""`pacore report`: the paper's evaluation of one or more campaigns, side by side (Table 1 style).
+
+Per campaign (a setting: its rounds K and budgets):
+- accuracy = pass@1: each finished run's final answer graded against the problem's ground truth
+  (pacore.grading: math-verify), averaged over the runs of a problem, then over problems;
+- the majority-vote baseline: self-consistency over the round-1 conclusions of the same runs (the
+  most common extracted answer of the K1 messages, ties to the earliest), graded the same way, at the
+  TTC of round 1 alone;
+- the no-answer rate (finished runs whose final message has no extractable answer);
+- TTC: a run's completion tokens, all rounds (what `ttc` in the export is); per problem the mean over
+  its runs; reported as mean and quantiles over problems, in thousands;
+- per round: answer agreement (the share of a round's trajectories whose answer is the round's most
+  common one, averaged over runs) and compaction health (the share of trajectories that contributed no
+  message: truncated without a conclusion, empty or failed).
+Runs that did not finish (budget exhausted, failed, cancelled) count as incorrect in accuracy, as in a
+fixed-budget evaluation; `runs_graded` says how many finished.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from pacore.core.answers import extract_boxed
+from pacore.grading import CORRECT, NO_ANSWER, grade_many
+from pacore.status import find_campaign
+
+
+def campaign_report(session: Session, name: str, workers: int | None = None) -> dict[str, Any]:
+    campaign = find_campaign(session, name)
+    runs = session.execute(
+        text(
+            "SELECT run.id, p.external_id, run.status, run.final_message, run.tokens_used, "
+            "p.ground_truth ->> 'answer' FROM run JOIN problem p ON p.id = run.problem_id "
+            "WHERE run.campaign_id = :id ORDER BY run.id"
+        ),
+        {"id": campaign.id},
+    ).all()
+    rounds = _round_messages(session, campaign.id)  # type: ignore[arg-type]
+    round1 = dict(
+        session.execute(
+            text(
+                "SELECT r.run_id, coalesce(sum(t.completion_tokens), 0) FROM round r JOIN run ON run.id = r.run_id "
+                "JOIN round_trajectory rt ON rt.round_id = r.id JOIN trajectory t ON t.id = rt.trajectory_id "
+                "WHERE run.campaign_id = :id AND r.index = 1 GROUP BY r.run_id"
+            ),
+            {"id": campaign.id},
+        ).all()
+    )
+    votes = {run_id: _majority(messages.get(1, [])) for run_id, messages in rounds.items()}
+    finished = [r for r in runs if r[2] == "done"]
+    verdicts = grade_many(
+        [(r[3], r[5]) for r in finished] + [(_boxed(votes.get(r[0])), r[5]) for r in runs], workers
+    )
+    final = {r[0]: v for r, v in zip(finished, verdicts[: len(finished)], strict=True)}
+    voted = {r[0]: v for r, v in zip(runs, verdicts[len(finished) :], strict=True)}
+
+    per_problem: dict[str, list[bool]] = defaultdict(list)
+    per_problem_vote: dict[str, list[bool]] = defaultdict(list)
+    ttc: dict[str, list[int]] = defaultdict(list)
+    ttc_round1: dict[str, list[int]] = defaultdict(list)
+    for run_id, problem, _status, _message, used, _truth in runs:
+        per_problem[problem].append(run_id in final and final[run_id].grade == CORRECT)
+        per_problem_vote[problem].append(voted[run_id].grade == CORRECT)
+        ttc[problem].append(int(used))
+        ttc_round1[problem].append(int(round1.get(run_id, 0)))
+    ttc_per_problem = [statistics.fmean(v) for v in ttc.values()]
+    config = campaign.config
+    return {
+        "campaign": name,
+        "setting": ",".join(map(str, [*config["rounds"], 1])),
+        "problem_budget": campaign.problem_budget,
+        "problems": len(per_problem),
+        "runs": len(runs),
+        "runs_graded": len(finished),
+        "accuracy": _mean_of_means(per_problem),
+        "majority_vote_accuracy": _mean_of_means(per_problem_vote),
+        "majority_vote_k": config["rounds"][0],
+        "majority_vote_ttc_mean": statistics.fmean(statistics.fmean(v) for v in ttc_round1.values())
+        if ttc_round1
+        else 0.0,
+        "no_answer_rate": sum(v.grade == NO_ANSWER for v in final.values()) / len(final) if final else 0.0,
+        "ttc_mean": statistics.fmean(ttc_per_problem) if ttc_per_problem else 0.0,
+        "ttc_quantiles": _quantiles(ttc_per_problem),
+        "rounds": _round_health(rounds),
+    }
+
+
+def _boxed(answer: str | None) -> str | None:
+    return None if answer is None else f"\\boxed{{{answer}}}"
+
+
+def _mean_of_means(groups: dict[str, list[bool]]) -> float:
+    return statistics.fmean(sum(v) / len(v) for v in groups.values()) if groups else 0.0
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"p10": at(0.1), "p50": at(0.5), "p90": at(0.9), "max": ordered[-1]}
+
+
+def _round_messages(session: Session, campaign_id: int) -> dict[int, dict[int, list[str | None]]]:
+    """Per run, per round index: the compacted messages of its trajectories, in position order."""
+    rows = session.execute(
+        text(
+            "SELECT r.run_id, r.index, t.message FROM round r JOIN run ON run.id = r.run_id "
+            "JOIN round_trajectory rt ON rt.round_id = r.id JOIN trajectory t ON t.id = rt.trajectory_id "
+            "WHERE run.campaign_id = :id ORDER BY r.run_id, r.index, rt.position"
+        ),
+        {"id": campaign_id},
+    ).all()
+    out: dict[int, dict[int, list[str | None]]] = defaultdict(lambda: defaultdict(list))
+    for run_id, index, message in rows:
+        out[run_id][index].append(message)
+    return out
+
+
+def _majority(messages: list[str | None]) -> str | None:
+    """The most common extracted answer (ties: the one that appears first), or None."""
+    answers = [a for a in (extract_boxed(m) for m in messages) if a is not None]
+    if not answers:
+        return None
+    counts = Counter(answers)
+    best = max(counts.values())
+    return next(a for a in answers if counts[a] == best)
+
+
+def _round_health(rounds: dict[int, dict[int, list[str | None]]]) -> list[dict[str, Any]]:
+    by_index: dict[int, list[list[str | None]]] = defaultdict(list)
+    for messages in rounds.values():
+        for index, batch in messages.items():
+            by_index[index].append(batch)
+    health = []
+    for index in sorted(by_index):
+        batches = by_index[index]
+        agreement = []
+        for batch in batches:
+            answers = [extract_boxed(m) for m in batch]
+            counted = Counter(a for a in answers if a is not None)
+            if counted:
+                agreement.append(max(counted.values()) / len(batch))
+        total = sum(len(b) for b in batches)
+        missing = sum(m is None for b in batches for m in b)
+        health.append(
+            {
+                "round": index,
+                "trajectories": total,
+                "answer_agreement": statistics.fmean(agreement) if agreement else None,
+                "no_message_share": missing / total if total else 0.0,
+            }
+        )
+    return health
+
+
+def plot(reports: list[dict[str, Any]], path: Path) -> dict[str, Any]:
+    """Accuracy against TTC (thousands of tokens per problem): one point per campaign, and the
+    majority-vote baseline of each. Returns the series drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {
+        "PaCoRe": [(r["ttc_mean"] / 1000, r["accuracy"] * 100, r["campaign"]) for r in reports],
+        "majority vote (round 1)": [
+            (r["majority_vote_ttc_mean"] / 1000, r["majority_vote_accuracy"] * 100, r["campaign"])
+            for r in reports
+        ],
+    }
+    figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for (label, points), marker in zip(series.items(), ("o", "s"), strict=True):
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=label)
+        for x, y, name in points if label == "PaCoRe" else []:
+            axes.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    axes.set_xlabel("TTC per problem (thousands of tokens)")
+    axes.set_ylabel("accuracy (pass@1, %)")
+    axes.set_title("accuracy against test-time compute")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)
+    return {label: [[x, y, name] for x, y, name in points] for label, points in series.items()}
