@@ -155,6 +155,12 @@ def campaign_options(f: Any) -> Any:
             is_flag=True,
             help="Pass truncated trajectories on whole (the reference pipeline's behaviour).",
         ),
+        click.option(
+            "--pool",
+            type=click.IntRange(1),
+            help="Round-1 pool: N round-1 trajectories per problem generated once (or reused from a campaign "
+            "with the same problems, model and sampling); each run samples K1 of them.",
+        ),
         click.option("--problem-budget", callback=_tokens, help="TTC limit per run, e.g. 2M."),
         click.option("--campaign-budget", callback=_tokens, help="TTC limit for the campaign, e.g. 500M."),
         click.option(
@@ -170,6 +176,11 @@ def build_config(settings: Settings, opts: dict[str, Any]) -> CampaignConfig:
     if opts["preset"] and opts["rounds"]:
         raise click.UsageError("give --preset or --rounds, not both")
     rounds = opts["rounds"] or PRESETS[opts["preset"] or "low"]
+    if opts.get("pool") is not None and opts["pool"] < rounds[0]:
+        raise click.BadParameter(
+            f"{opts['pool']} is smaller than round 1's K={rounds[0]}: each run samples K1 of the pool",
+            param_hint="--pool",
+        )
     return CampaignConfig(
         rounds=rounds,
         samples=opts["samples"],
@@ -182,6 +193,7 @@ def build_config(settings: Settings, opts: dict[str, Any]) -> CampaignConfig:
         campaign_budget=opts["campaign_budget"],
         pass_truncated=opts["pass_truncated"],
         reproducible_sampling=opts["reproducible_sampling"],
+        pool=opts["pool"],
     )
 
 
@@ -503,9 +515,11 @@ def quarantine_lift(obj: Context, campaign: str) -> None:
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Default: stdout."
 )
+@click.option("--no-grade", is_flag=True, help="Do not grade the final answers (faster).")
 @pass_ctx
-def export(obj: Context, campaign: str, output: Path | None) -> None:
-    """Write one JSONL line per run (official PaCoRe results fields plus pacore's own)."""
+def export(obj: Context, campaign: str, output: Path | None, no_grade: bool) -> None:
+    """Write one JSONL line per run (official PaCoRe results fields plus pacore's own, with each
+    finished run's grade against its ground truth)."""
     from pacore.export import export_lines
     from pacore.status import UnknownCampaign, find_campaign
 
@@ -517,7 +531,7 @@ def export(obj: Context, campaign: str, output: Path | None) -> None:
         assert campaign_id is not None
         out = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
-            for line in export_lines(session, campaign_id):
+            for line in export_lines(session, campaign_id, grade=not no_grade):
                 out.write(line + "\n")
         finally:
             if output:

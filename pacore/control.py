@@ -162,6 +162,22 @@ def retry_failed(session: Session, name: str) -> Changed:
 
 def delete(session: Session, name: str) -> Changed:
     cid, status = _campaign(session, name)
+    users = (
+        session.execute(
+            text(
+                "SELECT DISTINCT c.name FROM trajectory t JOIN round_trajectory rt ON rt.trajectory_id = t.id "
+                "JOIN round r ON r.id = rt.round_id JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id "
+                "WHERE t.campaign_id = :id AND run.campaign_id <> :id ORDER BY c.name"
+            ),
+            {"id": cid},
+        )
+        .scalars()
+        .all()
+    )
+    if users:
+        raise ControlError(
+            f"campaign {name!r} holds a round-1 pool that {', '.join(map(repr, users))} use: delete those first"
+        )
     if status == "active":
         running = session.execute(
             text("SELECT count(*) FROM trajectory WHERE campaign_id = :id AND status = 'running'"),

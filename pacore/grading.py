@@ -13,6 +13,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pacore.core.answers import final_answer
 
@@ -53,30 +54,57 @@ def _plain(text: str) -> str:
     return "".join(text.split()).strip("$.").lower()
 
 
+class Grader:
+    """A pool of grading subprocesses, kept across calls (an export grades batch after batch)."""
+
+    def __init__(self, workers: int | None = None, timeout: float = ITEM_TIMEOUT_SECONDS) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.timeout = timeout
+        self.context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        self.pool: Any = None
+
+    def __enter__(self) -> Grader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+    def grade(self, items: Sequence[tuple[str | None, str | None]]) -> list[Verdict]:
+        """Grade in order. An item whose worker is stuck past math-verify's own timeouts is `timeout`;
+        its pool is killed and a new one grades the rest."""
+        results: list[Verdict | None] = [None] * len(items)
+        pending = list(range(len(items)))
+        while pending:
+            if self.pool is None:
+                self.pool = self.context.Pool(self.workers)
+            answers = self.pool.imap(grade_one, [items[i] for i in pending], chunksize=1)
+            position = 0  # of the item being waited for
+            try:
+                while position < len(pending):
+                    results[pending[position]] = answers.next(self.timeout)
+                    position += 1
+                pending = []
+            except multiprocessing.TimeoutError:
+                stuck = pending[position]
+                results[stuck] = Verdict(TIMEOUT, final_answer(items[stuck][0])[0], "timeout")
+                pending = pending[position + 1 :]
+                self.pool.terminate()
+                self.pool = None
+        return [r for r in results if r is not None]
+
+
 def grade_many(
     items: Sequence[tuple[str | None, str | None]],
     workers: int | None = None,
     timeout: float = ITEM_TIMEOUT_SECONDS,
 ) -> list[Verdict]:
     """Grade in order, in `workers` subprocesses (default: the CPU count)."""
-    results: list[Verdict | None] = [None] * len(items)
-    pending = list(range(len(items)))
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    while pending:
-        with context.Pool(workers or os.cpu_count() or 1) as pool:
-            answers = pool.imap(grade_one, [items[i] for i in pending], chunksize=1)
-            position = 0  # of the item being waited for
-            try:
-                while position < len(pending):
-                    results[pending[position]] = answers.next(timeout)
-                    position += 1
-                pending = []
-            except multiprocessing.TimeoutError:  # a worker stuck past math-verify's own timeouts
-                stuck = pending[position]
-                results[stuck] = Verdict(TIMEOUT, final_answer(items[stuck][0])[0], "timeout")
-                pending = pending[position + 1 :]
-                pool.terminate()
-    return [r for r in results if r is not None]
+    if not items:
+        return []
+    with Grader(workers, timeout) as grader:
+        return grader.grade(items)
 
 
 class GradeFileError(ValueError):

@@ -7,8 +7,10 @@ Per campaign (a setting: its rounds K and budgets):
   most common extracted answer of the K1 messages, ties to the earliest), graded the same way, at the
   TTC of round 1 alone;
 - the no-answer rate (finished runs whose final message has no extractable answer);
-- TTC: a run's completion tokens, all rounds (what `ttc` in the export is); per problem the mean over
-  its runs; reported as mean and quantiles over problems, in thousands;
+- TTC: the completion tokens of every trajectory a run's rounds use (with a round-1 pool, the K1 pool
+  trajectories it sampled count in full for each run that uses them, as if generated for it: the
+  paper's accounting; what the campaign spent, pool once, is `pacore status`'s `used`); per problem
+  the mean over its runs; reported as mean and quantiles over problems, in thousands;
 - per round: answer agreement (the share of a round's trajectories whose answer is the round's most
   common one, averaged over runs) and compaction health (the share of trajectories that contributed no
   message: truncated without a conclusion, empty or failed).
@@ -35,9 +37,11 @@ def campaign_report(session: Session, name: str, workers: int | None = None) -> 
     campaign = find_campaign(session, name)
     runs = session.execute(
         text(
-            "SELECT run.id, p.external_id, run.status, run.final_message, run.tokens_used, "
+            "SELECT run.id, p.external_id, run.status, run.final_message, "
+            "(SELECT coalesce(sum(t.completion_tokens), 0) FROM round r JOIN round_trajectory rt ON rt.round_id = r.id "
+            "JOIN trajectory t ON t.id = rt.trajectory_id WHERE r.run_id = run.id), "
             "p.ground_truth ->> 'answer' FROM run JOIN problem p ON p.id = run.problem_id "
-            "WHERE run.campaign_id = :id ORDER BY run.id"
+            "WHERE run.campaign_id = :id AND run.sample >= 0 ORDER BY run.id"
         ),
         {"id": campaign.id},
     ).all()
@@ -47,7 +51,7 @@ def campaign_report(session: Session, name: str, workers: int | None = None) -> 
             text(
                 "SELECT r.run_id, coalesce(sum(t.completion_tokens), 0) FROM round r JOIN run ON run.id = r.run_id "
                 "JOIN round_trajectory rt ON rt.round_id = r.id JOIN trajectory t ON t.id = rt.trajectory_id "
-                "WHERE run.campaign_id = :id AND r.index = 1 GROUP BY r.run_id"
+                "WHERE run.campaign_id = :id AND run.sample >= 0 AND r.index = 1 GROUP BY r.run_id"
             ),
             {"id": campaign.id},
         ).all()
@@ -116,7 +120,7 @@ def _round_messages(session: Session, campaign_id: int) -> dict[int, dict[int, l
         text(
             "SELECT r.run_id, r.index, t.message FROM round r JOIN run ON run.id = r.run_id "
             "JOIN round_trajectory rt ON rt.round_id = r.id JOIN trajectory t ON t.id = rt.trajectory_id "
-            "WHERE run.campaign_id = :id ORDER BY r.run_id, r.index, rt.position"
+            "WHERE run.campaign_id = :id AND run.sample >= 0 ORDER BY r.run_id, r.index, rt.position"
         ),
         {"id": campaign_id},
     ).all()

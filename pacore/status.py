@@ -23,11 +23,11 @@ def find_campaign(session: Session, name: str) -> Campaign:
     return campaign
 
 
-def _counts(session: Session, column: Any, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
+def _counts(session: Session, column: Any, campaign_ids: list[int], *where: Any) -> dict[int, dict[str, int]]:
     table = column.class_
     rows = session.execute(
         select(table.campaign_id, column, func.count())
-        .where(table.campaign_id.in_(campaign_ids))
+        .where(table.campaign_id.in_(campaign_ids), *where)
         .group_by(table.campaign_id, column)
     )
     out: dict[int, dict[str, int]] = {cid: {} for cid in campaign_ids}
@@ -50,13 +50,15 @@ def summaries(session: Session, name: str | None = None) -> list[dict[str, Any]]
             .group_by(Problem.campaign_id)
         ).all()
     )
-    runs = _counts(session, Run.status, ids)
+    runs = _counts(session, Run.status, ids, Run.sample >= 0)
+    pools = _counts(session, Run.status, ids, Run.sample < 0)
     trajectories = _counts(session, Trajectory.status, ids)
     live = {row[0]: row[1:] for row in session.execute(_LIVE_TOKENS, {"ids": ids})}
     decisions = budget_decisions(session, ids)
     return [
         _summary(c, problems.get(c.id, 0), runs[c.id], trajectories[c.id], live.get(c.id, (0, 0, 0, 0)))
         | {"budget_decisions": decisions.get(c.id, {})}
+        | ({"pool_runs": {"total": sum(pools[c.id].values()), **pools[c.id]}} if pools[c.id] else {})
         for c in campaigns
     ]
 
@@ -177,7 +179,7 @@ def problem_detail(session: Session, name: str, problem_id: str) -> dict[str, An
             "r.status, r.plan_reason, t.index, t.status, t.attempt, t.finish_reason, t.completion_tokens, "
             "t.message, t.error FROM run LEFT JOIN round r ON r.run_id = run.id "
             "LEFT JOIN round_trajectory rt ON rt.round_id = r.id LEFT JOIN trajectory t ON t.id = rt.trajectory_id "
-            "WHERE run.problem_id = :p ORDER BY run.sample, r.index, rt.position"
+            "WHERE run.problem_id = :p AND run.sample >= 0 ORDER BY run.sample, r.index, rt.position"
         ),
         {"p": problem[0]},
     ).all()

@@ -57,10 +57,106 @@ def start_runs(session: Session, settings: Settings, limit: int) -> list[Publish
         session.execute(
             text("UPDATE run SET status = 'running', started_at = now() WHERE id = :id"), {"id": run_id}
         )
+        if run.cfg.pool:
+            out.extend(_start_from_pool(session, run))
+            continue
         publish = next_round(session, settings, run, 1, messages, gathered=0)
         if publish:
             out.append(publish)
     return out
+
+
+# -- the round-1 pool (`--pool N`) -------------------------------------------------------------------
+#
+# A pool is the round 1 of a pool run (sample -1) of a problem: N trajectories generated once. A run's
+# round 1 generates nothing of its own: it links K1 of the pool's trajectories (seeded sample, without
+# replacement) and advances when they are all finished (the dispatch tick advances rounds whose linked
+# trajectories are done). A campaign with the same problem text, model and sampling reuses a pool of at
+# least its N from any campaign. Pool tokens are spent, and counted in `used`, once: by the campaign
+# whose pool run generated them; reports count, per run, the tokens of every trajectory its rounds use.
+
+
+def _start_from_pool(session: Session, run: RunContext) -> list[Publish]:
+    pool_round, publish = _pool_round(session, run)
+    assert run.cfg.pool is not None
+    positions = run.cfg.pool_sample(run.run_id)
+    k = run.cfg.rounds[0]
+    reason = f"round 1: K={k} sampled from a pool of {run.cfg.pool} (round {pool_round})"
+    round_id = session.execute(
+        text(
+            "INSERT INTO round (run_id, index, k, is_final, max_tokens, input_messages, plan_reason) "
+            "VALUES (:run, 1, :k, false, :max_tokens, CAST(:messages AS jsonb), :reason) "
+            "ON CONFLICT (run_id, index) DO NOTHING RETURNING id"
+        ),
+        {
+            "run": run.run_id,
+            "k": k,
+            "max_tokens": run.cfg.max_tokens,
+            "messages": json.dumps(run.messages),
+            "reason": reason,
+        },
+    ).scalar()
+    if round_id is not None:
+        session.execute(
+            text(
+                "INSERT INTO round_trajectory (round_id, position, trajectory_id) "
+                "SELECT :round, s.position - 1, t.id FROM unnest(CAST(:indices AS int[])) WITH ORDINALITY "
+                "AS s(pool_index, position) JOIN trajectory t ON t.round_id = :pool AND t.index = s.pool_index"
+            ),
+            {"round": round_id, "indices": positions, "pool": pool_round},
+        )
+    return [publish] if publish else []
+
+
+def _pool_round(session: Session, run: RunContext) -> tuple[int, Publish | None]:
+    """The round holding this problem's pool: an existing one at least N large with the same problem
+    text, model and sampling (this campaign's first), else a new pool run's round 1."""
+    cfg = run.cfg
+    assert cfg.pool is not None
+    found = session.execute(
+        text(
+            "SELECT r.id FROM run pr JOIN problem p ON p.id = pr.problem_id JOIN campaign c ON c.id = pr.campaign_id "
+            "JOIN round r ON r.run_id = pr.id AND r.index = 1 "
+            "WHERE pr.sample = -1 AND pr.status IN ('running', 'done') AND r.k >= :n "
+            "AND p.messages = CAST(:messages AS jsonb) AND c.config ->> 'model' = :model "
+            "AND (c.config ->> 'temperature')::float = :temperature AND (c.config ->> 'top_p')::float = :top_p "
+            "AND coalesce(c.config ->> 'max_tokens', '') = :max_tokens "
+            "ORDER BY (pr.campaign_id = :campaign) DESC, r.id LIMIT 1"
+        ),
+        {
+            "n": cfg.pool,
+            "messages": json.dumps(run.messages),
+            "model": cfg.model,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "max_tokens": "" if cfg.max_tokens is None else str(cfg.max_tokens),
+            "campaign": run.campaign_id,
+        },
+    ).scalar()
+    if found is not None:
+        return int(found), None
+    pool_run = session.execute(
+        text(
+            "INSERT INTO run (campaign_id, problem_id, sample, status, reason, started_at) "
+            "SELECT campaign_id, problem_id, -1, 'running', :reason, now() FROM run WHERE id = :run "
+            "ON CONFLICT (problem_id, sample) DO NOTHING RETURNING id"
+        ),
+        {"run": run.run_id, "reason": f"round-1 pool of {cfg.pool}"},
+    ).scalar()
+    if pool_run is None:  # this campaign's pool of the problem exists (made by an earlier start)
+        existing = session.execute(
+            text(
+                "SELECT r.id FROM run pr JOIN run me ON me.problem_id = pr.problem_id AND me.id = :run "
+                "JOIN round r ON r.run_id = pr.id AND r.index = 1 WHERE pr.sample = -1"
+            ),
+            {"run": run.run_id},
+        ).scalar_one()
+        return int(existing), None
+    pool = RunContext(int(pool_run), run.campaign_id, cfg, run.messages)
+    plan = RoundPlan("start", cfg.pool, False, cfg.max_tokens, f"round-1 pool of {cfg.pool} trajectories")
+    publish = create_round(session, pool, 1, plan, run.messages)
+    assert publish is not None
+    return publish.round_id, publish
 
 
 def next_round(
@@ -155,9 +251,9 @@ def advance_round(session: Session, settings: Settings, round_id: int) -> Publis
     if won is None:
         return None
     run_id, index, is_final = won
-    campaign_id, config, messages = session.execute(
+    campaign_id, config, messages, sample = session.execute(
         text(
-            "SELECT run.campaign_id, c.config, p.messages FROM run JOIN problem p ON p.id = run.problem_id "
+            "SELECT run.campaign_id, c.config, p.messages, run.sample FROM run JOIN problem p ON p.id = run.problem_id "
             "JOIN campaign c ON c.id = run.campaign_id WHERE run.id = :run"
         ),
         {"run": run_id},
@@ -165,6 +261,10 @@ def advance_round(session: Session, settings: Settings, round_id: int) -> Publis
     run = RunContext(run_id, campaign_id, CampaignConfig.model_validate(config), messages)
     outcomes, ids = _outcomes(session, round_id)
     _store_messages(session, outcomes, ids, run.cfg.pass_truncated)
+    if sample < 0:  # a pool run: its round 1 is all it does; the runs that use it advance on their own
+        done = sum(o.status == "done" for o in outcomes)
+        _finish_run(session, run, "done", f"round-1 pool: {done} of {len(outcomes)} trajectories done", None)
+        return None
     next_k = None if is_final else run.cfg.schedule[index]
     decision = after_round(next_k, index, messages, outcomes, run.cfg.seed, run.cfg.pass_truncated)
     session.execute(

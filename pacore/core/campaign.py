@@ -19,12 +19,26 @@ class CampaignConfig(BaseModel):
     campaign_budget: int | None = Field(None, ge=1)
     pass_truncated: bool = False
     reproducible_sampling: bool = False
+    # Round-1 pool: N round-1 trajectories per problem, generated once (or reused from an earlier
+    # campaign with the same problem, model and sampling), from which each run samples its K1.
+    pool: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _positive_rounds(self) -> CampaignConfig:
         if any(k < 1 for k in self.rounds):
             raise ValueError("every K in rounds must be at least 1")
+        if self.pool is not None and self.pool < self.rounds[0]:
+            raise ValueError(
+                f"--pool {self.pool} is smaller than round 1's K={self.rounds[0]}: a run samples K1 of it"
+            )
         return self
+
+    def pool_sample(self, run_id: int) -> list[int]:
+        """Which pool positions run `run_id` uses in round 1: K1 of N, seeded, without replacement."""
+        assert self.pool is not None
+        import random
+
+        return random.Random(f"{self.seed}:{run_id}").sample(range(self.pool), self.rounds[0])
 
     @property
     def schedule(self) -> list[int]:

@@ -107,4 +107,15 @@ def test_export_writes_one_line_per_run_in_the_official_format(fleet: Fleet, tmp
     assert [len(x) for x in r["round_responses"]] == [4, 1] and len(r["round_inputs"]) == 2
     assert set(r["round_responses"][0][0]) == {"content", "reasoning_content"}
     assert r["answer"] and r["ttc"] == 5 * 7 and sorted(r["round_order"][0]) == [0, 1, 2, 3]
+    # graded against the problem's ground truth (FakeEngine answers the request number: mostly wrong)
+    assert all(x["grade"] in ("correct", "incorrect") and x["graded_answer"] == x["answer"] for x in records)
+    expected = [x["grade"] == "correct" for x in records]
+    assert expected == [x["answer"] == x["ground_truth"]["answer"] for x in records]
+    details = r["round_details"][0][0]
+    assert (
+        details["attempt"] == 1 and details["attempts_settled"] == 1 and details["compaction"] == "conclusion"
+    )
+    plain = tmp_path / "plain.jsonl"
+    assert fleet.pacore("export", "exported", "--no-grade", "-o", str(plain)).returncode == 0
+    assert all(json.loads(line)["grade"] is None for line in plain.read_text().splitlines())
     assert fleet.pacore("export", "missing").returncode == 1
