@@ -64,9 +64,7 @@ def test_runs_sample_round_one_from_one_pool_and_later_campaigns_reuse_it(
     )
 
     report = json.loads(fleet.pacore("report", "pool-b", "pool-c", "--json").stdout)["campaigns"]
-    assert [r["ttc_mean"] for r in report] == [5 * 7, 5 * 7], (
-        "TTC counts the sampled pool trajectories"
-    )
+    assert [r["ttc_mean"] for r in report] == [5 * 7, 5 * 7], "TTC counts the sampled pool trajectories"
     exported = [
         json.loads(line) for line in fleet.pacore("export", "pool-b", "--no-grade").stdout.splitlines()
     ]
@@ -74,5 +72,5 @@ def test_runs_sample_round_one_from_one_pool_and_later_campaigns_reuse_it(
 
     refused = fleet.pacore("delete", "pool-a", "--yes")
     assert refused.returncode != 0 and "holds a round-1 pool that 'pool-b' use" in refused.stderr
-    bad = fleet.pacore("submit", str(problems(tmp_path, "bad")), "--rounds", "8", "--pool", "4")
+    bad = fleet.pacore("submit", str(problems(tmp_path, "badpool")), "--rounds", "8", "--pool", "4")
     assert bad.returncode != 0 and "smaller than round 1's K=8" in bad.stderr
