@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Re-publish a pending trajectory whose message is older than this (seconds).",
     )
+    admission_factor: float = Field(
+        2.0, gt=0, description="Keep this many times the live fleet's generation slots in flight, at most."
+    )
+    admission_floor: int = Field(
+        64, ge=1, description="In flight allowed whatever the fleet (a fleet starting, or none registered)."
+    )
     dispatch_interval: float = Field(1.0, gt=0, description="Seconds between scheduler dispatch ticks.")
     dispatch_batch: int = Field(256, ge=1, description="Runs started per dispatch tick at most.")
     log_level: str = Field("INFO", description="Log level of pacore processes.")

@@ -29,6 +29,7 @@ class Runtime:
     settings: Settings
     db: Database
     node: Any = None  # on `pacore worker`: its worker.node.Node (engine, id, checkpoints, drain state)
+    admission: Any = None  # on `pacore scheduler`: its scheduler.admission.Admission
 
 
 def broker_urls(settings: Settings, db_url: str) -> tuple[str, str]:

@@ -17,7 +17,8 @@ from celery import Celery
 
 from pacore.db import Database
 from pacore.settings import Settings
-from scheduler.app import CONTROL_QUEUE, consume, make_app
+from scheduler.admission import Admission
+from scheduler.app import CONTROL_QUEUE, consume, make_app, runtime
 from scheduler.reconciler import Reconciler
 from scheduler.tasks import dispatch_tick
 
@@ -39,6 +40,7 @@ def tick_forever(app: Celery, settings: Settings, stop: threading.Event) -> None
 
 def run_scheduler(settings: Settings, db: Database, concurrency: int) -> None:
     app = make_app(settings, db)
+    runtime(app).admission = Admission(settings)
     stop = threading.Event()
     ticker = threading.Thread(
         target=tick_forever, args=(app, settings, stop), name="scheduler-tick", daemon=True

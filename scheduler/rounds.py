@@ -21,6 +21,7 @@ from pacore.core.compaction import Outcome, compact
 from pacore.core.policy import RoundPlan, plan_round
 from pacore.core.rounds import after_round
 from pacore.settings import Settings
+from scheduler.admission import Admission
 
 
 @dataclass(frozen=True)
@@ -40,29 +41,56 @@ class RunContext:
     messages: list[dict[str, Any]]
 
 
-def start_runs(session: Session, settings: Settings, limit: int) -> list[Publish]:
-    """Plan and create round 1 for up to `limit` pending runs of active campaigns."""
-    rows = session.execute(
+def start_runs(
+    session: Session,
+    settings: Settings,
+    limit: int,
+    admission: Admission | None = None,
+) -> list[Publish]:
+    """Plan and create round 1 for up to `limit` pending runs of active campaigns, round-robin across
+    campaigns (each campaign's runs in order; the turn goes on from the campaign served last). With
+    admission control, only runs whose round 1 fits the room left are started."""
+    after = admission.last_campaign if admission is not None else 0
+    candidates = (
+        session.execute(
+            text(
+                "SELECT pending.id FROM campaign c CROSS JOIN LATERAL (SELECT run.id, row_number() OVER (ORDER BY run.id) AS rank "
+                "FROM run WHERE run.campaign_id = c.id AND run.status = 'pending' ORDER BY run.id LIMIT :limit) pending "
+                "WHERE c.status = 'active' ORDER BY pending.rank, c.id <= :after, c.id LIMIT :limit"
+            ),
+            {"limit": limit, "after": after},
+        )
+        .scalars()
+        .all()
+    )
+    locked = session.execute(
         text(
             "SELECT run.id, run.campaign_id, c.config, p.messages FROM run "
             "JOIN problem p ON p.id = run.problem_id JOIN campaign c ON c.id = run.campaign_id "
-            "WHERE run.status = 'pending' AND c.status = 'active' "
-            "ORDER BY run.id LIMIT :limit FOR NO KEY UPDATE OF run SKIP LOCKED"
+            "WHERE run.id = ANY(:ids) AND run.status = 'pending' FOR NO KEY UPDATE OF run SKIP LOCKED"
         ),
-        {"limit": limit},
+        {"ids": list(candidates)},
     ).all()
-    out = []
+    by_id = {row[0]: row for row in locked}
+    rows = [by_id[i] for i in candidates if i in by_id]  # round-robin order
+    out: list[Publish] = []
     for run_id, campaign_id, config, messages in rows:
         run = RunContext(run_id, campaign_id, CampaignConfig.model_validate(config), messages)
+        if admission is not None and admission.left() < run.cfg.rounds[0]:
+            break  # no room: a later tick starts it
         session.execute(
             text("UPDATE run SET status = 'running', started_at = now() WHERE id = :id"), {"id": run_id}
         )
-        if run.cfg.pool:
-            out.extend(_start_from_pool(session, run))
-            continue
-        publish = next_round(session, settings, run, 1, messages, gathered=0)
-        if publish:
-            out.append(publish)
+        created = (
+            _start_from_pool(session, run)
+            if run.cfg.pool
+            else [p for p in [next_round(session, settings, run, 1, messages, gathered=0)] if p]
+        )
+        if admission is not None:
+            admission.last_campaign = campaign_id
+            if not admission.take(sum(len(p.trajectories) for p in created)):
+                break  # a new pool larger than the room: created, published by a later tick
+        out.extend(created)
     return out
 
 

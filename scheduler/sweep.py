@@ -102,9 +102,14 @@ def sweep(
 
 
 def advance_and_publish(app: Celery, round_id: int) -> int:
-    with runtime(app).db.session() as session:
-        follow_up = advance_round(session, runtime(app).settings, round_id)
+    """Advance the round and publish the next one at once: later rounds of started runs go before new
+    runs (admission control counts them against its room)."""
+    rt = runtime(app)
+    with rt.db.session() as session:
+        follow_up = advance_round(session, rt.settings, round_id)
     if follow_up:
+        if rt.admission is not None:
+            rt.admission.force(len(follow_up.trajectories))
         publish(app, [follow_up])
     return 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import Celery
 from sqlalchemy import text
@@ -28,12 +29,17 @@ def register(app: Celery) -> None:
 
 
 def dispatch_tick(app: Celery) -> int:
-    """Start pending runs, publish what never got published, advance rounds whose callback was lost."""
+    """Measure the room admission control leaves; publish what is unpublished (later rounds first), then
+    start pending runs in what room is left; advance rounds whose callback was lost."""
     rt = runtime(app)
+    admit = rt.admission.take if rt.admission is not None else None
+    if rt.admission is not None:
+        with rt.db.session() as session:
+            rt.admission.refresh(session)
+    sent = _publish_unpublished(app, admit)
     with rt.db.session() as session:
-        started = start_runs(session, rt.settings, rt.settings.dispatch_batch)
-    sent = publish(app, started)
-    sent += _publish_unpublished(app)
+        started = start_runs(session, rt.settings, rt.settings.dispatch_batch, rt.admission)
+    sent += publish(app, started)
     with rt.db.session() as session:
         stuck = stuck_rounds(session)
     for round_id in stuck:
@@ -43,18 +49,26 @@ def dispatch_tick(app: Celery) -> int:
     return sent
 
 
-def _publish_unpublished(app: Celery) -> int:
+def _publish_unpublished(app: Celery, admit: Callable[[int], bool] | None) -> int:
+    """Publish pending trajectories that have no message: rounds admission control deferred, work
+    handed back, and rows whose publish was lost between commit and publish. Latest rounds first."""
     with runtime(app).db.session() as session:
         rows = session.execute(
             text(
                 "SELECT t.round_id, c.config ->> 'model', t.id, t.attempt FROM trajectory t "
                 "JOIN campaign c ON c.id = t.campaign_id JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id "
                 "WHERE t.status = 'pending' AND t.published_at IS NULL AND run.status = 'running' "
-                "AND t.created_at < now() - make_interval(secs => :grace) AND c.status = 'active' LIMIT 10000"
+                "AND t.created_at < now() - make_interval(secs => :grace) AND c.status = 'active' "
+                "ORDER BY r.index DESC, t.round_id, t.index LIMIT 10000"
             ),
             {"grace": UNPUBLISHED_GRACE_SECONDS},
         ).all()
     by_round: dict[int, Publish] = {}
     for round_id, model, tid, attempt in rows:
         by_round.setdefault(round_id, Publish(round_id, model, [])).trajectories.append((tid, attempt))
-    return publish(app, by_round.values())
+    admitted = []
+    for item in by_round.values():
+        if admit is not None and not admit(len(item.trajectories)):
+            break
+        admitted.append(item)
+    return publish(app, admitted)

@@ -1,0 +1,71 @@
+"""Admission control (ARCHITECTURE.md §3 rule 8): keep about `admission_factor` times what the live fleet
+can run in flight (published and not finished), never more, so the broker stays small however large the
+campaign, and budgets are reserved just in time.
+
+The scheduler's dispatch tick measures the fleet (registered workers whose heartbeat is fresh, times
+their concurrency) and what is in flight, once per tick; between ticks, publishing takes from the room
+this leaves (`take`). Later rounds of started runs go first: the chord callback publishes the next
+round at once, counted against the room (with the usual non-increasing K it replaces at least as much
+work as it adds), and the tick publishes anything unpublished (latest rounds first) before it starts
+new runs, which it does only within the room, round-robin across campaigns. Several
+schedulers each keep their own count, so together they may overshoot by their number; the bound is a
+soft one by that factor, never a correctness matter.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from pacore.settings import Settings
+
+
+class Admission:
+    def __init__(self, settings: Settings) -> None:
+        self.factor, self.floor = settings.admission_factor, settings.admission_floor
+        self.stale = settings.lease_seconds
+        self.lock = threading.Lock()
+        self.room = 0
+        self.capacity = 0
+        self.in_flight = 0
+        self.last_campaign = 0  # the campaign whose run was started last: the next turn is after it
+
+    def refresh(self, session: Session) -> int:
+        """Measure the fleet and what is in flight; returns the room."""
+        capacity = session.execute(
+            text(
+                "SELECT coalesce(sum(concurrency), 0) FROM worker WHERE status = 'up' "
+                "AND heartbeat_at > now() - make_interval(secs => :stale)"
+            ),
+            {"stale": self.stale},
+        ).scalar_one()
+        in_flight = session.execute(
+            text(
+                "SELECT count(*) FROM trajectory WHERE status = 'running' "
+                "OR (status = 'pending' AND published_at IS NOT NULL)"
+            )
+        ).scalar_one()
+        bound = max(self.floor, int(self.factor * capacity))
+        with self.lock:
+            self.capacity, self.in_flight = int(capacity), int(in_flight)
+            self.room = max(0, bound - self.in_flight)
+            return self.room
+
+    def take(self, n: int) -> bool:
+        """Reserve room for `n` trajectories to publish now; False when they do not fit."""
+        with self.lock:
+            if n > self.room:
+                return False
+            self.room -= n
+            return True
+
+    def force(self, n: int) -> None:
+        """Count `n` published regardless of room: a later round of a started run, which goes first."""
+        with self.lock:
+            self.room -= n
+
+    def left(self) -> int:
+        with self.lock:
+            return self.room
