@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     dispatch_interval: float = Field(1.0, gt=0, description="Seconds between scheduler dispatch ticks.")
     dispatch_batch: int = Field(256, ge=1, description="Runs started per dispatch tick at most.")
     log_level: str = Field("INFO", description="Log level of pacore processes.")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve Prometheus metrics on this port (workers, scheduler)."
+    )
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> Settings:

@@ -15,6 +15,7 @@ import time
 
 from celery import Celery
 
+from pacore import metrics
 from pacore.db import Database
 from pacore.settings import Settings
 from scheduler.admission import Admission
@@ -33,6 +34,8 @@ def tick_forever(app: Celery, settings: Settings, stop: threading.Event) -> None
             dispatch_tick(app)
             if time.monotonic() >= next_reconcile:
                 reconciler.tick()
+                with runtime(app).db.session() as session:
+                    metrics.refresh_campaign_gauges(session)
                 next_reconcile = time.monotonic() + settings.reconcile_interval
         except Exception:  # a failed pass is retried by the next one; the thread must not die
             log.exception("scheduler tick failed")
@@ -41,6 +44,7 @@ def tick_forever(app: Celery, settings: Settings, stop: threading.Event) -> None
 def run_scheduler(settings: Settings, db: Database, concurrency: int) -> None:
     app = make_app(settings, db)
     runtime(app).admission = Admission(settings)
+    metrics.serve(settings.metrics_port)
     stop = threading.Event()
     ticker = threading.Thread(
         target=tick_forever, args=(app, settings, stop), name="scheduler-tick", daemon=True

@@ -9,7 +9,7 @@ from celery import Celery
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from pacore import tokens
+from pacore import metrics, tokens
 from pacore.core.reconcile import AdvanceRound, Redrive, Republish, RoundRow, TrajectoryRow, reconcile
 from scheduler.app import runtime
 from scheduler.publish import publish
@@ -111,6 +111,16 @@ def advance_and_publish(app: Celery, round_id: int) -> int:
         if rt.admission is not None:
             rt.admission.force(len(follow_up.trajectories))
         publish(app, [follow_up])
+        with rt.db.session() as session:
+            hop = session.execute(
+                text(
+                    "SELECT extract(epoch FROM clock_timestamp() - max(t.finished_at)) FROM round_trajectory rt "
+                    "JOIN trajectory t ON t.id = rt.trajectory_id WHERE rt.round_id = :id"
+                ),
+                {"id": round_id},
+            ).scalar()
+        if hop is not None:
+            metrics.ROUND_HOP.observe(float(hop))
     return 1
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from celery import Celery
 from sqlalchemy import text
 
+from pacore import metrics
 from scheduler.app import runtime
 from scheduler.publish import publish
 from scheduler.rounds import Publish, start_runs
@@ -36,6 +37,12 @@ def dispatch_tick(app: Celery) -> int:
     if rt.admission is not None:
         with rt.db.session() as session:
             rt.admission.refresh(session)
+        for kind, value in (
+            ("capacity", rt.admission.capacity),
+            ("in_flight", rt.admission.in_flight),
+            ("room", rt.admission.left()),
+        ):
+            metrics.ADMISSION.labels(kind).set(value)
     sent = _publish_unpublished(app, admit)
     with rt.db.session() as session:
         started = start_runs(session, rt.settings, rt.settings.dispatch_batch, rt.admission)

@@ -50,10 +50,13 @@ class Fleet:
             [pacore_executable(), *args], env=self.env(), capture_output=True, text=True, timeout=timeout
         )
 
-    def start(self, label: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, label: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{label}.log").open("ab")
         proc = subprocess.Popen(
-            [pacore_executable(), *args], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            [pacore_executable(), *args],
+            env={**self.env(), **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.procs.append(proc)
         return proc

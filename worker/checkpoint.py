@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from pacore import metrics
 from pacore.db import Database
 
 
@@ -176,4 +177,5 @@ class Checkpoints:
         for recorder, _, pieces in taken:
             recorder.written(pieces)
         self.chunks_written += len(kept)
+        metrics.CHECKPOINT_CHUNKS.inc(len(kept))
         return len(kept)

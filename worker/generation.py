@@ -17,7 +17,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from pacore import tokens
+from pacore import metrics, tokens
 from pacore.core.budget import block_size, needs_block
 from pacore.core.compaction import parse_output
 from pacore.core.retry import fitting_max_tokens, retry_decision
@@ -101,6 +101,7 @@ class Generation:
     def guard(self, raw: str, streamed: int) -> bool:
         """Per chunk: record the text, hand back if the process drains or the engine died, then budget."""
         self.recorder.add(raw, streamed - self.try_streamed)
+        metrics.GENERATED_TOKENS.inc(streamed - self.try_streamed)
         self.try_streamed = streamed
         if self.node.is_superseded(self.claim.trajectory_id):  # cancelled, or re-driven elsewhere
             raise HandBack("superseded")
@@ -135,6 +136,7 @@ class Generation:
             self.tries -= 1  # the same try, started over
             return self.one_try()
         except EngineError as exc:
+            metrics.ENGINE_ERRORS.labels(exc.kind).inc()
             if not self.node.engine.health():
                 # Refused: the engine was already gone. Broken mid-request: this request was there
                 # when it died, which counts toward quarantine.
@@ -168,6 +170,7 @@ class Generation:
             return Attempted(None, f"{exc} (after {self.tries} tries)", self._spent(0))
         # The last chunk (with the finish reason) is not seen by the guard.
         self.recorder.add("", result.completion_tokens - self.try_streamed)
+        metrics.GENERATED_TOKENS.inc(max(0, result.completion_tokens - self.try_streamed))
         result = replace(result, completion_tokens=self.recorder.tokens)
         return Attempted(result, None, self._spent(result.prompt_tokens))
 

@@ -24,6 +24,7 @@ from celery import Celery, bootsteps
 from celery.signals import worker_shutting_down
 from sqlalchemy import text
 
+from pacore import metrics
 from pacore.db import Database
 from pacore.settings import Settings
 from scheduler.app import consume, generation_queue, make_app, runtime
@@ -91,6 +92,7 @@ def run_worker(
     node = Node(engine, worker_id, settings.drain_grace_seconds)
     runtime(app).node = node
     _register(db, worker_id, queue, model, engine_url, concurrency)
+    metrics.serve(settings.metrics_port)
     beating = heartbeat.start(db, node, settings.lease_seconds, settings.heartbeat_seconds)
     worker_shutting_down.connect(lambda **_: node.drain(), weak=False)
     _gate_on_engine_health(app, node, model, queue, settings.engine_health_seconds)

@@ -8,6 +8,7 @@ import logging
 
 from celery import Celery
 
+from pacore import metrics
 from pacore.tokens import Fenced
 from scheduler.app import Runtime, runtime
 from worker import claims, generation
@@ -25,9 +26,11 @@ def register(app: Celery) -> None:
             raise RuntimeError("this process has no engine: generate tasks run on `pacore worker`")
         if not node.begin(trajectory_id):
             return trajectory_id  # a duplicate of a message this process is working on
+        metrics.ACTIVE_GENERATIONS.inc()
         try:
             return _generate(rt, node, trajectory_id, attempt)
         finally:
+            metrics.ACTIVE_GENERATIONS.dec()
             node.end(trajectory_id)
 
 
@@ -49,6 +52,7 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
         log.info("trajectory %d attempt %d is no longer ours; stopped generating it", trajectory_id, attempt)
         return trajectory_id
     if attempted.handed_back:
+        metrics.HANDED_BACK.labels(attempted.handed_back).inc()
         db.through_outages(
             claims.hand_back,
             db,
@@ -78,4 +82,5 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
         attempted.spent,
         rt.settings.token_grant,
     )
+    metrics.ATTEMPTS.labels("done" if attempted.result else "failed").inc()
     return trajectory_id

@@ -1,0 +1,78 @@
+"""Prometheus metrics (prometheus-client). A process serves them on PACORE_METRICS_PORT when it is set
+(`pacore worker`, `pacore scheduler`); an example Grafana dashboard is ops/grafana/pacore.json.
+
+Workers count what they do as they do it; the scheduler refreshes campaign-level gauges from the
+database once per dispatch tick (one grouped query), so a scrape never touches the database.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+log = logging.getLogger("pacore.metrics")
+
+# -- workers ----------------------------------------------------------------------------------------
+GENERATED_TOKENS = Counter("pacore_generated_tokens", "Completion tokens streamed from the engine.")
+ACTIVE_GENERATIONS = Gauge("pacore_active_generations", "Generations this process is streaming.")
+ENGINE_ERRORS = Counter("pacore_engine_errors", "Engine failures by kind (retried or not).", ["kind"])
+CHECKPOINT_CHUNKS = Counter("pacore_checkpoint_chunks", "Checkpoint chunk rows written.")
+HANDED_BACK = Counter("pacore_handed_back", "Trajectories given back, by reason.", ["reason"])
+ATTEMPTS = Counter("pacore_attempts", "Attempts ended, by outcome.", ["outcome"])
+
+# -- scheduler --------------------------------------------------------------------------------------
+TRAJECTORIES = Gauge("pacore_trajectories", "Trajectories by campaign and status.", ["campaign", "status"])
+TOKENS = Gauge(
+    "pacore_campaign_tokens", "Campaign tokens by kind (used, reserved, wasted).", ["campaign", "kind"]
+)
+NO_MESSAGE = Gauge(
+    "pacore_compaction_no_message_share",
+    "Share of finished trajectories that contributed no message (compaction health).",
+    ["campaign"],
+)
+ROUND_HOP = Histogram(
+    "pacore_round_hop_seconds",
+    "From a round's last trajectory finished to its next round published.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ADMISSION = Gauge("pacore_admission", "Admission control: capacity, in flight, room.", ["kind"])
+
+
+def serve(port: int | None) -> None:
+    if port:
+        start_http_server(port)
+        log.info("metrics on :%d/metrics", port)
+
+
+def refresh_campaign_gauges(session: Session) -> None:
+    """Per active or paused campaign: trajectories by status, tokens, compaction health."""
+    rows = session.execute(
+        text(
+            "SELECT c.name, t.status, count(*), count(*) FILTER (WHERE t.status = 'done' AND t.message IS NULL) "
+            "FROM campaign c JOIN trajectory t ON t.campaign_id = c.id WHERE c.status IN ('active', 'paused') "
+            "GROUP BY c.name, t.status"
+        )
+    ).all()
+    TRAJECTORIES.clear()
+    done: dict[str, tuple[int, int]] = {}
+    for name, status, count, empty in rows:
+        TRAJECTORIES.labels(name, status).set(count)
+        if status == "done":
+            done[name] = (count, empty)
+    NO_MESSAGE.clear()
+    for name, (count, empty) in done.items():
+        NO_MESSAGE.labels(name).set(empty / count if count else 0.0)
+    TOKENS.clear()
+    for name, used, reserved, wasted in session.execute(
+        text(
+            "SELECT c.name, coalesce(sum(run.tokens_used), 0), coalesce(sum(run.tokens_reserved), 0), "
+            "coalesce(sum(run.tokens_wasted), 0) FROM campaign c JOIN run ON run.campaign_id = c.id "
+            "WHERE c.status IN ('active', 'paused') GROUP BY c.name"
+        )
+    ).all():
+        TOKENS.labels(name, "used").set(used)
+        TOKENS.labels(name, "reserved").set(reserved)
+        TOKENS.labels(name, "wasted").set(wasted)
