@@ -29,9 +29,9 @@ class Context:
         self.settings = settings
         self._db: Database | None = None
 
-    def db(self, require_schema: bool = True) -> Database:
+    def db(self, require_schema: bool = True, pool_size: int = 5) -> Database:
         if self._db is None:
-            self._db = Database.from_settings(self.settings)
+            self._db = Database.from_settings(self.settings, pool_size)
         if require_schema:
             try:
                 self._db.require_schema()
@@ -619,7 +619,10 @@ def worker(
         else:
             assert url is not None
             engine, served = http_engine(obj.settings, url, model, concurrency)
-        run_worker(obj.settings, obj.db(), engine, served, url or f"inprocess:{model_path}", concurrency)
+        # A connection for about every fourth generation thread (they touch the database per block, per
+        # claim and at the end; the heartbeat batches the rest), and as many again in overflow.
+        db = obj.db(pool_size=max(5, concurrency // 4))
+        run_worker(obj.settings, db, engine, served, url or f"inprocess:{model_path}", concurrency)
     except EngineUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
 

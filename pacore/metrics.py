@@ -42,9 +42,18 @@ ADMISSION = Gauge("pacore_admission", "Admission control: capacity, in flight, r
 
 
 def serve(port: int | None) -> None:
-    if port:
+    """Serve /metrics on `port`. A port already taken (several pacore processes on one host given the
+    same PACORE_METRICS_PORT) is reported and skipped: metrics never stop a worker."""
+    if not port:
+        return
+    try:
         start_http_server(port)
-        log.info("metrics on :%d/metrics", port)
+    except OSError as exc:
+        log.warning(
+            "metrics not served: port %d: %s (give each process its own PACORE_METRICS_PORT)", port, exc
+        )
+        return
+    log.info("metrics on :%d/metrics", port)
 
 
 def refresh_campaign_gauges(session: Session) -> None:

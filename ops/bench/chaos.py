@@ -239,8 +239,16 @@ class Observations:
 
 
 class Fleet:
-    def __init__(self, root: Path, database_url: str, broker_url: str, engine_url: str, concurrency: int):
-        self.root, self.engine_url, self.concurrency = root, engine_url, concurrency
+    def __init__(
+        self,
+        root: Path,
+        database_url: str,
+        broker_url: str,
+        engine_url: str,
+        concurrency: int,
+        cores: str = FLEET_CORES,
+    ):
+        self.root, self.engine_url, self.concurrency, self.cores = root, engine_url, concurrency, cores
         self.env = {
             **os.environ,
             "PACORE_DATABASE_URL": database_url,
@@ -270,7 +278,7 @@ class Fleet:
     def _start(self, label: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.root / f"{label}.log").open("ab")
         return subprocess.Popen(
-            [*pin(FLEET_CORES), PACORE, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [*pin(self.cores), PACORE, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
 
     def start_scheduler(self) -> None:

@@ -159,7 +159,8 @@ def run_pacore(
     engine_url: str, problems_path: Path, root: Path, repeat: int, workers: int, concurrency: int
 ) -> dict[str, float]:
     with ExitStack() as stack:
-        fleet = private_fleet(stack, root / f"pacore-{repeat}", engine_url, concurrency)
+        (root / f"pacore-{repeat}").mkdir()
+        fleet = private_fleet(stack, root / f"pacore-{repeat}", engine_url, concurrency, FLEET_CORES)
         fleet.start_scheduler()
         for _ in range(workers):
             fleet.start_worker()
