@@ -7,7 +7,6 @@ them, so that `pacore submit` and `pacore status` need neither Celery workers no
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from pacore import logs
 from pacore.core.campaign import CampaignConfig
 from pacore.core.problems import LineError
 from pacore.core.schedule import PRESETS, parse_rounds, parse_tokens
@@ -56,13 +56,7 @@ def main(ctx: click.Context) -> None:
             for e in exc.errors(include_input=False, include_url=False)
         )
         raise click.ClickException(f"invalid setting: {problems}") from exc
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    for noisy in ("alembic", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure(settings.log_level, settings.log_format)
     ctx.obj = Context(settings)
 
 

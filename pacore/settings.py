@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -92,6 +93,10 @@ class Settings(BaseSettings):
     dispatch_interval: float = Field(1.0, gt=0, description="Seconds between scheduler dispatch ticks.")
     dispatch_batch: int = Field(256, ge=1, description="Runs started per dispatch tick at most.")
     log_level: str = Field("INFO", description="Log level of pacore processes.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text, or json: one object per line with campaign, run, trajectory and attempt ids.",
+    )
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Serve Prometheus metrics on this port (workers, scheduler)."
     )

@@ -22,6 +22,7 @@ from pacore.core.budget import block_size, needs_block
 from pacore.core.compaction import parse_output
 from pacore.core.retry import fitting_max_tokens, retry_decision
 from pacore.db import Database
+from pacore.logs import ids
 from pacore.settings import Settings
 from worker.checkpoint import Recorder
 from worker.claims import Claim, Spent
@@ -95,6 +96,12 @@ class Generation:
         self.try_streamed = 0
         self.try_started = 0.0
 
+    def where(self) -> dict[str, object]:
+        h = self.claim.holder
+        return ids(
+            campaign_id=h.campaign_id, run_id=h.run_id, trajectory_id=h.trajectory_id, attempt=h.attempt
+        )
+
     def remaining(self) -> int | None:
         return None if self.cap is None else self.cap - self.recorder.tokens
 
@@ -132,7 +139,7 @@ class Generation:
         except CannotContinue as exc:
             self.node.checkpoints.restart(self.db, self.recorder)
             self.notes.append(f"could not continue the checkpoint ({exc}): started afresh")
-            log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1])
+            log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1], extra=self.where())
             self.tries -= 1  # the same try, started over
             return self.one_try()
         except EngineError as exc:
@@ -188,7 +195,7 @@ class Generation:
             self.notes.append(
                 f"max_tokens lowered from {self.remaining()} to {fit} after a context-length error"
             )
-            log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1])
+            log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1], extra=self.where())
             self.cap = self.recorder.tokens + fit
             return retrying(self.one_try)
 

@@ -9,6 +9,7 @@ import logging
 from celery import Celery
 
 from pacore import metrics
+from pacore.logs import ids
 from pacore.tokens import Fenced
 from scheduler.app import Runtime, runtime
 from worker import claims, generation
@@ -43,13 +44,31 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
     if claim is None:
         return trajectory_id
     node.generating(trajectory_id, attempt)
+    h = claim.holder
+    where = ids(
+        campaign_id=h.campaign_id,
+        run_id=h.run_id,
+        trajectory_id=trajectory_id,
+        attempt=attempt,
+        worker_id=node.worker_id,
+    )
     try:
         attempted = generation.generate(node, db, claim, rt.settings)
     except Fenced:
-        log.info("trajectory %d attempt %d was taken over; dropping this attempt", trajectory_id, attempt)
+        log.info(
+            "trajectory %d attempt %d was taken over; dropping this attempt",
+            trajectory_id,
+            attempt,
+            extra=where,
+        )
         return trajectory_id
     if attempted.handed_back == "superseded":  # cancelled, or re-driven elsewhere: nothing to write
-        log.info("trajectory %d attempt %d is no longer ours; stopped generating it", trajectory_id, attempt)
+        log.info(
+            "trajectory %d attempt %d is no longer ours; stopped generating it",
+            trajectory_id,
+            attempt,
+            extra=where,
+        )
         return trajectory_id
     if attempted.handed_back:
         metrics.HANDED_BACK.labels(attempted.handed_back).inc()
@@ -68,10 +87,13 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
             attempt,
             attempted.handed_back,
             attempted.spent.tokens,
+            extra=where,
         )
         return trajectory_id
     if attempted.error:
-        log.warning("trajectory %d attempt %d failed: %s", trajectory_id, attempt, attempted.error)
+        log.warning(
+            "trajectory %d attempt %d failed: %s", trajectory_id, attempt, attempted.error, extra=where
+        )
     db.through_outages(
         claims.finish,
         db,

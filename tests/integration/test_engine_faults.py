@@ -100,3 +100,35 @@ def test_a_request_that_cannot_succeed_fails_at_once_with_the_servers_message(
 def fleet_requests(fleet: Fleet, marker: str) -> list[dict]:
     engine = fleet.engine_ref
     return [r for r in engine.requests if marker in r["messages"][-1]["content"]]
+
+
+def test_json_logs_carry_the_ids(
+    postgres_admin, template_db, redis_available, fake_engine, tmp_path: Path
+) -> None:
+    from tests.fleet import running_fleet
+
+    with running_fleet(
+        postgres_admin,
+        template_db,
+        redis_available,
+        fake_engine.url,
+        fake_engine.model,
+        tmp_path,
+        extra_env={"PACORE_LOG_FORMAT": "json"},
+    ) as fleet:
+        status = campaign(fleet, tmp_path, "logged", "DROP NOCONT a cut stream that cannot be continued")
+        assert status["runs"] == {"total": 1, "done": 1}
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "worker-0.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    noted = [line for line in lines if "started afresh" in line["message"]]
+    assert noted and all(
+        line["campaign_id"] == status["id"]
+        and line["run_id"]
+        and line["trajectory_id"]
+        and line["attempt"] == 1
+        for line in noted
+    )
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
