@@ -69,6 +69,12 @@ def cancel(session: Session, name: str) -> Changed:
     cid, status = _campaign(session, name)
     if status not in ("active", "paused"):
         raise ControlError(f"campaign {name!r} is {status}: there is nothing to cancel")
+    users = _pool_users(session, cid, unfinished_only=True)
+    if users:
+        raise ControlError(
+            f"campaign {name!r} is still generating a round-1 pool that {', '.join(map(repr, users))} use: "
+            "cancel those first, or pause this one"
+        )
     # Rounds first: a round that is no longer `generating` cannot advance (its guarded update fails), and
     # an advance already under way holds the round's lock, so what it creates is seen below.
     session.execute(
@@ -160,20 +166,24 @@ def retry_failed(session: Session, name: str) -> Changed:
     return Changed(name, "active" if status == "done" else status, len(rounds), int(again))
 
 
-def delete(session: Session, name: str) -> Changed:
-    cid, status = _campaign(session, name)
-    users = (
+def _pool_users(session: Session, cid: int, unfinished_only: bool) -> list[str]:
+    """Other campaigns whose rounds use this campaign's (round-1 pool) trajectories."""
+    return list(
         session.execute(
             text(
                 "SELECT DISTINCT c.name FROM trajectory t JOIN round_trajectory rt ON rt.trajectory_id = t.id "
                 "JOIN round r ON r.id = rt.round_id JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id "
-                "WHERE t.campaign_id = :id AND run.campaign_id <> :id ORDER BY c.name"
+                "WHERE t.campaign_id = :id AND run.campaign_id <> :id "
+                "AND (NOT :unfinished OR t.status IN ('pending', 'running')) ORDER BY c.name"
             ),
-            {"id": cid},
-        )
-        .scalars()
-        .all()
+            {"id": cid, "unfinished": unfinished_only},
+        ).scalars()
     )
+
+
+def delete(session: Session, name: str) -> Changed:
+    cid, status = _campaign(session, name)
+    users = _pool_users(session, cid, unfinished_only=False)
     if users:
         raise ControlError(
             f"campaign {name!r} holds a round-1 pool that {', '.join(map(repr, users))} use: delete those first"

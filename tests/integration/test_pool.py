@@ -4,6 +4,7 @@ K1 of them; a later campaign on the same problems, model and sampling reuses the
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from pacore.core.campaign import CampaignConfig
@@ -74,3 +75,30 @@ def test_runs_sample_round_one_from_one_pool_and_later_campaigns_reuse_it(
     assert refused.returncode != 0 and "holds a round-1 pool that 'pool-b' use" in refused.stderr
     bad = fleet.pacore("submit", str(problems(tmp_path, "badpool")), "--rounds", "8", "--pool", "4")
     assert bad.returncode != 0 and "smaller than round 1's K=8" in bad.stderr
+
+
+def test_a_pool_another_campaign_waits_for_cannot_be_cancelled(fleet: Fleet, tmp_path: Path) -> None:
+    def slow(name: str) -> Path:
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(json.dumps({"id": "s0", "problem": "PACE100 LONG30 a slow pooled problem"}) + "\n")
+        return path
+
+    fleet.submit(slow("owner"), "--name", "owner", "--rounds", "2", "--pool", "4")
+    deadline = time.monotonic() + 30
+    while not fleet.query(
+        "SELECT count(*) FROM trajectory t JOIN campaign c ON c.id = t.campaign_id "
+        "WHERE c.name = 'owner' AND t.status = 'running'"
+    )[0][0]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    fleet.submit(slow("user"), "--name", "user", "--rounds", "2", "--pool", "4")
+    deadline = time.monotonic() + 30
+    while not fleet.query(
+        "SELECT count(*) FROM round r JOIN run ON run.id = r.run_id JOIN campaign c "
+        "ON c.id = run.campaign_id WHERE c.name = 'user'"
+    )[0][0]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    refused = fleet.pacore("cancel", "owner")
+    assert refused.returncode != 0 and "still generating a round-1 pool that 'user' use" in refused.stderr
+    assert fleet.wait_finished("user")["runs"] == {"total": 1, "done": 1}
