@@ -14,7 +14,7 @@ the synthesis prompt that quotes it, of later rounds). `nth` counts requests per
 - `NOCONT`: no /tokenize: a checkpoint cannot be continued.
 - `FAILWHILE`: every request fails with HTTP 500 while `failing` is set.
 - `PACE<ms>`: each token takes that long.
-- `CRASH`: while `crashes` is set, the engine dies (see `go_down`) after the 3rd token of the request.
+- `CRASH`: while `crashes` is set, the engine dies (see `go_down`) after the 3rd token of the request (the 1st of a continuation).
 
 Otherwise: reasoning `thinking w w ...` and content ` The answer is \\boxed{<request number>}.`; the
 completion tokens are the reasoning words + 4 + 1 (end of sequence), cut at max_tokens.
@@ -99,6 +99,9 @@ class FakeEngine:
                 pass
 
             def do_GET(self) -> None:
+                if engine.is_down():  # dead: the old server may still be closing; it answers nothing
+                    self.close_connection = True
+                    return
                 if self.path.startswith("/v1") and not engine.authorized(self.headers):
                     self.send_json(401, {"error": "Unauthorized"})
                     return
@@ -129,6 +132,9 @@ class FakeEngine:
         return Handler
 
     def post(self, handler: Any, body: dict[str, Any]) -> None:
+        if self.is_down():
+            handler.close_connection = True
+            return
         if not self.authorized(handler.headers):
             handler.send_json(401, {"error": "Unauthorized"})
         elif handler.path == "/tokenize" and "NOCONT" in json.dumps(body):
@@ -180,7 +186,7 @@ class FakeEngine:
             content,
             body.get("max_tokens", COMPLETIONS_DEFAULT_MAX_TOKENS if "prompt" in body else None),
             cut=3 if "DROP" in text and nth == 1 else None,
-            crash_after=3 if crash else None,
+            crash_after=(1 if "prompt" in body else 3) if crash else None,  # a continuation crashes too
             pace=int(pace.group(1)) / 1000 if pace else 0.0,
             prefix=prefix if "prompt" in body else None,
         )
