@@ -10,25 +10,14 @@ from pathlib import Path
 
 import redis
 
-from tests.fleet import running_fleet
-
 SLOTS = 2  # one worker, concurrency 2: the bound is 2 x 2 = 4 trajectories in flight
 
 
 def test_in_flight_work_stays_within_twice_the_fleet_and_campaigns_take_turns(
-    postgres_admin, template_db, redis_available, fake_engine, tmp_path: Path
+    fake_fleet, fake_engine, tmp_path: Path
 ) -> None:
     env = {"PACORE_ADMISSION_FACTOR": "2", "PACORE_ADMISSION_FLOOR": "1"}
-    with running_fleet(
-        postgres_admin,
-        template_db,
-        redis_available,
-        fake_engine.url,
-        fake_engine.model,
-        tmp_path,
-        concurrency=SLOTS,
-        extra_env=env,
-    ) as fleet:
+    with fake_fleet(concurrency=SLOTS, extra_env=env) as fleet:
         for name in ("left", "right"):
             path = tmp_path / f"{name}.jsonl"
             path.write_text(

@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import free_port
-from tests.fleet import running_fleet
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -21,21 +20,10 @@ def scrape(port: int) -> dict[str, float]:
     return values
 
 
-def test_worker_and_scheduler_metrics_agree_with_the_rows(
-    postgres_admin, template_db, redis_available, fake_engine, tmp_path: Path
-) -> None:
+def test_worker_and_scheduler_metrics_agree_with_the_rows(fake_fleet, fake_engine, tmp_path: Path) -> None:
     scheduler_port, worker_port = free_port(), free_port()
     env = {"PACORE_METRICS_PORT": str(scheduler_port), "PACORE_RECONCILE_INTERVAL": "1"}
-    with running_fleet(
-        postgres_admin,
-        template_db,
-        redis_available,
-        fake_engine.url,
-        fake_engine.model,
-        tmp_path,
-        workers=0,
-        extra_env=env,
-    ) as fleet:
+    with fake_fleet(workers=0, extra_env=env) as fleet:
         fleet.start(
             "worker-metrics",
             "worker",

@@ -29,17 +29,8 @@ FAST = {
 
 
 @pytest.fixture
-def spot_fleet(postgres_admin, template_db, redis_available, fake_engine, tmp_path) -> Iterator[Fleet]:
-    with running_fleet(
-        postgres_admin,
-        template_db,
-        redis_available,
-        fake_engine.url,
-        fake_engine.model,
-        tmp_path,
-        concurrency=4,
-        extra_env=FAST,
-    ) as fleet:
+def spot_fleet(fake_fleet) -> Iterator[Fleet]:
+    with fake_fleet(concurrency=4, extra_env=FAST) as fleet:
         yield fleet
 
 
@@ -218,18 +209,9 @@ def test_a_request_that_kills_engines_on_two_workers_quarantines_its_run(
 
 
 def test_a_message_fetched_by_a_worker_that_died_before_claiming_it_is_published_again(
-    postgres_admin, template_db, redis_available, fake_engine, tmp_path: Path
+    fake_fleet, fake_engine, tmp_path: Path
 ) -> None:
-    with running_fleet(
-        postgres_admin,
-        template_db,
-        redis_available,
-        fake_engine.url,
-        fake_engine.model,
-        tmp_path,
-        workers=0,
-        extra_env=FAST,
-    ) as fleet:
+    with fake_fleet(workers=0, extra_env=FAST) as fleet:
         broker = redis.Redis.from_url(fleet.broker_url)
         deadline = time.monotonic() + 30
         while not broker.exists("pacore:epoch"):  # the reconciler's first pass (which republishes all)
