@@ -102,20 +102,8 @@ def fleet_requests(fleet: Fleet, marker: str) -> list[dict]:
     return [r for r in engine.requests if marker in r["messages"][-1]["content"]]
 
 
-def test_json_logs_carry_the_ids(
-    postgres_admin, template_db, redis_available, fake_engine, tmp_path: Path
-) -> None:
-    from tests.fleet import running_fleet
-
-    with running_fleet(
-        postgres_admin,
-        template_db,
-        redis_available,
-        fake_engine.url,
-        fake_engine.model,
-        tmp_path,
-        extra_env={"PACORE_LOG_FORMAT": "json"},
-    ) as fleet:
+def test_json_logs_carry_the_ids(fake_fleet, tmp_path: Path) -> None:
+    with fake_fleet(extra_env={"PACORE_LOG_FORMAT": "json"}) as fleet:
         status = campaign(fleet, tmp_path, "logged", "DROP NOCONT a cut stream that cannot be continued")
         assert status["runs"] == {"total": 1, "done": 1}
     lines = [
