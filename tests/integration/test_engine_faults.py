@@ -47,7 +47,7 @@ def test_a_dropped_stream_is_continued_after_what_it_streamed(fleet: Fleet, tmp_
     # one cut stream per round, continued through the raw completions API: nothing generated twice
     assert ledger(fleet, status["id"]) == (5, 2, 5 * 7, 0)
     assert status["tokens"]["used"] == 5 * 7 and status["tokens"]["wasted"] == 0
-    continued = [r for r in fleet_requests(fleet, "DROP") if "prompt" in r]
+    continued = [r for r in fleet_requests(fleet, "DROP first stream") if "prompt" in r]
     prefixes = ["".join(map(chr, r["prompt"][r["prompt"].index(0) + 1 :])) for r in continued]
     assert prefixes == ["thinking w</think> The"] * 2, "the rendered prompt, then what was streamed"
     stored = fleet.query(
