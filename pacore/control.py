@@ -146,7 +146,7 @@ def retry_failed(session: Session, name: str) -> Changed:
     again = session.execute(
         text(
             "UPDATE trajectory SET status = 'pending', attempt = attempt + 1, published_at = NULL, error = NULL, "
-            "finished_at = NULL, worker_id = NULL WHERE round_id = ANY(:ids) AND status = 'failed'"
+            "finished_at = NULL, finish_seq = NULL, worker_id = NULL WHERE round_id = ANY(:ids) AND status = 'failed'"
         ),
         {"ids": round_ids},
     ).rowcount  # type: ignore[attr-defined]

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from pacore.core.compaction import Outcome, reference_kind
+
 BATCH = 200
 
 
@@ -64,11 +66,13 @@ def _truth(ground_truth: Any) -> str | None:
 
 
 def _rounds(session: Session, run_ids: list[int], pass_truncated: bool) -> dict[int, list[dict[str, Any]]]:
+    """Per run, its rounds in index order, each with its responses in the official stored order (the
+    order the round was advanced with; position order for a round not advanced yet)."""
     rows = session.execute(
         text(
-            "SELECT r.run_id, r.index, r.k, r.input_messages, r.message_order, r.status, rt.position, t.content, "
-            "t.reasoning, t.status, t.finish_reason, t.completion_tokens, t.prompt_tokens, t.error, t.attempt, "
-            "t.message, (SELECT count(*) FROM attempt a WHERE a.trajectory_id = t.id), "
+            "SELECT r.run_id, r.index, r.is_final, r.input_messages, r.response_order, r.finish_order, r.status, "
+            "rt.position, t.content, t.reasoning, t.status, t.finish_reason, t.completion_tokens, t.prompt_tokens, "
+            "t.error, t.attempt, (SELECT count(*) FROM attempt a WHERE a.trajectory_id = t.id), "
             "CASE WHEN t.round_id <> r.id THEN t.id END FROM round r "
             "JOIN round_trajectory rt ON rt.round_id = r.id JOIN trajectory t ON t.id = rt.trajectory_id "
             "WHERE r.run_id = ANY(:ids) ORDER BY r.run_id, r.index, rt.position"
@@ -76,62 +80,69 @@ def _rounds(session: Session, run_ids: list[int], pass_truncated: bool) -> dict[
         {"ids": run_ids},
     ).all()
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for (
-        run_id,
-        index,
-        k,
-        inputs,
-        order,
-        status,
-        _pos,
-        content,
-        reasoning,
-        t_status,
-        finish,
-        comp,
-        prompt,
-        error,
-        attempt,
-        message,
-        attempts,
-        pooled,
-    ) in rows:
+    for run_id, index, is_final, inputs, order, finished, status, position, *trajectory in rows:
         rounds = out[run_id]
         if not rounds or rounds[-1]["index"] != index:
             rounds.append(
-                {"index": index, "k": k, "input": inputs, "order": order, "status": status, "responses": []}
+                {
+                    "index": index,
+                    "is_final": is_final,
+                    "input": inputs,
+                    "order": order,
+                    "finish_order": finished,
+                    "status": status,
+                    "responses": {},
+                }
             )
-        rounds[-1]["responses"].append(
-            {
-                "content": content,
-                "reasoning_content": reasoning,
-                "status": t_status,
-                "finish_reason": finish,
-                "completion_tokens": comp,
-                "prompt_tokens": prompt,
-                "error": error,
-                "attempt": attempt,
-                "attempts_settled": attempts,
-                "compaction": _compaction(message, finish, content, pass_truncated),
-                "pool_trajectory": pooled,  # with --pool: the pool trajectory this position sampled
-            }
-        )
+        rounds[-1]["responses"][position] = _response(position, trajectory, pass_truncated)
+    for rounds in out.values():
+        for rnd in rounds:
+            by_position = rnd["responses"]
+            rnd["responses"] = [by_position[i] for i in (rnd["order"] or sorted(by_position))]
     return out
 
 
-def _compaction(message: str | None, finish: str | None, content: str | None, pass_truncated: bool) -> str:
-    """How the trajectory's message was made: its conclusion, its whole text (a truncated trajectory
-    under --pass-truncated), or nothing (no conclusion, failed, or not finished)."""
-    if message is None:
-        return "none"
-    if pass_truncated and finish == "length" and not (content or "").strip():
-        return "whole_text"
-    return "conclusion"
+def _response(position: int, row: list[Any], pass_truncated: bool) -> dict[str, Any]:
+    content, reasoning, status, finish, comp, prompt, error, attempt, attempts, pooled = row
+    outcome = Outcome(position, status, content, reasoning, finish)
+    return {
+        # the official response: `""` for a failed call or a null content, never null
+        "content": outcome.response_content,
+        "reasoning_content": outcome.response_reasoning,
+        "index": position,
+        "status": status,
+        "finish_reason": finish,
+        "completion_tokens": comp,
+        "prompt_tokens": prompt,
+        "error": error,
+        "attempt": attempt,
+        "attempts_settled": attempts,
+        "compaction": reference_kind(outcome, pass_truncated),
+        "pool_trajectory": pooled,  # with --pool: the pool trajectory this position sampled
+    }
+
+
+_DETAILS = (
+    "index",
+    "status",
+    "finish_reason",
+    "completion_tokens",
+    "prompt_tokens",
+    "error",
+    "attempt",
+    "attempts_settled",
+    "compaction",
+    "pool_trajectory",
+)
 
 
 def _record(run: Any, rounds: list[dict[str, Any]], verdict: Any) -> dict[str, Any]:
+    """The official result fields (`final_response`, `final_reasoning_content`, `round_responses`) as
+    the official pipeline stores them, pacore's own fields beside them."""
     run_id, sample, status, reason, answer, final_message, used, prompt, external_id, ground_truth = run
-    final = rounds[-1]["responses"][0] if rounds and status == "done" else None
+    last = rounds[-1] if rounds else None
+    advanced = last and last["is_final"] and last["order"] is not None  # the final round has its response
+    final = last["responses"][0] if advanced else None
     return {
         "grade": verdict.grade
         if verdict
@@ -142,8 +153,9 @@ def _record(run: Any, rounds: list[dict[str, Any]], verdict: Any) -> dict[str, A
         "run": sample,
         "status": status,
         "reason": reason,
-        "final_response": final_message,
+        "final_response": final["content"] if final else None,
         "final_reasoning_content": final["reasoning_content"] if final else None,
+        "final_message": final_message,
         "answer": answer,
         "ground_truth": ground_truth,
         "ttc": used,
@@ -152,26 +164,8 @@ def _record(run: Any, rounds: list[dict[str, Any]], verdict: Any) -> dict[str, A
             [{"content": r["content"], "reasoning_content": r["reasoning_content"]} for r in rnd["responses"]]
             for rnd in rounds
         ],
-        "round_inputs": [rnd["input"] for rnd in rounds],
         "round_order": [rnd["order"] for rnd in rounds],
-        "round_details": [
-            [
-                {
-                    k: r[k]
-                    for k in (
-                        "status",
-                        "finish_reason",
-                        "completion_tokens",
-                        "prompt_tokens",
-                        "error",
-                        "attempt",
-                        "attempts_settled",
-                        "compaction",
-                        "pool_trajectory",
-                    )
-                }
-                for r in rnd["responses"]
-            ]
-            for rnd in rounds
-        ],
+        "round_finish_order": [rnd["finish_order"] for rnd in rounds],
+        "round_inputs": [rnd["input"] for rnd in rounds],
+        "round_details": [[{k: r[k] for k in _DETAILS} for r in rnd["responses"]] for rnd in rounds],
     }

@@ -119,8 +119,11 @@ class Round(SQLModel, table=True):
     status: str = Field(
         default="generating", sa_column=Column(Text, nullable=False, server_default="generating")
     )
-    # Trajectory indices whose messages the next round's synthesis prompt used, in that order.
-    message_order: list[int] | None = Field(default=None, sa_column=Column(JSONB))
+    # Set when the round advances. Trajectory positions in the official stored order (completion order,
+    # stable-sorted by len(content), shuffled by the campaign seed; empties included), and in the order
+    # they completed (finish_seq; a round drawn from a pool: its sample order).
+    response_order: list[int] | None = Field(default=None, sa_column=Column(JSONB))
+    finish_order: list[int] | None = Field(default=None, sa_column=Column(JSONB))
     # Why the round has this K, final flag and max_tokens (the budget policy), and what came of it.
     plan_reason: str | None = Field(default=None, sa_column=Column(Text))
     decision: str | None = Field(default=None, sa_column=Column(Text))
@@ -156,6 +159,8 @@ class Trajectory(SQLModel, table=True):
     finish_reason: str | None = Field(default=None, sa_column=Column(Text))
     prompt_tokens: int | None = Field(default=None, sa_column=Column(Integer))
     completion_tokens: int | None = Field(default=None, sa_column=Column(Integer))
+    # Completion order: stamped from the sequence trajectory_finish_seq by the fenced result write.
+    finish_seq: int | None = Field(default=None, sa_column=Column(BigInteger))
     # The running attempt's budget state: blocks held, and tokens streamed as of the last block request.
     tokens_reserved: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     tokens_streamed: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))

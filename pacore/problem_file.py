@@ -31,21 +31,37 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes | int]]:
 
 
 def read_problems(path: Path) -> Iterator[Problem | LineError]:
-    """Every problem and every invalid line of `path`, in file order. Blank lines are skipped."""
-    seen: dict[str, int] = {}
+    """Every problem and every invalid line of `path`, in file order. Blank lines are skipped and not
+    counted in the `req_{n}` ids of lines without one."""
+    seen: dict[str, Problem] = {}
+    ordinal = 0  # index among non-blank lines
     for number, raw in _lines(path):
         if isinstance(raw, int):
+            ordinal += 1
             yield LineError(
                 number, f"line is {raw:,} bytes, over the {MAX_LINE_BYTES:,}-byte limit per problem"
             )
             continue
-        item = parse_line(raw, number)
+        item = parse_line(raw, number, ordinal)
+        if item is None:
+            continue
+        ordinal += 1
         if isinstance(item, Problem):
-            if item.external_id in seen:
-                item = LineError(
-                    number, f"duplicate id {item.external_id!r} (first on line {seen[item.external_id]})"
-                )
-            else:
-                seen[item.external_id] = number
-        if item is not None:
-            yield item
+            first = seen.setdefault(item.external_id, item)
+            if first is not item:
+                item = LineError(number, _duplicate(item, first))
+        yield item
+
+
+def _duplicate(item: Problem, first: Problem) -> str:
+    if item.id_generated:
+        return (
+            f'no "id": its generated id {item.external_id!r} is already the id of line {first.line}; '
+            f'give line {item.line} an "id" or rename the one on line {first.line}'
+        )
+    if first.id_generated:
+        return (
+            f'id {item.external_id!r} is the id generated for line {first.line}, which has no "id"; '
+            f'choose another id or give line {first.line} an "id"'
+        )
+    return f"duplicate id {item.external_id!r} (first on line {first.line})"

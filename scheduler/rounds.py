@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from pacore import tokens
 from pacore.core.answers import extract_boxed
 from pacore.core.campaign import CampaignConfig
-from pacore.core.compaction import Outcome, compact
+from pacore.core.compaction import Outcome, reference
 from pacore.core.policy import RoundPlan, plan_round
 from pacore.core.rounds import after_round
 from pacore.settings import Settings
@@ -296,12 +296,21 @@ def advance_round(session: Session, settings: Settings, round_id: int) -> Publis
     next_k = None if is_final else run.cfg.schedule[index]
     decision = after_round(next_k, index, messages, outcomes, run.cfg.seed, run.cfg.pass_truncated)
     session.execute(
-        text("UPDATE round SET message_order = CAST(:order AS jsonb), decision = :reason WHERE id = :id"),
-        {"order": json.dumps(decision.order), "reason": decision.reason, "id": round_id},
+        text(
+            "UPDATE round SET response_order = CAST(:order AS jsonb), finish_order = CAST(:finished AS jsonb), "
+            "decision = :reason WHERE id = :id"
+        ),
+        {
+            "order": json.dumps(decision.order),
+            "finished": json.dumps(decision.finish_order),
+            "reason": decision.reason,
+            "id": round_id,
+        },
     )
     if decision.kind == "next_round":
         assert decision.next_messages is not None
-        return next_round(session, settings, run, index + 1, decision.next_messages, len(decision.order))
+        gathered = len(decision.references)
+        return next_round(session, settings, run, index + 1, decision.next_messages, gathered)
     if decision.kind == "fail":
         session.execute(text("UPDATE round SET status = 'failed' WHERE id = :id"), {"id": round_id})
     status = "done" if decision.kind == "finish" else "failed"
@@ -310,10 +319,14 @@ def advance_round(session: Session, settings: Settings, round_id: int) -> Publis
 
 
 def _outcomes(session: Session, round_id: int) -> tuple[list[Outcome], dict[int, int]]:
+    """The round's outcomes in completion order: by `finish_seq`, stamped by each fenced result write
+    from one sequence. A round drawn from a round-1 pool takes its sample order (its trajectories are
+    another round's); rows finished before `finish_seq` existed fall back to position order."""
     rows = session.execute(
         text(
             "SELECT rt.position, t.id, t.status, t.content, t.reasoning, t.finish_reason FROM round_trajectory rt "
-            "JOIN trajectory t ON t.id = rt.trajectory_id WHERE rt.round_id = :id ORDER BY rt.position"
+            "JOIN trajectory t ON t.id = rt.trajectory_id WHERE rt.round_id = :id "
+            "ORDER BY CASE WHEN t.round_id = rt.round_id THEN t.finish_seq END NULLS LAST, rt.position"
         ),
         {"id": round_id},
     ).all()
@@ -327,7 +340,7 @@ def _outcomes(session: Session, round_id: int) -> tuple[list[Outcome], dict[int,
 def _store_messages(
     session: Session, outcomes: list[Outcome], ids: dict[int, int], pass_truncated: bool
 ) -> None:
-    values = [{"id": ids[o.index], "message": compact(o, pass_truncated)} for o in outcomes]
+    values = [{"id": ids[o.index], "message": reference(o, pass_truncated)} for o in outcomes]
     session.execute(text("UPDATE trajectory SET message = :message WHERE id = :id"), values)
 
 

@@ -108,6 +108,8 @@ def finish(
                 "WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR NO KEY UPDATE) "
                 "UPDATE trajectory t SET status = :status, content = :content, reasoning = :reasoning, "
                 "finish_reason = :finish, prompt_tokens = :prompt, completion_tokens = :completion, error = :error, "
+                # completion order, which the official ordering starts from (ARCHITECTURE.md §1 item 4)
+                "finish_seq = nextval('trajectory_finish_seq'), "
                 "finished_at = now(), lease_until = NULL, tokens_reserved = 0, tokens_streamed = 0 FROM old "
                 "WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running' "
                 "RETURNING t.started_at, old.tokens_reserved"

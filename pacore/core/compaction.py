@@ -1,4 +1,10 @@
-"""Compaction C(ω): a trajectory becomes the message the next round sees (ARCHITECTURE.md §1 item 3)."""
+"""Compaction C(ω): what a trajectory passes on to the next round (ARCHITECTURE.md §1 item 3).
+
+The official pipeline (stepfun-ai/PaCoRe, `Exp.parse_answer`) keeps the text after the last `</think>`
+of the response's `content`, else the whole `content`, and strips nothing: PaCoRe-8B was trained on
+exactly these bytes, leading `\\n\\n` included. A response is a reference iff its raw content is not
+empty; a failed call stores `""` and so is not one.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +23,36 @@ class Outcome:
     reasoning: str | None
     finish_reason: str | None
 
+    @property
+    def response_content(self) -> str:
+        """The official response's `content`: the server's content, `""` for a failed call. A null
+        content (a reply cut inside its reasoning; the official code crashes on it) counts as `""`."""
+        return (self.content or "") if self.status == "done" else ""
 
-def split_reasoning(text: str) -> tuple[str | None, str]:
-    """Split raw model text into (reasoning, conclusion) at the last `</think>`; no tag, no reasoning."""
-    head, sep, tail = text.rpartition(THINK_END)
-    if not sep:
-        return None, text
-    return head.removeprefix("<think>").strip("\n") or None, tail
+    @property
+    def response_reasoning(self) -> str:
+        """The official response's `reasoning_content`: `""` when the server sent none, never null."""
+        return (self.reasoning or "") if self.status == "done" else ""
+
+
+def parse_answer(content: str) -> str:
+    """The official `parse_answer`: everything after the last `</think>`, else all of it; no strip."""
+    return content.rpartition(THINK_END)[2]
+
+
+def reference(outcome: Outcome, pass_truncated: bool = False) -> str | None:
+    """The reference a trajectory gives the next synthesis prompt, or None when it gives none.
+
+    `pass_truncated` (a documented deviation, off by default) passes on the reasoning, unstripped, of a
+    trajectory whose content is empty: a reply cut inside its reasoning would otherwise contribute
+    nothing.
+    """
+    content = outcome.response_content
+    if content:
+        return parse_answer(content)
+    if pass_truncated and outcome.response_reasoning:
+        return outcome.response_reasoning
+    return None
 
 
 def parse_output(raw: str) -> tuple[str, str]:
@@ -35,27 +64,9 @@ def parse_output(raw: str) -> tuple[str, str]:
     return reasoning, content if sep else ""
 
 
-def compact(outcome: Outcome, pass_truncated: bool = False) -> str | None:
-    """The message m = C(ω), or None when the trajectory contributes nothing.
-
-    When the server parsed the reasoning out (`reasoning` / `reasoning_content`), the content is the
-    conclusion. A truncated trajectory without a conclusion contributes nothing unless the campaign opted
-    in to the reference pipeline's behaviour of passing its whole text on.
-    """
-    if outcome.status != "done":
-        return None
-    content = outcome.content or ""
-    has_separate_reasoning = outcome.reasoning is not None
-    if has_separate_reasoning:
-        conclusion = content
-        truncated_without_conclusion = outcome.finish_reason == "length" and not content.strip()
-    else:
-        reasoning, conclusion = split_reasoning(content)
-        truncated_without_conclusion = outcome.finish_reason == "length" and THINK_END not in content
-    if truncated_without_conclusion:
-        if not pass_truncated:
-            return None
-        whole = (outcome.reasoning or "") + content
-        return whole.strip() or None
-    conclusion = conclusion.strip()
-    return conclusion or None
+def reference_kind(outcome: Outcome, pass_truncated: bool = False) -> str:
+    """How `reference` made the trajectory's reference: `conclusion` (from its content), `reasoning`
+    (its reasoning, under pass_truncated), or `none` (it gave none)."""
+    if outcome.response_content:
+        return "conclusion"
+    return "reasoning" if reference(outcome, pass_truncated) is not None else "none"

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_LINE_BYTES = 1_048_576  # one problem; a larger line is reported, never loaded into the database
-ROLES = ("system", "user", "assistant")
 _OFFICIAL_KEYS = {"id", "messages", "ground_truth", "category"}
 _SHORTHAND_KEYS = {"id", "problem", "answer", "category"}
 
@@ -18,11 +17,12 @@ _SHORTHAND_KEYS = {"id", "problem", "answer", "category"}
 @dataclass(frozen=True)
 class Problem:
     external_id: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     ground_truth: dict[str, Any] | None
     category: str | None
     extra: dict[str, Any] = field(default_factory=dict)
     line: int = 0
+    id_generated: bool = False  # the line had no "id": it is `req_{n}`, as the official pipeline names it
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,10 @@ class LineError:
         return f"line {self.line}: {self.reason}"
 
 
-def parse_line(raw: bytes, line: int) -> Problem | LineError | None:
-    """One JSONL line. Blank lines are not problems and give None."""
+def parse_line(raw: bytes, line: int, ordinal: int | None = None) -> Problem | LineError | None:
+    """One JSONL line. Blank lines are not problems and give None. `ordinal` is the line's 0-based index
+    among the file's non-blank lines (default: `line - 1`): a line without an id gets `req_{ordinal}`,
+    the id the official pipeline gives it."""
     if len(raw) > MAX_LINE_BYTES:
         return LineError(
             line, f"line is {len(raw):,} bytes, over the {MAX_LINE_BYTES:,}-byte limit per problem"
@@ -53,13 +55,14 @@ def parse_line(raw: bytes, line: int) -> Problem | LineError | None:
     if not isinstance(obj, dict):
         return LineError(line, f"expected a JSON object, got {type(obj).__name__}")
     try:
-        return _problem(obj, line)
+        return _problem(obj, line, line - 1 if ordinal is None else ordinal)
     except ValueError as exc:
         return LineError(line, str(exc))
 
 
-def _problem(obj: dict[str, Any], line: int) -> Problem:
-    external_id = _id(obj)
+def _problem(obj: dict[str, Any], line: int, ordinal: int) -> Problem:
+    generated = "id" not in obj
+    external_id = f"req_{ordinal}" if generated else _id(obj["id"])
     if "messages" in obj and "problem" in obj:
         raise ValueError('has both "messages" and "problem": use one format per line')
     if "messages" in obj:
@@ -79,35 +82,37 @@ def _problem(obj: dict[str, Any], line: int) -> Problem:
     if category is not None and not isinstance(category, str):
         raise ValueError('"category" must be a string')
     extra = {k: v for k, v in obj.items() if k not in known}
-    return Problem(external_id, messages, ground_truth, category, extra, line)
+    return Problem(external_id, messages, ground_truth, category, extra, line, generated)
 
 
-def _id(obj: dict[str, Any]) -> str:
-    value = obj.get("id")
+def _id(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
-        raise ValueError('"id" is missing or not a non-empty string or integer')
+        raise ValueError(
+            f'"id" is {json.dumps(value)}: give a non-empty string or integer, or leave "id" out '
+            "to get req_N (N: the line's 0-based index among non-blank lines)"
+        )
     return str(value)
 
 
-def _messages(value: Any) -> list[dict[str, str]]:
+def _messages(value: Any) -> list[dict[str, Any]]:
+    """The conversation exactly as submitted: any role and any key pass through to every round (the
+    official pipeline deep-copies it). Only the problem itself, the last user message, is checked."""
     if not isinstance(value, list) or not value:
         raise ValueError('"messages" must be a non-empty list of {"role", "content"} objects')
-    out = []
     for i, message in enumerate(value):
         if not isinstance(message, dict):
             raise ValueError(f"messages[{i}] is not an object")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise ValueError(f"messages[{i}].role is {role!r}: expected one of {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise ValueError(f"messages[{i}].content must be a string")
-        out.append({"role": role, "content": content})
-    users = [m for m in out if m["role"] == "user"]
+    users = [i for i, m in enumerate(value) if m.get("role") == "user"]
     if not users:
         raise ValueError('"messages" has no user message: the last user message is the problem')
-    if not users[-1]["content"].strip():
-        raise ValueError("the last user message (the problem) is empty")
-    return out
+    content = value[users[-1]].get("content")
+    if not isinstance(content, str):
+        raise ValueError(
+            f"messages[{users[-1]}].content, the problem (the last user message), must be a string"
+        )
+    if not content.strip():
+        raise ValueError(f"messages[{users[-1]}].content, the problem (the last user message), is empty")
+    return value
 
 
 def _ground_truth(value: Any) -> dict[str, Any] | None:

@@ -39,11 +39,11 @@ def last_user_index(messages: Messages) -> int:
     raise ValueError("the conversation has no user message")
 
 
-def round_input(messages: Messages, ref_responses: list[str]) -> Messages:
-    """The input of a round: round 1 (no references) is the original conversation unchanged; later
-    rounds replace the content of the last user message with the synthesis prompt, earlier turns intact."""
-    if not ref_responses:
-        return copy.deepcopy(messages)
+def synthesis_input(messages: Messages, ref_responses: list[str]) -> Messages:
+    """The input of a round after the first, as the official pipeline builds it: a deep copy of the
+    submitted conversation whose last user message's content is the synthesis prompt over the original
+    problem; every other message and key passes through as submitted. Rendered also when there is no
+    reference (every trajectory of the round empty or failed)."""
     i = last_user_index(messages)
     out = copy.deepcopy(messages)
     out[i]["content"] = render_synthesis(messages[i]["content"], ref_responses)

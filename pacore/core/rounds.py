@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from pacore.core.compaction import Outcome, compact
-from pacore.core.ordering import order_messages
-from pacore.core.prompts import Messages, round_input
+from pacore.core.compaction import Outcome, reference
+from pacore.core.ordering import official_order
+from pacore.core.prompts import Messages, synthesis_input
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What the callback of a finished round does. `order` lists the trajectory indices whose messages
-    the next synthesis prompt uses, in the order it uses them."""
+    """What the callback of a finished round does. `order` lists the round's trajectory indexes in the
+    official stored order (empties included); `finish_order` in the order they completed; `references`
+    the messages the next synthesis prompt quotes, in order."""
 
     kind: Literal["next_round", "finish", "fail"]
     order: list[int]
+    finish_order: list[int]
     reason: str
+    references: list[str] = field(default_factory=list)
     next_k: int | None = None
     next_messages: Messages | None = None
     answer: str | None = None
@@ -28,25 +31,30 @@ def after_round(
     next_k: int | None,
     round_index: int,
     original: Messages,
-    outcomes: Sequence[Outcome],
+    completed: Sequence[Outcome],
     seed: int,
     pass_truncated: bool = False,
 ) -> Decision:
-    """`next_k` is the next round's K in the schedule, or None when this round was the final one."""
-    ordered = order_messages(outcomes, seed, pass_truncated)
-    order = [index for index, _ in ordered]
-    if not any(o.status == "done" for o in outcomes):
-        return Decision("fail", order, f"every trajectory of round {round_index} failed")
+    """`completed` holds the round's outcomes in completion order; `next_k` is the next round's K in the
+    schedule, or None when this round was the final one. As in the official pipeline, a round with no
+    reference goes on: the next synthesis prompt quotes none."""
+    shuffled = official_order(completed, seed)
+    order = [o.index for o in shuffled]
+    finish_order = [o.index for o in completed]
+    refs = [m for m in (reference(o, pass_truncated) for o in shuffled) if m is not None]
     if next_k is None:
-        final = min(outcomes, key=lambda o: o.index)
-        answer = compact(final, pass_truncated)
+        final = shuffled[0]
+        if final.status != "done":
+            return Decision("fail", order, finish_order, "the final round's trajectory failed")
+        answer = reference(final, pass_truncated)
         reason = "final round done" if answer else "final round done without a conclusion"
-        return Decision("finish", order, reason, answer=answer)
-    refs = [message for _, message in ordered]
+        return Decision("finish", order, finish_order, reason, refs, answer=answer)
     return Decision(
         "next_round",
         order,
-        f"round {round_index}: {len(refs)} of {len(outcomes)} trajectories gave a message",
+        finish_order,
+        f"round {round_index}: {len(refs)} of {len(completed)} trajectories gave a reference",
+        refs,
         next_k=next_k,
-        next_messages=round_input(original, refs),
+        next_messages=synthesis_input(original, refs),
     )

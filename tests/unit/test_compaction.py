@@ -1,35 +1,57 @@
-"""Compaction C(ω): the conclusion after the last </think>, or the content when reasoning came apart."""
+"""Compaction is the official `parse_answer`: the text after the last `</think>` in the content, else the
+whole content, never stripped; only an empty content gives no reference."""
 
 import pytest
 
-from pacore.core.compaction import Outcome, compact, split_reasoning
+from pacore.core.compaction import Outcome, parse_answer, reference, reference_kind
 
 CASES = [
-    # (status, content, reasoning, finish_reason, pass_truncated, expected)
-    ("done", "<think>work</think> The answer is 4.", None, "stop", False, "The answer is 4."),
-    ("done", "a</think>b</think> last part ", None, "stop", False, "last part"),
-    ("done", " The answer is 4.", "work", "stop", False, "The answer is 4."),
-    ("done", "no think tags at all", None, "stop", False, "no think tags at all"),
-    ("done", "", "only reasoning", "stop", False, None),
-    ("done", "   \n", None, "stop", False, None),
-    ("failed", "<think>x</think> 4", None, "stop", False, None),
-    ("cancelled", "4", "r", "stop", False, None),
-    # truncated without a conclusion: nothing by default, the whole text when the campaign opts in
-    ("done", "<think>long unfinished", None, "length", False, None),
-    ("done", "<think>long unfinished", None, "length", True, "<think>long unfinished"),
-    ("done", "", "long unfinished", "length", False, None),
-    ("done", "", "long unfinished", "length", True, "long unfinished"),
-    # truncated after the conclusion began: the partial conclusion is still a conclusion
-    ("done", "<think>w</think> The ans", None, "length", False, "The ans"),
-    ("done", " The ans", "w", "length", False, "The ans"),
+    # (status, content, reasoning, pass_truncated, expected reference)
+    ("done", "\n\nThe answer is 4.", "work", False, "\n\nThe answer is 4."),
+    ("done", " The answer is \\boxed{4}", "work", False, " The answer is \\boxed{4}"),
+    ("done", "<think>work</think> The answer is 4.", None, False, " The answer is 4."),
+    ("done", "a</think>b</think> last part ", None, False, " last part "),
+    ("done", "x</think>", None, False, ""),  # an (empty) reference
+    ("done", "no think tags at all\r\n", None, False, "no think tags at all\r\n"),
+    ("done", "  \n\t", "r", False, "  \n\t"),  # whitespace-only content is a reference
+    ("done", "", "only reasoning", False, None),
+    ("done", None, "cut inside the reasoning", False, None),  # null content counts as ""
+    ("failed", None, None, False, None),
+    ("failed", "<think>x</think> 4", None, False, None),  # a failed call stores ""
+    # pass_truncated: the reasoning of an empty content, unstripped; a content always wins
+    ("done", "", "\n long unfinished ", True, "\n long unfinished "),
+    ("done", None, "long unfinished", True, "long unfinished"),
+    ("done", " The ans", "w", True, " The ans"),
+    ("done", "", "", True, None),
+    ("failed", None, "partial", True, None),
 ]
 
 
-@pytest.mark.parametrize(("status", "content", "reasoning", "finish", "pass_truncated", "expected"), CASES)
-def test_compact(status, content, reasoning, finish, pass_truncated, expected) -> None:
-    assert compact(Outcome(0, status, content, reasoning, finish), pass_truncated) == expected
+@pytest.mark.parametrize(("status", "content", "reasoning", "pass_truncated", "expected"), CASES)
+def test_reference(status, content, reasoning, pass_truncated, expected) -> None:
+    assert reference(Outcome(0, status, content, reasoning, "stop"), pass_truncated) == expected
 
 
-def test_split_reasoning() -> None:
-    assert split_reasoning("<think>\nwork\n</think> answer") == ("work", " answer")
-    assert split_reasoning("plain") == (None, "plain")
+@pytest.mark.parametrize("finish", ["stop", "length", "budget", None])
+def test_the_finish_reason_changes_nothing(finish) -> None:
+    truncated = Outcome(0, "done", "<think>long</think>\n\nThe ans", None, finish)
+    assert reference(truncated) == "\n\nThe ans"
+
+
+def test_parse_answer_is_the_text_after_the_last_think_end() -> None:
+    assert parse_answer("a</think>b</think>c") == "c"
+    assert parse_answer("plain") == "plain"
+    assert parse_answer("") == ""
+
+
+def test_the_official_response_fields_are_never_null() -> None:
+    failed = Outcome(0, "failed", None, None, None)
+    assert (failed.response_content, failed.response_reasoning) == ("", "")
+    cut = Outcome(0, "done", None, "thinking", "length")
+    assert (cut.response_content, cut.response_reasoning) == ("", "thinking")
+
+
+def test_reference_kind() -> None:
+    assert reference_kind(Outcome(0, "done", "\n\n4", "r", "stop")) == "conclusion"
+    assert reference_kind(Outcome(0, "done", "", "r", "length")) == "none"
+    assert reference_kind(Outcome(0, "done", "", "r", "length"), pass_truncated=True) == "reasoning"

@@ -54,20 +54,26 @@ MALFORMED = [
     (b"[1, 2]", "expected a JSON object"),
     (b'"just a string"', "expected a JSON object"),
     (b'{"id": "a"}', "no problem text"),
-    (b'{"problem": "Q"}', '"id" is missing'),
-    (b'{"id": "", "problem": "Q"}', '"id" is missing'),
-    (b'{"id": true, "problem": "Q"}', '"id" is missing'),
+    (b'{"id": null, "problem": "Q"}', '"id" is null: give a non-empty string or integer, or leave "id" out'),
+    (b'{"id": "", "problem": "Q"}', '"id" is "": give a non-empty string'),
+    (b'{"id": true, "problem": "Q"}', '"id" is true'),
     (b'{"id": "a", "problem": ""}', '"problem" must be a non-empty string'),
     (b'{"id": "a", "problem": 5}', '"problem" must be a non-empty string'),
     (b'{"id": "a", "messages": []}', '"messages" must be a non-empty list'),
     (b'{"id": "a", "messages": "Q"}', '"messages" must be a non-empty list'),
     (b'{"id": "a", "messages": ["Q"]}', "messages[0] is not an object"),
-    (b'{"id": "a", "messages": [{"role": "robot", "content": "Q"}]}', "messages[0].role is 'robot'"),
-    (b'{"id": "a", "messages": [{"role": "user", "content": 5}]}', "messages[0].content must be a string"),
+    (
+        b'{"id": "a", "messages": [{"role": "user", "content": 5}]}',
+        "messages[0].content, the problem (the last user message), must be a string",
+    ),
+    (
+        b'{"id": "a", "messages": [{"role": "user", "content": "Q"}, {"role": "user"}]}',
+        "messages[1].content, the problem (the last user message), must be a string",
+    ),
     (b'{"id": "a", "messages": [{"role": "system", "content": "S"}]}', "has no user message"),
     (
         b'{"id": "a", "messages": [{"role": "user", "content": "  "}]}',
-        "the last user message (the problem) is empty",
+        "messages[0].content, the problem (the last user message), is empty",
     ),
     (
         b'{"id": "a", "messages": [{"role": "user", "content": "Q"}], "ground_truth": "4"}',
@@ -124,3 +130,62 @@ def test_a_huge_line_without_newline_is_measured_not_loaded(tmp_path: Path) -> N
     path.write_bytes(b"x" * (3 * MAX_LINE_BYTES))
     (error,) = list(read_problems(path))
     assert isinstance(error, LineError) and f"{3 * MAX_LINE_BYTES:,} bytes" in error.reason
+
+
+def test_any_role_and_any_key_pass_through_as_submitted() -> None:
+    messages = [
+        {"role": "developer", "content": "D", "name": "ops"},
+        {"role": "user", "content": [{"type": "text", "text": "earlier"}]},
+        {"role": "assistant", "content": None, "reasoning_content": "r", "tool_calls": []},
+        {"role": "user", "content": "The problem", "name": "alice"},
+        {"role": "assistant", "content": "prefill"},
+    ]
+    p = parse_line(json.dumps({"id": "a", "messages": messages}).encode(), 1)
+    assert isinstance(p, Problem) and p.messages == messages
+
+
+def test_a_line_without_id_gets_the_official_req_n() -> None:
+    p = parse_line(b'{"problem": "Q"}', 9, ordinal=4)
+    assert isinstance(p, Problem) and p.external_id == "req_4" and p.id_generated
+
+
+def test_generated_ids_count_non_blank_lines_and_collisions_name_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                '{"problem": "Q0"}',  # line 1: req_0
+                "",
+                '{"id": "req_3", "problem": "Q1"}',  # line 3
+                "   ",
+                "{broken",  # line 5: not blank, so it counts (req_2)
+                '{"problem": "Q3"}',  # line 6: req_3, taken by line 3
+                '{"id": "req_5", "problem": "Q4"}',  # line 7
+                "",
+                '{"problem": "Q5"}',  # line 9: req_5, taken by line 7
+                '{"problem": "Q6"}',  # line 10: req_6
+                '{"id": "req_6", "problem": "Q7"}',  # line 11: req_6 was generated for line 10
+            ]
+        )
+        + "\n"
+    )
+    items = list(read_problems(path))
+    assert [(i.line, getattr(i, "external_id", None)) for i in items] == [
+        (1, "req_0"),
+        (3, "req_3"),
+        (5, None),
+        (6, None),
+        (7, "req_5"),
+        (9, None),
+        (10, "req_6"),
+        (11, None),
+    ]
+    assert str(items[3]) == (
+        "line 6: no \"id\": its generated id 'req_3' is already the id of line 3; "
+        'give line 6 an "id" or rename the one on line 3'
+    )
+    assert "line 9: no \"id\": its generated id 'req_5' is already the id of line 7" in str(items[5])
+    assert str(items[7]) == (
+        "line 11: id 'req_6' is the id generated for line 10, which has no \"id\"; "
+        'choose another id or give line 10 an "id"'
+    )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pacore.core.prompts import render_synthesis, round_input
+from pacore.core.prompts import render_synthesis, synthesis_input
 
 GOLDEN = (
     "You are given a problem and a list of reference responses. Your job is to analyze these references and "
@@ -28,10 +28,11 @@ def test_jinja_syntax_in_a_problem_or_reference_is_text_not_template() -> None:
     assert "Is {{ x }} {% raw %}?" in text and "\n{{ y }}\n" in text
 
 
-def test_round_one_input_is_the_original_conversation_unchanged() -> None:
+def test_a_round_without_references_still_gets_the_synthesis_prompt() -> None:
     messages = [{"role": "user", "content": "Q"}]
-    out = round_input(messages, [])
-    assert out == messages and out is not messages
+    out = synthesis_input(messages, [])
+    assert out == [{"role": "user", "content": render_synthesis("Q", [])}]
+    assert messages == [{"role": "user", "content": "Q"}], "the input conversation is not mutated"
 
 
 MULTI_TURN = [
@@ -43,7 +44,7 @@ MULTI_TURN = [
 
 
 def test_later_rounds_replace_only_the_last_user_message() -> None:
-    out = round_input(MULTI_TURN, ["a", "b"])
+    out = synthesis_input(MULTI_TURN, ["a", "b"])
     assert out[:3] == MULTI_TURN[:3]
     assert out[3] == {"role": "user", "content": render_synthesis("The problem", ["a", "b"])}
     assert MULTI_TURN[3]["content"] == "The problem", "the input conversation is not mutated"
@@ -51,10 +52,21 @@ def test_later_rounds_replace_only_the_last_user_message() -> None:
 
 def test_last_user_message_may_precede_an_assistant_turn() -> None:
     messages = [{"role": "user", "content": "P"}, {"role": "assistant", "content": "prefill"}]
-    out = round_input(messages, ["r"])
+    out = synthesis_input(messages, ["r"])
     assert out[0]["content"] == render_synthesis("P", ["r"]) and out[1] == messages[1]
 
 
 def test_a_conversation_without_user_message_is_refused() -> None:
     with pytest.raises(ValueError, match="no user message"):
-        round_input([{"role": "system", "content": "x"}], ["r"])
+        synthesis_input([{"role": "system", "content": "x"}], ["r"])
+
+
+def test_every_other_message_and_key_passes_through_as_submitted() -> None:
+    messages = [
+        {"role": "developer", "content": "D", "name": "ops"},
+        {"role": "user", "content": "P", "name": "alice"},
+        {"role": "assistant", "content": "prefill", "reasoning_content": "r"},
+    ]
+    out = synthesis_input(messages, ["r"])
+    assert out[0] == messages[0] and out[2] == messages[2]
+    assert out[1] == {"role": "user", "content": render_synthesis("P", ["r"]), "name": "alice"}
