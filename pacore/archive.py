@@ -90,7 +90,7 @@ def _purge(db: Database, campaign_id: int) -> int:
         )
         session.execute(
             text(
-                "UPDATE round r SET input_messages = '[]'::jsonb FROM run "
+                "UPDATE round r SET input_messages = '[]'::json FROM run "
                 "WHERE run.id = r.run_id AND run.campaign_id = :id"
             ),
             {"id": campaign_id},

@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlmodel import Field, SQLModel
 
 # Public vocabularies of the status columns.
@@ -71,7 +71,8 @@ class Problem(SQLModel, table=True):
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
     campaign_id: int = _fk("campaign.id")
     external_id: str = Field(sa_column=Column(Text, nullable=False))
-    messages: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
+    # json, not jsonb: the conversation's text as submitted, object keys in their order (a wire format)
+    messages: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
     ground_truth: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     category: str | None = Field(default=None, sa_column=Column(Text))
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
@@ -115,7 +116,7 @@ class Round(SQLModel, table=True):
     k: int = Field(sa_column=Column(Integer, nullable=False))
     is_final: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default="false"))
     max_tokens: int | None = Field(default=None, sa_column=Column(Integer))
-    input_messages: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
+    input_messages: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))  # as sent
     status: str = Field(
         default="generating", sa_column=Column(Text, nullable=False, server_default="generating")
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -85,7 +85,7 @@ def _insert_campaign(session: Session, name: str, config: CampaignConfig, path: 
 
 
 _PROBLEM_COLUMNS = ("campaign_id", "external_id", "messages", "ground_truth", "category", "extra", "line")
-_PROBLEM_TYPES = ("int8", "text", "jsonb", "jsonb", "text", "jsonb", "int4")
+_PROBLEM_TYPES = ("int8", "text", "json", "jsonb", "text", "jsonb", "int4")
 
 
 def _insert_problems(session: Session, campaign_id: int, path: Path) -> tuple[int, list[LineError]]:
@@ -108,7 +108,8 @@ def _problem_row(campaign_id: int, p: Problem) -> tuple[Any, ...]:
     def js(value: Any) -> Jsonb | None:
         return None if value is None else Jsonb(value)
 
-    return (campaign_id, p.external_id, js(p.messages), js(p.ground_truth), p.category, js(p.extra), p.line)
+    # messages as json (key order kept); the other documents as jsonb
+    return (campaign_id, p.external_id, Json(p.messages), js(p.ground_truth), p.category, js(p.extra), p.line)
 
 
 def _insert_runs(session: Session, campaign_id: int, samples: int, problem_budget: int | None) -> int:

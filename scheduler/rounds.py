@@ -113,7 +113,7 @@ def _start_from_pool(session: Session, run: RunContext) -> list[Publish]:
     round_id = session.execute(
         text(
             "INSERT INTO round (run_id, index, k, is_final, max_tokens, input_messages, plan_reason) "
-            "VALUES (:run, 1, :k, false, :max_tokens, CAST(:messages AS jsonb), :reason) "
+            "VALUES (:run, 1, :k, false, :max_tokens, CAST(:messages AS json), :reason) "
             "ON CONFLICT (run_id, index) DO NOTHING RETURNING id"
         ),
         {
@@ -146,7 +146,7 @@ def _pool_round(session: Session, run: RunContext) -> tuple[int, Publish | None]
             "SELECT r.id FROM run pr JOIN problem p ON p.id = pr.problem_id JOIN campaign c ON c.id = pr.campaign_id "
             "JOIN round r ON r.run_id = pr.id AND r.index = 1 "
             "WHERE pr.sample = -1 AND pr.status IN ('running', 'done') AND r.k >= :n "
-            "AND p.messages = CAST(:messages AS jsonb) AND c.config ->> 'model' = :model "
+            "AND p.messages::jsonb = CAST(:messages AS jsonb) AND c.config ->> 'model' = :model "
             "AND (c.config ->> 'temperature')::float = :temperature AND (c.config ->> 'top_p')::float = :top_p "
             "AND coalesce(c.config ->> 'max_tokens', '') = :max_tokens "
             "ORDER BY (pr.campaign_id = :campaign) DESC, r.id LIMIT 1"
@@ -227,7 +227,7 @@ def create_round(
     round_id = session.execute(
         text(
             "INSERT INTO round (run_id, index, k, is_final, max_tokens, input_messages, plan_reason) "
-            "VALUES (:run, :index, :k, :final, :max_tokens, CAST(:messages AS jsonb), :reason) "
+            "VALUES (:run, :index, :k, :final, :max_tokens, CAST(:messages AS json), :reason) "
             "ON CONFLICT (run_id, index) DO NOTHING RETURNING id"
         ),
         {

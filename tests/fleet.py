@@ -34,15 +34,17 @@ class Fleet:
 
     def env(self, **extra: str) -> dict[str, str]:
         url_file = str(self.database_url_file) if self.database_url_file else None
+        defaults = {
+            "PACORE_DISPATCH_INTERVAL": "0.3",
+            "PACORE_ENGINE_TIMEOUT": "2",
+            "PACORE_ENGINE_RETRIES": "4",
+            "PACORE_ENGINE_RETRY_INITIAL": "0.05",
+        }
         return pacore_env(
             PACORE_DATABASE_URL=None if url_file else self.database_url,
             PACORE_DATABASE_URL_FILE=url_file,
             PACORE_BROKER_URL=self.broker_url,
-            PACORE_DISPATCH_INTERVAL="0.3",
-            PACORE_ENGINE_TIMEOUT="2",
-            PACORE_ENGINE_RETRIES="4",
-            PACORE_ENGINE_RETRY_INITIAL="0.05",
-            **{**self.extra_env, **extra},
+            **{**defaults, **self.extra_env, **extra},
         )
 
     def pacore(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

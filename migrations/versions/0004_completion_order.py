@@ -9,6 +9,10 @@ result write stamps `trajectory.finish_seq` from one sequence. A round keeps the
 with: `response_order` (the official stored order, empties included) and `finish_order`. They replace
 `message_order`, which listed only the trajectories that gave a message, in an order made from index
 order; it is dropped rather than carried under a name that would misstate it.
+
+The conversations (`problem.messages`, `round.input_messages`) become `json`, which keeps the text as
+written: `jsonb` reorders object keys, so a message with keys in the submitted order came back reordered
+and a round's input was not the official one byte for byte. (Rows already stored keep jsonb's order.)
 """
 
 import sqlalchemy as sa
@@ -20,6 +24,8 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
+_CONVERSATIONS = (("problem", "messages"), ("round", "input_messages"))
+
 
 def upgrade() -> None:
     op.execute("CREATE SEQUENCE trajectory_finish_seq AS bigint")
@@ -29,9 +35,13 @@ def upgrade() -> None:
     )
     op.add_column("round", sa.Column("finish_order", postgresql.JSONB(astext_type=sa.Text()), nullable=True))
     op.drop_column("round", "message_order")
+    for table, column in _CONVERSATIONS:
+        op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE json USING {column}::json")
 
 
 def downgrade() -> None:
+    for table, column in _CONVERSATIONS:
+        op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE jsonb USING {column}::jsonb")
     op.add_column("round", sa.Column("message_order", postgresql.JSONB(astext_type=sa.Text()), nullable=True))
     op.drop_column("round", "finish_order")
     op.drop_column("round", "response_order")

@@ -101,7 +101,9 @@ def test_cancel_stops_the_streams_and_closes_the_books(fleet: Fleet, tmp_path: P
     assert fleet.pacore("cancel", "cancelled").returncode != 0
 
 
-def test_retry_failed_reruns_the_failed_round(fleet: Fleet, tmp_path: Path) -> None:
+def test_retry_failed_reruns_the_failed_final_round(fleet: Fleet, tmp_path: Path) -> None:
+    """Round 1 fails whole and goes on without references (as the official pipeline); the final round
+    fails too, and so does the run. Retrying it re-runs its final trajectory."""
     engine = fleet.engine_ref
     engine.failing = True
     submit(fleet, tmp_path, "retried", "FAILWHILE a problem the engine cannot answer yet", problems=1)
@@ -109,10 +111,10 @@ def test_retry_failed_reruns_the_failed_round(fleet: Fleet, tmp_path: Path) -> N
     assert first["runs"] == {"total": 1, "failed": 1} and first["status"] == "done"
     engine.failing = False
     retried = fleet.pacore("retry", "retried", "--failed")
-    assert retried.returncode == 0 and "(1 run(s), 4 trajectories)" in retried.stdout
+    assert retried.returncode == 0 and "(1 run(s), 1 trajectories)" in retried.stdout
     final = fleet.wait_finished("retried")
     assert final["runs"] == {"total": 1, "done": 1} and final["status"] == "done"
-    assert final["trajectories"] == {"total": 5, "done": 5}
+    assert final["trajectories"] == {"total": 5, "done": 1, "failed": 4}
     fleet.assert_within_budget(final)
 
 

@@ -1,11 +1,10 @@
 """Rounds as chords on real Celery worker processes, Redis and PostgreSQL, against a real HTTP engine."""
 
-import itertools
 import json
 from pathlib import Path
 
-from pacore.core.prompts import render_synthesis
 from tests.integration.conftest import Fleet
+from tests.official import assert_follows_official
 
 
 def problems(tmp_path: Path, name: str, texts: list[str]) -> Path:
@@ -49,30 +48,24 @@ def test_tokens_are_what_the_server_reported_and_settled_once(fleet: Fleet, tmp_
     assert status["tokens"]["used"] == used and status["tokens"]["prompt"] == prompt
 
 
-def test_each_round_prompt_is_the_template_over_the_previous_conclusions_in_order(
+def test_each_round_follows_the_official_rules_from_its_completion_order(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    path = problems(tmp_path, "deep", ["Multi-round problem"])
-    fleet.submit(path, "--rounds", "3,2")
+    path = problems(tmp_path, "deep", ["Multi-round problem", "Another one"])
+    fleet.submit(path, "--rounds", "3,2", "--samples", "2", "--seed", "7")
     fleet.wait_finished("deep")
-    rounds = fleet.query(
-        "SELECT r.id, r.index, r.k, r.input_messages, r.message_order FROM round r JOIN run ON run.id = r.run_id "
-        "JOIN campaign c ON c.id = run.campaign_id WHERE c.name = 'deep' ORDER BY r.index"
-    )
-    assert [(i, k) for _, i, k, _, _ in rounds] == [(1, 3), (2, 2), (3, 1)]
-    assert rounds[0][3] == [{"role": "user", "content": "Multi-round problem"}]
-    for (prev_id, _, _, _, order), (_, _, _, inputs, _) in itertools.pairwise(rounds):
-        messages = dict(
-            fleet.query("SELECT t.index, t.message FROM trajectory t WHERE t.round_id = %s", prev_id)
-        )
-        assert sorted(order) == sorted(messages)
-        expected = render_synthesis("Multi-round problem", [messages[i] for i in order])
-        assert inputs == [{"role": "user", "content": expected}]
+    records = [json.loads(line) for line in fleet.pacore("export", "deep", "--no-grade").stdout.splitlines()]
+    assert [len(r["round_responses"]) for r in records] == [3, 3, 3, 3]
+    for record in records:
+        text = {"deep-0": "Multi-round problem", "deep-1": "Another one"}[record["problem_id"]]
+        assert assert_follows_official(record, [{"role": "user", "content": text}], seed=7) == 2
 
 
-def test_a_round_whose_trajectories_all_fail_fails_its_run_and_never_hangs(
+def test_a_round_whose_trajectories_all_fail_goes_on_like_the_official_pipeline(
     fleet: Fleet, tmp_path: Path
 ) -> None:
+    """Round 1 fails whole: round 2 quotes no reference; its problem still fails the engine, so the
+    final trajectory fails and so does the run, with the engine's error on every trajectory."""
     path = problems(tmp_path, "faults", ["FAIL500 always", "fine"])
     fleet.submit(path, "--preset", "low")
     status = fleet.wait_finished("faults")
@@ -80,16 +73,20 @@ def test_a_round_whose_trajectories_all_fail_fails_its_run_and_never_hangs(
     (reason,) = fleet.query(
         "SELECT reason FROM run WHERE status = 'failed' AND campaign_id = %s", status["id"]
     )[0]
-    assert reason == "every trajectory of round 1 failed"
+    assert reason == "the final round's trajectory failed"
     errors = fleet.query(
         "SELECT DISTINCT error FROM trajectory WHERE status = 'failed' AND campaign_id = %s", status["id"]
     )
     assert errors == [("http: HTTP 500: scripted internal error (after 4 tries)",)]
-    exported = fleet.pacore("export", "faults")
-    failed = [
-        json.loads(line) for line in exported.stdout.splitlines() if json.loads(line)["status"] == "failed"
+    exported = [
+        json.loads(line) for line in fleet.pacore("export", "faults", "--no-grade").stdout.splitlines()
     ]
-    assert {d["error"] for d in failed[0]["round_details"][0]} == {
+    (failed,) = [r for r in exported if r["status"] == "failed"]
+    assert [len(x) for x in failed["round_responses"]] == [4, 1]
+    assert failed["round_responses"][0] == [{"content": "", "reasoning_content": ""}] * 4
+    assert failed["final_response"] == "" and failed["final_reasoning_content"] == ""
+    assert assert_follows_official(failed, [{"role": "user", "content": "FAIL500 always"}], seed=42) == 1
+    assert {d["error"] for d in failed["round_details"][0]} == {
         "http: HTTP 500: scripted internal error (after 4 tries)"
     }
 
@@ -103,10 +100,11 @@ def test_export_writes_one_line_per_run_in_the_official_format(fleet: Fleet, tmp
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 4
     r = records[0]
-    assert r["request_id"] == "exported-0#0" and r["final_response"].startswith("The answer is")
+    assert r["request_id"] == "exported-0#0" and r["final_response"].startswith(" The answer is")
     assert [len(x) for x in r["round_responses"]] == [4, 1] and len(r["round_inputs"]) == 2
     assert set(r["round_responses"][0][0]) == {"content", "reasoning_content"}
     assert r["answer"] and r["ttc"] == 5 * 7 and sorted(r["round_order"][0]) == [0, 1, 2, 3]
+    assert sorted(r["round_finish_order"][0]) == [0, 1, 2, 3] and r["round_order"][1] == [0]
     # graded against the problem's ground truth (FakeEngine answers the request number: mostly wrong)
     assert all(x["grade"] in ("correct", "incorrect") and x["graded_answer"] == x["answer"] for x in records)
     expected = [x["grade"] == "correct" for x in records]
