@@ -147,7 +147,8 @@ def campaign_options(f: Any) -> Any:
         click.option(
             "--pass-truncated",
             is_flag=True,
-            help="Pass truncated trajectories on whole (the reference pipeline's behaviour).",
+            help="Deviation from the official pipeline: a trajectory with empty content passes its "
+            "reasoning on (unstripped) instead of giving no reference.",
         ),
         click.option(
             "--pool",

@@ -12,8 +12,8 @@ Per campaign (a setting: its rounds K and budgets):
   paper's accounting; what the campaign spent, pool once, is `pacore status`'s `used`); per problem
   the mean over its runs; reported as mean and quantiles over problems, in thousands;
 - per round: answer agreement (the share of a round's trajectories whose answer is the round's most
-  common one, averaged over runs) and compaction health (the share of trajectories that contributed no
-  message: truncated without a conclusion, empty or failed).
+  common one, averaged over runs) and compaction health (the share of trajectories that gave no
+  reference: empty content, cut inside the reasoning, or failed).
 Runs that did not finish (budget exhausted, failed, cancelled) count as incorrect in accuracy, as in a
 fixed-budget evaluation; `runs_graded` says how many finished.
 """

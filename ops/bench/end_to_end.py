@@ -122,7 +122,8 @@ async def solve(
                 i, "done", message.get("content") or "", reasoning, body["choices"][0]["finish_reason"]
             )
 
-        outcomes = await asyncio.gather(*(one(i) for i in range(k)))
+        # completion order, as the official pipeline collects them (asyncio.as_completed)
+        outcomes = [await done for done in asyncio.as_completed([one(i) for i in range(k)])]
         next_k = schedule[index] if index < len(schedule) else None
         decision = after_round(next_k, index, messages, outcomes, seed=42)
         if decision.kind != "next_round":

@@ -8,10 +8,8 @@ import subprocess
 
 import pytest
 
-from pacore.core.compaction import Outcome
-from pacore.core.ordering import order_messages
-from pacore.core.prompts import render_synthesis
 from tests.conftest import REPO, pacore_env, pacore_executable, shared_file
+from tests.official import assert_follows_official
 
 # The scripted model's completion: "Okay , let me work through this carefully" (8 tokens), " hmm" × n,
 # "</think>", " The answer is \boxed{" (4), the answer (1), "}" ".", and the end-of-sequence token.
@@ -38,27 +36,20 @@ def test_every_run_finished_with_rounds_4_and_1(campaign, vllm_fleet) -> None:
     assert len(schedules) == 60 and {tuple(s) for (s,) in schedules} == {(4, 1)}
 
 
-def test_round_two_prompt_is_the_template_over_round_one_conclusions_in_the_specified_order(
-    vllm_fleet,
-) -> None:
-    runs = vllm_fleet.query(
-        "SELECT run.id, p.messages, r1.id, r2.input_messages, r1.message_order FROM run "
-        "JOIN problem p ON p.id = run.problem_id JOIN round r1 ON r1.run_id = run.id AND r1.index = 1 "
-        "JOIN round r2 ON r2.run_id = run.id AND r2.index = 2"
-    )
-    assert len(runs) == 60
-    for _run_id, messages, round_id, inputs, stored_order in runs:
-        rows = vllm_fleet.query(
-            "SELECT index, status, content, reasoning, finish_reason FROM trajectory WHERE round_id = %s",
-            round_id,
-        )
-        ordered = order_messages(
-            [Outcome(*row) for row in rows], seed=42
-        )  # recomputed from the stored outputs
-        assert [i for i, _ in ordered] == stored_order
-        expected = render_synthesis(messages[-1]["content"], [m for _, m in ordered])
-        assert inputs == [*messages[:-1], {"role": "user", "content": expected}]
-        assert all(m.startswith("The answer is \\boxed{") for _, m in ordered)
+def test_every_round_follows_the_official_rules_from_its_completion_order(vllm_fleet) -> None:
+    """For every run, the official order recomputed from the export's `round_finish_order` (with the
+    tests' restatement of the official code, itself checked against the golden file) gives the stored
+    responses and the next round's input byte for byte. The conclusions keep their leading space."""
+    problems = {
+        p["id"]: p["messages"]
+        for p in map(json.loads, shared_file("aime_2024.jsonl").read_text(encoding="utf-8").splitlines())
+    }
+    exported = vllm_fleet.pacore("export", "aime-low", "--no-grade")
+    records = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert len(records) == 60
+    for record in records:
+        assert assert_follows_official(record, problems[record["problem_id"]], seed=42) == 1
+        assert "\nReference 1:\n The answer is \\boxed{" in record["round_inputs"][1][-1]["content"]
 
 
 def test_round_one_trajectories_of_a_run_are_not_identical(vllm_fleet) -> None:
@@ -73,7 +64,7 @@ def test_round_one_trajectories_of_a_run_are_not_identical(vllm_fleet) -> None:
 def test_answers_are_extracted(vllm_fleet) -> None:
     answers = vllm_fleet.query("SELECT answer, final_message FROM run")
     assert {a for a, _ in answers} <= {"204", "25", "809"} and all(a for a, _ in answers)
-    assert all(m == f"The answer is \\boxed{{{a}}}." for a, m in answers)
+    assert all(m == f" The answer is \\boxed{{{a}}}." for a, m in answers)  # the conclusion, unstripped
 
 
 def test_stored_token_counts_equal_the_servers_usage(campaign, vllm_fleet) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pacore.core.campaign import CampaignConfig
 from tests.integration.conftest import Fleet
+from tests.official import assert_follows_official
 
 
 def problems(tmp_path: Path, name: str) -> Path:
@@ -70,6 +71,11 @@ def test_runs_sample_round_one_from_one_pool_and_later_campaigns_reuse_it(
         json.loads(line) for line in fleet.pacore("export", "pool-b", "--no-grade").stdout.splitlines()
     ]
     assert all(d["pool_trajectory"] for e in exported for d in e["round_details"][0])
+    # a round drawn from the pool completes in its sample order, whatever order the pool finished in
+    assert all(e["round_finish_order"][0] == [0, 1, 2, 3] for e in exported)
+    for e in exported:
+        messages = [{"role": "user", "content": f"pooled problem {e['problem_id'][1:]}"}]
+        assert assert_follows_official(e, messages, seed=42) == 1
 
     refused = fleet.pacore("delete", "pool-a", "--yes")
     assert refused.returncode != 0 and "holds a round-1 pool that 'pool-b' use" in refused.stderr
