@@ -22,7 +22,7 @@ echo "== ruff, mypy, import contract"
 
 if [ $# -eq 0 ]; then
   echo "== engine venv and tiny model"
-  engine_python="$(bash ops/engine/bootstrap.sh | head -n 1)"
+  engine_python="$(bash ops/engine/bootstrap.sh | sed -n 1p)"  # sed reads it all: no SIGPIPE under pipefail
   echo "== in-process engine tests (engine venv)"
   "$engine_python" -m pytest tests/inprocess -p no:cacheprovider -q
 fi

@@ -81,6 +81,13 @@ class Fleet:
                 )
             time.sleep(0.5)
 
+    def until(self, sql: str, *params: object, timeout: float = 60) -> None:
+        """Wait until the first column of `sql`'s first row is true (a condition, polled)."""
+        deadline = time.monotonic() + timeout
+        while not self.query(sql, *params)[0][0]:
+            assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for: {sql}"
+            time.sleep(0.1)
+
     def query(self, sql: str, *params: object) -> list[tuple]:
         with psycopg.connect(self.database_url) as conn:
             cursor = conn.execute(sql, params)

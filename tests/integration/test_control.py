@@ -21,29 +21,24 @@ def submit(fleet: Fleet, tmp_path: Path, name: str, text: str, problems: int = 2
     fleet.submit(path, "--preset", "low")
 
 
-def until(fleet: Fleet, sql: str, *params: object, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not fleet.query(sql, *params)[0][0]:
-        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
-        time.sleep(0.2)
-
-
 def status(fleet: Fleet, name: str) -> dict:
     return json.loads(fleet.pacore("status", name, "--json").stdout)
 
 
 def test_pause_lets_running_work_finish_and_resume_regenerates_nothing(fleet: Fleet, tmp_path: Path) -> None:
     submit(fleet, tmp_path, "paused", "PACE40 LONG20 a problem")
-    until(
-        fleet,
+    fleet.until(
         "SELECT count(*) >= 4 FROM trajectory t JOIN campaign c ON c.id = t.campaign_id "
         "WHERE c.name = 'paused' AND t.status = 'running'",
     )
     paused = fleet.pacore("pause", "paused")
     assert paused.returncode == 0 and "paused" in paused.stdout
     cid = status(fleet, "paused")["id"]
-    until(fleet, "SELECT count(*) = 0 FROM trajectory WHERE campaign_id = %s AND status = 'running'", cid)
-    time.sleep(2)  # nothing new starts while paused
+    fleet.until("SELECT count(*) = 0 FROM trajectory WHERE campaign_id = %s AND status = 'running'", cid)
+    # nothing new starts while paused: another campaign runs start to end on the same fleet (every
+    # dispatch tick and claim meanwhile would have started the paused one's work)
+    submit(fleet, tmp_path, "meanwhile", "a problem", problems=1)
+    assert fleet.wait_finished("meanwhile")["runs"] == {"total": 1, "done": 1}
     assert (
         fleet.query("SELECT count(*) FROM trajectory WHERE campaign_id = %s AND status = 'running'", cid)[0][
             0
@@ -72,12 +67,15 @@ def test_pause_lets_running_work_finish_and_resume_regenerates_nothing(fleet: Fl
 def test_cancel_stops_the_streams_and_closes_the_books(fleet: Fleet, tmp_path: Path) -> None:
     engine = fleet.engine_ref
     submit(fleet, tmp_path, "cancelled", "PACE100 LONG200 a long problem")
-    until(
-        fleet,
+    fleet.until(
         "SELECT count(*) >= 4 FROM trajectory t JOIN campaign c ON c.id = t.campaign_id "
         "WHERE c.name = 'cancelled' AND t.status = 'running'",
     )
-    time.sleep(1.5)
+    # the streams have made progress: a heartbeat has checkpointed text of every running trajectory
+    fleet.until(
+        "SELECT count(DISTINCT ch.trajectory_id) >= 4 FROM chunk ch JOIN trajectory t ON t.id = ch.trajectory_id "
+        "JOIN campaign c ON c.id = t.campaign_id WHERE c.name = 'cancelled'"
+    )
     cancelled = fleet.pacore("cancel", "cancelled")
     assert cancelled.returncode == 0 and "cancelled (2 run(s), 8 trajectories)" in cancelled.stdout
     deadline = time.monotonic() + 10

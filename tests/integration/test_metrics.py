@@ -39,10 +39,13 @@ def test_worker_and_scheduler_metrics_agree_with_the_rows(fake_fleet, fake_engin
         )
         fleet.submit(path, "--preset", "low")
         fleet.wait_finished("measured")
-        time.sleep(1.5)  # one more reconcile pass refreshes the campaign gauges... of active campaigns only
+        stored = fleet.query("SELECT sum(completion_tokens), count(*) FROM trajectory")[0]
+        deadline = time.monotonic() + 30
+        while scrape(worker_port).get('pacore_attempts_total{outcome="done"}') != stored[1]:
+            assert time.monotonic() < deadline, "the worker's counters never reached the stored rows"
+            time.sleep(0.1)
         worker = scrape(worker_port)
         scheduler = scrape(scheduler_port)
-        stored = fleet.query("SELECT sum(completion_tokens), count(*) FROM trajectory")[0]
     assert worker["pacore_generated_tokens_total"] == stored[0]
     assert worker['pacore_attempts_total{outcome="done"}'] == stored[1]
     assert worker['pacore_engine_errors_total{kind="stream"}'] >= 1, "the cut streams were counted"

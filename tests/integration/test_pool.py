@@ -60,10 +60,6 @@ def test_runs_sample_round_one_from_one_pool_and_later_campaigns_reuse_it(
 
     separate = run(fleet, tmp_path, "pool-c", "--rounds", "4")
     assert separate["tokens"]["used"] == 6 * 5 * 7 and reused["tokens"]["used"] == 6 * 7
-    assert (
-        reused["tokens"]["used"] + first["tokens"]["used"]
-        < separate["tokens"]["used"] + first["tokens"]["used"]
-    )
 
     report = json.loads(fleet.pacore("report", "pool-b", "pool-c", "--json").stdout)["campaigns"]
     assert [r["ttc_mean"] for r in report] == [5 * 7, 5 * 7], "TTC counts the sampled pool trajectories"

@@ -5,6 +5,7 @@ processes, Redis and PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -61,17 +62,10 @@ def assert_counted_once(fleet: Fleet, status: dict, script_tokens: int) -> None:
     fleet.assert_within_budget(status)
 
 
-def wait_until(fleet: Fleet, sql: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not fleet.query(sql)[0][0]:
-        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
-        time.sleep(0.2)
-
-
 def test_a_worker_killed_mid_generation_loses_nothing(spot_fleet: Fleet, tmp_path: Path) -> None:
     slow_campaign(spot_fleet, tmp_path, "kill", "PACE60 LONG40")
-    wait_until(spot_fleet, "SELECT count(*) >= 4 FROM trajectory WHERE status = 'running'")
-    wait_until(spot_fleet, "SELECT count(DISTINCT trajectory_id) >= 4 FROM chunk")  # a heartbeat wrote them
+    spot_fleet.until("SELECT count(*) >= 4 FROM trajectory WHERE status = 'running'")
+    spot_fleet.until("SELECT count(DISTINCT trajectory_id) >= 4 FROM chunk")  # a heartbeat wrote them
     worker = spot_fleet.procs[1]
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
@@ -98,14 +92,12 @@ def test_a_drained_worker_exits_within_its_grace_and_its_work_is_continued_elsew
     spot_fleet: Fleet, tmp_path: Path
 ) -> None:
     slow_campaign(spot_fleet, tmp_path, "drain", "PACE60 LONG100", problems=2)
-    wait_until(spot_fleet, "SELECT count(*) >= 4 FROM trajectory WHERE status = 'running'")
-    time.sleep(1.5)
+    spot_fleet.until("SELECT count(*) >= 4 FROM trajectory WHERE status = 'running'")
+    spot_fleet.until("SELECT count(DISTINCT trajectory_id) >= 4 FROM chunk")  # a heartbeat wrote them
     worker = spot_fleet.procs[1]
-    began = time.monotonic()
     worker.send_signal(signal.SIGTERM)
+    # it exits 0 (how fast, against its grace, is measured by ops/bench/chaos.py)
     assert worker.wait(timeout=30) == 0
-    took = time.monotonic() - began
-    assert took < GRACE, f"the worker took {took:.1f} s to drain, more than its {GRACE} s grace"
     returned = spot_fleet.query(
         "SELECT count(*), sum(completion_tokens), sum(wasted_tokens) FROM attempt WHERE outcome = 'returned'"
     )[0]
@@ -124,7 +116,7 @@ def test_losing_every_queue_delays_the_campaign_but_does_not_break_it(
     spot_fleet: Fleet, tmp_path: Path
 ) -> None:
     slow_campaign(spot_fleet, tmp_path, "flush")
-    wait_until(spot_fleet, "SELECT count(*) >= 2 FROM trajectory WHERE status = 'done'")
+    spot_fleet.until("SELECT count(*) >= 2 FROM trajectory WHERE status = 'done'")
     redis.Redis.from_url(
         spot_fleet.broker_url
     ).flushdb()  # queues, unacked messages, chord counters: all gone
@@ -153,9 +145,9 @@ def test_a_dead_engine_stops_its_worker_without_failing_anything(
         extra_env=FAST,
     ) as fleet:
         slow_campaign(fleet, tmp_path, "dies", "PACE60 LONG40", problems=2)
-        wait_until(fleet, "SELECT count(DISTINCT trajectory_id) >= 4 FROM chunk")
+        fleet.until("SELECT count(DISTINCT trajectory_id) >= 4 FROM chunk")
         private_engine.go_down(4)
-        wait_until(fleet, "SELECT count(*) >= 4 FROM attempt WHERE outcome IN ('engine_lost', 'returned')")
+        fleet.until("SELECT count(*) >= 4 FROM attempt WHERE outcome IN ('engine_lost', 'returned')")
         status = fleet.wait_finished("dies", timeout=120)
         assert status["runs"] == {"total": 2, "done": 2}
         assert fleet.query("SELECT count(*) FROM attempt WHERE outcome = 'failed'")[0][0] == 0
@@ -187,7 +179,7 @@ def test_a_request_that_kills_engines_on_two_workers_quarantines_its_run(
             json.dumps({"id": "poison", "problem": "CRASH a request that takes engines down"}) + "\n"
         )
         fleet.submit(path, "--preset", "low")
-        wait_until(fleet, "SELECT count(*) = 1 FROM run WHERE status = 'quarantined'", timeout=90)
+        fleet.until("SELECT count(*) = 1 FROM run WHERE status = 'quarantined'", timeout=90)
         reason = fleet.query("SELECT reason FROM run WHERE status = 'quarantined'")[0][0]
         assert "coincided with engine deaths on 2 workers" in reason
         status = json.loads(fleet.pacore("status", "poison", "--json").stdout)
@@ -224,8 +216,15 @@ def test_a_message_fetched_by_a_worker_that_died_before_claiming_it_is_published
             time.sleep(0.1)
         taken = broker.rpop(queue)  # fetched by a consumer that then died: no ack, no claim
         assert taken is not None
+        args, _kwargs, _embed = json.loads(base64.b64decode(json.loads(taken)["body"]))
+        lost_id = args[0]  # generate(trajectory_id, attempt)
+        (published,) = fleet.query("SELECT published_at FROM trajectory WHERE id = %s", lost_id)[0]
         fleet.start("worker-late", "worker", "--engine-url", fleet.engine_url, "--concurrency", "8")
         status = fleet.wait_finished("fetched", timeout=60)
         assert status["runs"] == {"total": 2, "done": 2}
-        log = (tmp_path / "scheduler.log").read_text()
-        assert "'Republish': 1" in log, "the reconciler published the lost message again"
+        again = fleet.query(
+            "SELECT published_at, attempt FROM trajectory WHERE id = %s AND status = 'done'", lost_id
+        )
+        assert again and again[0][0] > published and again[0][1] == 1, (
+            "the reconciler published the lost message again (same attempt) and it was done"
+        )

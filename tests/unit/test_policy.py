@@ -65,7 +65,7 @@ def test_plans_never_exceed_the_room_by_their_own_estimate(
     assert plan.k >= 1
     if room is not None and plan.k > 1:
         assert plan.k * estimate + estimate <= room  # the round and the final round fit
-    if room is not None and plan.is_final and plan.max_tokens is not None:
-        assert plan.max_tokens <= max(room, max_tokens or 0)
+    if room is not None and plan.is_final:
+        assert plan.max_tokens is not None and plan.max_tokens <= room, "a final round fits the room"
     if index == len(schedule):
         assert plan.is_final and plan.k == 1

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -50,7 +54,20 @@ def test_reproducible_sampling_derives_a_distinct_seed_per_trajectory() -> None:
     cfg = CampaignConfig(rounds=[4], model="m", seed=42, reproducible_sampling=True)
     seeds = [cfg.sampling_seed(run, rnd, i) for run in (1, 2) for rnd in (1, 2) for i in range(4)]
     assert len(set(seeds)) == len(seeds) and 42 not in seeds
-    assert seeds == [cfg.sampling_seed(run, rnd, i) for run in (1, 2) for rnd in (1, 2) for i in range(4)]
+    # the same in another process, whatever its hash seed: a resumed campaign sends the same seeds
+    script = (
+        "from pacore.core.campaign import CampaignConfig as C; "
+        "c = C(rounds=[4], model='m', seed=42, reproducible_sampling=True); "
+        "print([c.sampling_seed(a, b, i) for a in (1, 2) for b in (1, 2) for i in range(4)])"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert other.stdout.strip() == str(seeds)
 
 
 def test_config_rejects_a_zero_k() -> None:
