@@ -41,8 +41,10 @@ def plan_round(
     per = max(1, estimate)
     keep = 0 if is_final else per  # what the final round will need
     if room >= k * per + keep:
-        # a final round never asks for more than the room: nothing runs after it to keep room for
-        cap = _cap(max_tokens, room) if is_final else max_tokens
+        # A final round's own max_tokens never exceeds the room (nothing runs after it to keep room for).
+        # Without one, the engine's limit applies (the context length less the prompt: a larger value is
+        # refused) and the budget guard stops the stream at the room.
+        cap = min(max_tokens, room) if is_final and max_tokens is not None else max_tokens
         return RoundPlan("start", k, is_final, cap, f"round {round_index}: K={k} fits {room:,} tokens left")
     if not is_final and (fit := (room - keep) // per) >= 2:
         return RoundPlan(

@@ -33,6 +33,10 @@ HIGH = [32, 4, 1]
         # the final round itself, with less than its estimate left
         ([4, 1], 2, 3_000, 8192, None, 4, ("start", 1, True, 3_000, "max_tokens shrunk to 3,000")),
         ([4, 1], 2, 9_000, 8192, 4096, 4, ("start", 1, True, 4096, "K=1 fits")),
+        # the final round fits by its estimate, but its own max_tokens would pass the room: lowered to it
+        ([4, 1], 2, 9_000, 2_000, 131_072, 4, ("start", 1, True, 9_000, "K=1 fits 9,000 tokens left")),
+        # ... while without one, the engine's limit applies (the budget guard stops it at the room)
+        ([4, 1], 2, 9_000, 2_000, None, 4, ("start", 1, True, None, "K=1 fits 9,000 tokens left")),
         # not even a final round fits
         ([4, 1], 1, 100, 8192, None, 0, ("exhausted", 0, False, None, "budget exhausted, 100 tokens left")),
         ([4, 1], 2, 0, 8192, None, 3, ("exhausted", 0, True, None, "budget exhausted, 0 tokens left")),
@@ -65,7 +69,9 @@ def test_plans_never_exceed_the_room_by_their_own_estimate(
     assert plan.k >= 1
     if room is not None and plan.k > 1:
         assert plan.k * estimate + estimate <= room  # the round and the final round fit
-    if room is not None and plan.is_final:
-        assert plan.max_tokens is not None and plan.max_tokens <= room, "a final round fits the room"
+    if room is not None and plan.is_final and plan.max_tokens is not None:
+        assert plan.max_tokens <= room, "a final round's max_tokens fits the room"
+    if max_tokens is not None:
+        assert plan.max_tokens is not None and plan.max_tokens <= max_tokens, "the campaign's cap is kept"
     if index == len(schedule):
         assert plan.is_final and plan.k == 1
