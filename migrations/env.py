@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
-import pacore.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import pacore.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -21,8 +21,8 @@ def _url() -> str:
     url = config.attributes.get("url")
     if url:
         return url
-    from pacore.db import resolve_url
     from pacore.settings import Settings
+    from pacore.store.database import resolve_url
 
     return resolve_url(Settings())
 

@@ -8,10 +8,12 @@ database once per dispatch tick (one grouped query), so a scrape never touches t
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from pacore.store.store import Store
 
 log = logging.getLogger("pacore.metrics")
 
@@ -56,18 +58,11 @@ def serve(port: int | None) -> None:
     log.info("metrics on :%d/metrics", port)
 
 
-def refresh_campaign_gauges(session: Session) -> None:
+def refresh_campaign_gauges(store: Store) -> None:
     """Per active or paused campaign: trajectories by status, tokens, compaction health."""
-    rows = session.execute(
-        text(
-            "SELECT c.name, t.status, count(*), count(*) FILTER (WHERE t.status = 'done' AND t.message IS NULL) "
-            "FROM campaign c JOIN trajectory t ON t.campaign_id = c.id WHERE c.status IN ('active', 'paused') "
-            "GROUP BY c.name, t.status"
-        )
-    ).all()
     TRAJECTORIES.clear()
     done: dict[str, tuple[int, int]] = {}
-    for name, status, count, empty in rows:
+    for name, status, count, empty in store.gauge_trajectories():
         TRAJECTORIES.labels(name, status).set(count)
         if status == "done":
             done[name] = (count, empty)
@@ -75,13 +70,7 @@ def refresh_campaign_gauges(session: Session) -> None:
     for name, (count, empty) in done.items():
         NO_MESSAGE.labels(name).set(empty / count if count else 0.0)
     TOKENS.clear()
-    for name, used, reserved, wasted in session.execute(
-        text(
-            "SELECT c.name, coalesce(sum(run.tokens_used), 0), coalesce(sum(run.tokens_reserved), 0), "
-            "coalesce(sum(run.tokens_wasted), 0) FROM campaign c JOIN run ON run.campaign_id = c.id "
-            "WHERE c.status IN ('active', 'paused') GROUP BY c.name"
-        )
-    ).all():
+    for name, used, reserved, wasted in store.gauge_tokens():
         TOKENS.labels(name, "used").set(used)
         TOKENS.labels(name, "reserved").set(reserved)
         TOKENS.labels(name, "wasted").set(wasted)

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
-
 from pacore.settings import Settings
+from pacore.store.store import Store
 
 
 class Admission:
@@ -32,21 +30,10 @@ class Admission:
         self.in_flight = 0
         self.last_campaign = 0  # the campaign whose run was started last: the next turn is after it
 
-    def refresh(self, session: Session) -> int:
+    def refresh(self, store: Store) -> int:
         """Measure the fleet and what is in flight; returns the room."""
-        capacity = session.execute(
-            text(
-                "SELECT coalesce(sum(concurrency), 0) FROM worker WHERE status = 'up' "
-                "AND heartbeat_at > now() - make_interval(secs => :stale)"
-            ),
-            {"stale": self.stale},
-        ).scalar_one()
-        in_flight = session.execute(
-            text(
-                "SELECT count(*) FROM trajectory WHERE status = 'running' "
-                "OR (status = 'pending' AND published_at IS NOT NULL)"
-            )
-        ).scalar_one()
+        capacity = store.fleet_capacity(self.stale)
+        in_flight = store.count_in_flight()
         bound = max(self.floor, int(self.factor * capacity))
         with self.lock:
             self.capacity, self.in_flight = int(capacity), int(in_flight)

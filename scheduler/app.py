@@ -1,7 +1,9 @@
 """The Celery app: JSON only, late acks, prefetch 1, one generation queue per served model plus `control`.
 
-Built from settings at process start (never at import time). The runtime objects the tasks need (the
-database, and on GPU workers the engine) hang off `app.pacore`.
+Built from settings at process start (never at import time). It registers no task: each process
+registers its own (`scheduler.tasks` on the scheduler, `worker.tasks` on GPU workers) and publishes the
+others' by name, so neither imports the other. What the scheduler's tasks share (settings, the database,
+admission control) hangs off `app.pacore`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import Any
 
 from celery import Celery
 
-from pacore.db import Database
 from pacore.settings import Settings
+from pacore.store.database import Database
+from scheduler.admission import Admission
 
 CONTROL_QUEUE = "control"
 
@@ -28,8 +31,7 @@ def generation_queue(model: str) -> str:
 class Runtime:
     settings: Settings
     db: Database
-    node: Any = None  # on `pacore worker`: its worker.node.Node (engine, id, checkpoints, drain state)
-    admission: Any = None  # on `pacore scheduler`: its scheduler.admission.Admission
+    admission: Admission | None = None  # on `pacore scheduler`
 
 
 def broker_urls(settings: Settings, db_url: str) -> tuple[str, str]:
@@ -74,12 +76,6 @@ def make_app(settings: Settings, db: Database) -> Celery:
         database_table_names={"task": "celery_taskmeta", "group": "celery_groupmeta"},
     )
     app.pacore = Runtime(settings, db)  # type: ignore[attr-defined]
-    from scheduler import tasks
-
-    tasks.register(app)
-    from worker import tasks as worker_tasks
-
-    worker_tasks.register(app)
     return app
 
 

@@ -16,12 +16,12 @@ import time
 from celery import Celery
 
 from pacore import metrics
-from pacore.db import Database
 from pacore.settings import Settings
+from pacore.store.database import Database
 from scheduler.admission import Admission
 from scheduler.app import CONTROL_QUEUE, consume, make_app, runtime
 from scheduler.reconciler import Reconciler
-from scheduler.tasks import dispatch_tick
+from scheduler.tasks import dispatch_tick, register
 
 log = logging.getLogger("pacore.scheduler")
 
@@ -34,8 +34,8 @@ def tick_forever(app: Celery, settings: Settings, stop: threading.Event) -> None
             dispatch_tick(app)
             if time.monotonic() >= next_reconcile:
                 reconciler.tick()
-                with runtime(app).db.session() as session:
-                    metrics.refresh_campaign_gauges(session)
+                with runtime(app).db.store() as store:
+                    metrics.refresh_campaign_gauges(store)
                 next_reconcile = time.monotonic() + settings.reconcile_interval
         except Exception:  # a failed pass is retried by the next one; the thread must not die
             log.exception("scheduler tick failed")
@@ -43,6 +43,7 @@ def tick_forever(app: Celery, settings: Settings, stop: threading.Event) -> None
 
 def run_scheduler(settings: Settings, db: Database, concurrency: int) -> None:
     app = make_app(settings, db)
+    register(app)
     runtime(app).admission = Admission(settings)
     metrics.serve(settings.metrics_port)
     stop = threading.Event()

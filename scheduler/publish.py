@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from celery import Celery, chord
-from sqlalchemy import text
 
 from scheduler.app import CONTROL_QUEUE, generation_queue, runtime
 from scheduler.rounds import Publish
@@ -28,8 +27,6 @@ def publish(app: Celery, items: Iterable[Publish]) -> int:
         chord(header, callback).apply_async()
         sent.extend(tid for tid, _ in item.trajectories)
     if sent:
-        with runtime(app).db.session() as session:
-            session.execute(
-                text("UPDATE trajectory SET published_at = now() WHERE id = ANY(:ids)"), {"ids": sent}
-            )
+        with runtime(app).db.store() as store:
+            store.mark_published(sent)
     return len(sent)

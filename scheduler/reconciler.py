@@ -21,7 +21,6 @@ import uuid
 from datetime import timedelta
 
 from celery import Celery
-from sqlalchemy import text
 
 from scheduler.app import generation_queue, runtime
 from scheduler.sweep import sweep
@@ -82,24 +81,15 @@ class Reconciler:
             return {}
         rt = runtime(self.app)
         slack = timedelta(seconds=rt.settings.lease_seconds)
-        with rt.db.session() as session:
-            models = session.execute(
-                text("SELECT DISTINCT config ->> 'model' FROM campaign WHERE status = 'active'")
-            ).scalars()
+        with rt.db.store() as store:
             cutoffs = {}
-            for model in models:
+            for model in store.active_models():
                 try:
                     head = _oldest_queued(self.redis.lindex(generation_queue(model), -1))
                 except (ValueError, KeyError, IndexError, TypeError):
                     log.warning("cannot read the oldest message queued for %s; skipping it", model)
                     continue
-                since = session.execute(
-                    text(
-                        "SELECT coalesce((SELECT published_at FROM trajectory WHERE id = :head), "
-                        "CASE WHEN :empty THEN now() END)"
-                    ),
-                    {"head": head, "empty": head is None},
-                ).scalar()
+                since = store.published_at_or_now(head)
                 if since is not None:
                     cutoffs[model] = (since - slack).isoformat()
         return cutoffs

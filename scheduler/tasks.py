@@ -6,13 +6,12 @@ import logging
 from collections.abc import Callable
 
 from celery import Celery
-from sqlalchemy import text
 
 from pacore import metrics
+from scheduler.advance import advance_and_publish
 from scheduler.app import runtime
 from scheduler.publish import publish
 from scheduler.rounds import Publish, start_runs
-from scheduler.sweep import advance_and_publish, stuck_rounds
 
 log = logging.getLogger("pacore.scheduler")
 
@@ -35,8 +34,8 @@ def dispatch_tick(app: Celery) -> int:
     rt = runtime(app)
     admit = rt.admission.take if rt.admission is not None else None
     if rt.admission is not None:
-        with rt.db.session() as session:
-            rt.admission.refresh(session)
+        with rt.db.store() as store:
+            rt.admission.refresh(store)
         for kind, value in (
             ("capacity", rt.admission.capacity),
             ("in_flight", rt.admission.in_flight),
@@ -44,11 +43,11 @@ def dispatch_tick(app: Celery) -> int:
         ):
             metrics.ADMISSION.labels(kind).set(value)
     sent = _publish_unpublished(app, admit)
-    with rt.db.session() as session:
-        started = start_runs(session, rt.settings, rt.settings.dispatch_batch, rt.admission)
+    with rt.db.store() as store:
+        started = start_runs(store, rt.settings, rt.settings.dispatch_batch, rt.admission)
     sent += publish(app, started)
-    with rt.db.session() as session:
-        stuck = stuck_rounds(session)
+    with rt.db.store() as store:
+        stuck = store.stuck_rounds()
     for round_id in stuck:
         advance_and_publish(app, round_id)
     if sent:
@@ -59,20 +58,12 @@ def dispatch_tick(app: Celery) -> int:
 def _publish_unpublished(app: Celery, admit: Callable[[int], bool] | None) -> int:
     """Publish pending trajectories that have no message: rounds admission control deferred, work
     handed back, and rows whose publish was lost between commit and publish. Latest rounds first."""
-    with runtime(app).db.session() as session:
-        rows = session.execute(
-            text(
-                "SELECT t.round_id, c.config ->> 'model', t.id, t.attempt FROM trajectory t "
-                "JOIN campaign c ON c.id = t.campaign_id JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id "
-                "WHERE t.status = 'pending' AND t.published_at IS NULL AND run.status = 'running' "
-                "AND t.created_at < now() - make_interval(secs => :grace) AND c.status = 'active' "
-                "ORDER BY r.index DESC, t.round_id, t.index LIMIT 10000"
-            ),
-            {"grace": UNPUBLISHED_GRACE_SECONDS},
-        ).all()
+    with runtime(app).db.store() as store:
+        rows = store.unpublished_trajectories(UNPUBLISHED_GRACE_SECONDS)
     by_round: dict[int, Publish] = {}
-    for round_id, model, tid, attempt in rows:
-        by_round.setdefault(round_id, Publish(round_id, model, [])).trajectories.append((tid, attempt))
+    for row in rows:
+        item = by_round.setdefault(row.round_id, Publish(row.round_id, row.model, []))
+        item.trajectories.append((row.trajectory_id, row.attempt))
     admitted = []
     for item in by_round.values():
         if admit is not None and not admit(len(item.trajectories)):

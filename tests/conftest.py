@@ -61,7 +61,7 @@ def postgres_admin() -> str:
 @pytest.fixture(scope="session")
 def template_db(postgres_admin: str) -> Iterator[str]:
     """A database migrated once per session; each test clones it (fast, fully isolated)."""
-    from pacore.db import Database, normalize_url
+    from pacore.store.database import Database, normalize_url
 
     name = f"pacore_tpl_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres_admin, autocommit=True) as conn:
@@ -100,7 +100,7 @@ def database_url(make_database: Callable[..., str]) -> str:
 
 @pytest.fixture
 def database(database_url: str) -> Iterator[object]:
-    from pacore.db import Database, normalize_url
+    from pacore.store.database import Database, normalize_url
 
     db = Database(normalize_url(database_url))
     yield db

@@ -13,39 +13,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
-
 from pacore import metrics
-from pacore.db import Database
+from pacore.store.database import Database
 
 
 @dataclass(frozen=True)
 class Checkpoint:
     text: str = ""
     tokens: int = 0
-
-
-def load(session: Session, trajectory_id: int, attempt: int) -> Checkpoint:
-    """The checkpoint attempt `attempt` continues: the chunks of the attempts before it."""
-    rows = session.execute(
-        text(
-            "SELECT text, tokens FROM chunk WHERE trajectory_id = :id AND attempt < :attempt ORDER BY attempt, seq"
-        ),
-        {"id": trajectory_id, "attempt": attempt},
-    ).all()
-    return Checkpoint("".join(r[0] for r in rows), sum(r[1] for r in rows))
-
-
-def discard(session: Session, trajectory_id: int, attempt: int) -> None:
-    """Forget the checkpoint (an attempt starting afresh, or a trajectory finished), fenced by attempt."""
-    session.execute(
-        text(
-            "DELETE FROM chunk c USING trajectory t WHERE c.trajectory_id = :id AND t.id = :id "
-            "AND t.attempt = :attempt"
-        ),
-        {"id": trajectory_id, "attempt": attempt},
-    )
 
 
 class Recorder:
@@ -131,8 +106,8 @@ class Checkpoints:
         """Start the recorder's attempt afresh: its checkpoint rows go, its text becomes waste."""
         with self.flushing:
             recorder.restart()
-            with db.session() as session:
-                discard(session, recorder.trajectory_id, recorder.attempt)
+            with db.store() as store:
+                store.discard_checkpoint(recorder.trajectory_id, recorder.attempt)
 
     def flush(self, db: Database, only: Recorder | None = None) -> int:
         with self.flushing:
@@ -148,32 +123,13 @@ class Checkpoints:
         if not taken:
             return 0
         rows = [row for _, row, _ in taken]
-        with db.session() as session:
-            live = set(
-                session.execute(
-                    text(
-                        "UPDATE trajectory t SET tokens_streamed = greatest(t.tokens_streamed, c.spent) "
-                        "FROM unnest(CAST(:tids AS bigint[]), CAST(:attempts AS int[]), CAST(:spent AS int[])) "
-                        "AS c(tid, attempt, spent) WHERE t.id = c.tid AND t.attempt = c.attempt "
-                        "AND t.status = 'running' RETURNING t.id"
-                    ),
-                    {
-                        "tids": [r["tid"] for r in rows],
-                        "attempts": [r["attempt"] for r in rows],
-                        "spent": [r["spent"] for r in rows],
-                    },
-                ).scalars()
+        with db.store() as store:
+            live = store.record_streamed(
+                [r["tid"] for r in rows], [r["attempt"] for r in rows], [r["spent"] for r in rows]
             )
             kept = [r for r in rows if r["tid"] in live]
             if kept:
-                session.execute(
-                    text(
-                        "INSERT INTO chunk (trajectory_id, attempt, seq, text, tokens) "
-                        "VALUES (:tid, :attempt, :seq, :text, :tokens) "
-                        "ON CONFLICT (trajectory_id, attempt, seq) DO NOTHING"  # written, answer lost
-                    ),
-                    kept,
-                )
+                store.append_chunks(kept)
         for recorder, _, pieces in taken:
             recorder.written(pieces)
         self.chunks_written += len(kept)

@@ -10,13 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
-
-from pacore import tokens
 from pacore.core.campaign import CampaignConfig
-from pacore.db import Database
-from worker import checkpoint
+from pacore.store import budgets
+from pacore.store.database import Database
+from pacore.store.store import Store
 from worker.checkpoint import Checkpoint
 from worker.engine import GenerationRequest, GenerationResult
 
@@ -25,7 +22,7 @@ log = logging.getLogger("pacore.worker")
 
 @dataclass(frozen=True)
 class Claim:
-    holder: tokens.Holder
+    holder: budgets.Holder
     request: GenerationRequest
     checkpoint: Checkpoint = Checkpoint()  # what earlier attempts streamed, to continue
 
@@ -50,31 +47,18 @@ class Spent:
 
 
 def claim(db: Database, trajectory_id: int, attempt: int, worker_id: str, lease_seconds: int) -> Claim | None:
-    with db.session() as session:
-        row = session.execute(
-            text(
-                "UPDATE trajectory t SET status = 'running', worker_id = :worker, started_at = now(), "
-                "lease_until = now() + make_interval(secs => :lease) "
-                "FROM round r JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id "
-                "WHERE t.id = :id AND t.attempt = :attempt AND r.id = t.round_id "
-                # pending; or already ours: a claim whose commit went through but whose answer was lost
-                # (the worker runs one generation per trajectory at a time, so nothing else of ours)
-                "AND (t.status = 'pending' OR (t.status = 'running' AND t.worker_id = :worker)) "
-                "AND c.status = 'active' AND run.status = 'running' "
-                "RETURNING t.sampling_seed, r.input_messages, r.max_tokens, c.config, run.id, c.id"
-            ),
-            {"id": trajectory_id, "attempt": attempt, "worker": worker_id, "lease": lease_seconds},
-        ).first()
-        if row is None:
-            return None
-        base = checkpoint.load(session, trajectory_id, attempt)
-    seed, messages, round_max, config, run_id, campaign_id = row
-    cfg = CampaignConfig.model_validate(config)
-    caps = [m for m in (cfg.max_tokens, round_max) if m is not None]
+    with db.store() as store:
+        row = store.claim_trajectory(trajectory_id, attempt, worker_id, lease_seconds)
+    if row is None:
+        return None
+    base = Checkpoint(row.checkpoint_text, row.checkpoint_tokens)
+    cfg = CampaignConfig.model_validate(row.config)
+    caps = [m for m in (cfg.max_tokens, row.round_max_tokens) if m is not None]
     request = GenerationRequest(
-        messages, cfg.model, min(caps) if caps else None, cfg.temperature, cfg.top_p, seed
+        row.messages, cfg.model, min(caps) if caps else None, cfg.temperature, cfg.top_p, row.sampling_seed
     )
-    return Claim(tokens.Holder(trajectory_id, attempt, run_id, campaign_id), request, base)
+    holder = budgets.Holder(trajectory_id, attempt, row.run_id, row.campaign_id)
+    return Claim(holder, request, base)
 
 
 def finish(
@@ -90,55 +74,30 @@ def finish(
     spent = spent or Spent(
         result.completion_tokens if result else 0, 0, result.prompt_tokens if result else 0
     )
-    values = {
-        "id": claim.trajectory_id,
-        "attempt": claim.attempt,
-        "worker": worker_id,
-        "status": "done" if result else "failed",
-        "content": result.content if result else None,
-        "reasoning": result.reasoning if result else None,
-        "finish": result.finish_reason if result else None,
-        "prompt": result.prompt_tokens if result else None,
-        "completion": result.completion_tokens if result else None,
-        "error": "; ".join(e for e in (error, spent.note) if e) or None,
-    }
-    with db.session() as session:
-        written = session.execute(
-            text(
-                "WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR NO KEY UPDATE) "
-                "UPDATE trajectory t SET status = :status, content = :content, reasoning = :reasoning, "
-                "finish_reason = :finish, prompt_tokens = :prompt, completion_tokens = :completion, error = :error, "
-                # completion order, which the official ordering starts from (ARCHITECTURE.md §1 item 4)
-                "finish_seq = nextval('trajectory_finish_seq'), "
-                "finished_at = now(), lease_until = NULL, tokens_reserved = 0, tokens_streamed = 0 FROM old "
-                "WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running' "
-                "RETURNING t.started_at, old.tokens_reserved"
-            ),
-            values,
-        ).first()
-        if written is None:
-            return False
-        started, reserved = written
-        checkpoint.discard(session, claim.trajectory_id, claim.attempt)  # the result supersedes it
-        settled = session.execute(
-            text(
-                "INSERT INTO attempt (trajectory_id, attempt, worker_id, outcome, prompt_tokens, completion_tokens, "
-                "wasted_tokens, retries, error, started_at) VALUES (:id, :attempt, :worker, :status, :sprompt, "
-                ":spent, :wasted, :retries, :error, :started) ON CONFLICT (trajectory_id, attempt) DO NOTHING RETURNING id"
-            ),
-            {
-                **values,
-                "sprompt": spent.prompt,
-                "spent": spent.tokens,
-                "wasted": spent.wasted if result else spent.tokens,
-                "retries": spent.retries,
-                "started": started,
-            },
-        ).first()
-        if settled is not None:
-            wasted = spent.wasted if result else spent.tokens
-            overrun = tokens.settle(
-                session, claim.holder, reserved, spent.tokens, wasted, spent.prompt, grant
+    status = "done" if result else "failed"
+    error = "; ".join(e for e in (error, spent.note) if e) or None
+    wasted = spent.wasted if result else spent.tokens
+    with db.store() as store:
+        finished = store.finish_and_settle(
+            claim.trajectory_id,
+            claim.attempt,
+            claim.holder.run_id,
+            worker_id,
+            status=status,
+            content=result.content if result else None,
+            reasoning=result.reasoning if result else None,
+            finish=result.finish_reason if result else None,
+            prompt=result.prompt_tokens if result else None,
+            completion=result.completion_tokens if result else None,
+            error=error,
+            spent=spent.tokens,
+            wasted=wasted,
+            spent_prompt=spent.prompt,
+            retries=spent.retries,
+        )
+        if finished.in_ledger and not finished.settled_run:  # it used more than it held: rare
+            overrun = budgets.settle(
+                store, claim.holder, finished.reserved, spent.tokens, wasted, spent.prompt, grant
             )
             if overrun:
                 log.error(
@@ -148,7 +107,7 @@ def finish(
                     claim.attempt,
                     overrun,
                 )
-    return True
+    return finished.written
 
 
 # Why a trajectory went back, as the ledger's outcome: a drain (SIGTERM), the health gate saw the engine
@@ -166,62 +125,34 @@ def hand_back(db: Database, claim: Claim, worker_id: str, spent: Spent, reason: 
     failure). A run whose trajectory coincided with engine deaths on two distinct workers is
     quarantined: it waits for an operator (`pacore quarantine lift`)."""
     outcome = HANDED_BACK[reason]
-    with db.session() as session:
-        moved = session.execute(
-            text(
-                "WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR NO KEY UPDATE) "
-                "UPDATE trajectory t SET status = 'pending', attempt = t.attempt + 1, worker_id = NULL, "
-                "lease_until = NULL, published_at = NULL, tokens_reserved = 0, tokens_streamed = 0 FROM old "
-                "WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running' "
-                "RETURNING old.tokens_reserved, t.started_at"
-            ),
-            {"id": claim.trajectory_id, "attempt": claim.attempt},
-        ).first()
-        if moved is None:
+    with db.store() as store:
+        released = store.hand_back_trajectory(claim.trajectory_id, claim.attempt)
+        if released is None:
             return False
-        reserved, started = moved
-        session.execute(
-            text(
-                "INSERT INTO attempt (trajectory_id, attempt, worker_id, outcome, preempted, completion_tokens, "
-                "wasted_tokens, error, started_at) VALUES (:id, :attempt, :worker, :outcome, true, :spent, :wasted, "
-                ":error, :started)"
-            ),
-            {
-                "id": claim.trajectory_id,
-                "attempt": claim.attempt,
-                "worker": worker_id,
-                "outcome": outcome,
-                "spent": spent.tokens,
-                "wasted": spent.wasted,
-                "error": "; ".join(e for e in (f"handed back: {reason}", spent.note) if e),
-                "started": started,
-            },
+        store.record_attempt(
+            claim.trajectory_id,
+            claim.attempt,
+            outcome,
+            spent.tokens,
+            spent.wasted,
+            worker=worker_id,
+            preempted=True,
+            error="; ".join(e for e in (f"handed back: {reason}", spent.note) if e),
+            started=released.started_at,
         )
-        tokens.settle(session, claim.holder, reserved, spent.tokens, spent.wasted, spent.prompt, grant)
+        budgets.settle(
+            store, claim.holder, released.reserved, spent.tokens, spent.wasted, spent.prompt, grant
+        )
         if outcome == "engine_lost":
-            _quarantine_if_poison(session, claim)
+            _quarantine_if_poison(store, claim)
     return True
 
 
-def _quarantine_if_poison(session: Session, claim: Claim) -> None:
-    workers = session.execute(
-        text(
-            "SELECT count(DISTINCT a.worker_id) FROM attempt a JOIN run ON run.id = :run "
-            "WHERE a.trajectory_id = :id AND a.outcome = 'engine_lost' "
-            "AND a.finished_at > coalesce(run.quarantine_lifted_at, '-infinity')"
-        ),
-        {"id": claim.trajectory_id, "run": claim.holder.run_id},
-    ).scalar_one()
+def _quarantine_if_poison(store: Store, claim: Claim) -> None:
+    workers = store.engine_lost_workers(claim.trajectory_id, claim.holder.run_id)
     if workers >= QUARANTINE_AFTER_WORKERS:
-        session.execute(
-            text(
-                "UPDATE run SET status = 'quarantined', reason = :reason WHERE id = :run AND status = 'running'"
-            ),
-            {
-                "run": claim.holder.run_id,
-                "reason": f"trajectory {claim.trajectory_id} coincided with engine deaths on {workers} workers",
-            },
-        )
+        reason = f"trajectory {claim.trajectory_id} coincided with engine deaths on {workers} workers"
+        store.quarantine_run(claim.holder.run_id, reason)
         log.error(
             "run %d quarantined: trajectory %d took down %d engines",
             claim.holder.run_id,

@@ -17,13 +17,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from pacore import metrics, tokens
+from pacore import metrics
 from pacore.core.budget import block_size, needs_block
 from pacore.core.compaction import parse_output
 from pacore.core.retry import fitting_max_tokens, retry_decision
-from pacore.db import Database
 from pacore.logs import ids
 from pacore.settings import Settings
+from pacore.store import budgets
+from pacore.store.database import Database
 from worker.checkpoint import Recorder
 from worker.claims import Claim, Spent
 from worker.engine import CannotContinue, EngineError, GenerationResult, HandBack
@@ -67,8 +68,10 @@ class BudgetGuard:
         return spent + headroom <= self.reserved
 
     def _reserve(self, want: int, spent: int) -> int:
-        with self.db.session() as session:
-            return tokens.reserve(session, self.claim.holder, want, spent, self.settings.token_grant)
+        with self.db.store() as store:
+            return budgets.reserve(
+                store, self.claim.holder, want, spent, self.settings.token_grant, held=self.reserved
+            )
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ class Generation:
         try:
             return self.node.engine.generate(request, self.guard)
         except CannotContinue as exc:
-            self.node.checkpoints.restart(self.db, self.recorder)
+            self.db.through_outages(self.node.checkpoints.restart, self.db, self.recorder)
             self.notes.append(f"could not continue the checkpoint ({exc}): started afresh")
             log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1], extra=self.where())
             self.tries -= 1  # the same try, started over
@@ -162,7 +165,7 @@ class Generation:
         retrying = Retrying(
             stop=stop_after_attempt(settings.engine_retries)
             | stop_after_delay(settings.engine_retry_deadline),
-            wait=wait_exponential_jitter(initial=settings.engine_retry_initial, max=60),
+            wait=wait_exponential_jitter(multiplier=settings.engine_retry_initial, max=60),
             retry=retry_if_exception(_transient),
             reraise=True,
         )

@@ -9,9 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import text
-
-from pacore.db import Database
+from pacore.store.database import Database
 from worker.node import Node
 
 log = logging.getLogger("pacore.worker")
@@ -21,23 +19,10 @@ def beat(db: Database, worker_id: str, lease_seconds: int, holding: dict[int, in
     """Extend the leases of the trajectories this process is generating (not of rows it claimed and
     then dropped on an unexpected error: those expire and are re-driven). Returns the ids it must stop
     generating: no longer its own (the campaign was cancelled, or the trajectory was re-driven)."""
-    ids, attempts = list(holding), list(holding.values())
-    with db.session() as session:
-        extended = set(
-            session.execute(
-                text(
-                    "UPDATE trajectory t SET lease_until = now() + make_interval(secs => :lease) "
-                    "FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS h(id, attempt) "
-                    "WHERE t.id = h.id AND t.attempt = h.attempt AND t.worker_id = :worker "
-                    "AND t.status = 'running' RETURNING t.id"
-                ),
-                {"worker": worker_id, "lease": lease_seconds, "ids": ids, "attempts": attempts},
-            ).scalars()
-        )
-        session.execute(
-            text("UPDATE worker SET heartbeat_at = now() WHERE id = :worker"), {"worker": worker_id}
-        )
-    return [t for t in ids if t not in extended]
+    with db.store() as store:
+        extended = store.extend_leases(worker_id, lease_seconds, holding)
+        store.touch_worker(worker_id)
+    return [t for t in holding if t not in extended]
 
 
 def start(db: Database, node: Node, lease_seconds: int, every: float) -> threading.Event:

@@ -22,13 +22,12 @@ from typing import Any
 
 from celery import Celery, bootsteps
 from celery.signals import worker_shutting_down
-from sqlalchemy import text
 
 from pacore import metrics
-from pacore.db import Database
 from pacore.settings import Settings
-from scheduler.app import consume, generation_queue, make_app, runtime
-from worker import heartbeat
+from pacore.store.database import Database
+from scheduler.app import consume, generation_queue, make_app
+from worker import heartbeat, tasks
 from worker.engine import Engine, OpenAIEngine
 from worker.node import Node
 
@@ -90,7 +89,7 @@ def run_worker(
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     app = make_app(settings, db)
     node = Node(engine, worker_id, settings.drain_grace_seconds)
-    runtime(app).node = node
+    tasks.register(app, node)
     _register(db, worker_id, queue, model, engine_url, concurrency)
     metrics.serve(settings.metrics_port)
     beating = heartbeat.start(db, node, settings.lease_seconds, settings.heartbeat_seconds)
@@ -101,8 +100,8 @@ def run_worker(
         consume(app, queue, concurrency, "gen", settings.log_level)
     finally:
         beating.set()
-        with db.session() as session:
-            session.execute(text("UPDATE worker SET status = 'down' WHERE id = :id"), {"id": worker_id})
+        with db.store() as store:
+            store.mark_worker_down(worker_id)
         engine.close()  # an in-process engine's core process must not outlive the worker
 
 
@@ -152,19 +151,7 @@ def _gate_on_engine_health(app: Celery, node: Node, model: str, queue: str, ever
 def _register(
     db: Database, worker_id: str, queue: str, model: str, engine_url: str, concurrency: int
 ) -> None:
-    with db.session() as session:
-        session.execute(
-            text(
-                "INSERT INTO worker (id, hostname, pid, queue, model, engine_url, concurrency) "
-                "VALUES (:id, :host, :pid, :queue, :model, :url, :concurrency)"
-            ),
-            {
-                "id": worker_id,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "queue": queue,
-                "model": model,
-                "url": engine_url,
-                "concurrency": concurrency,
-            },
+    with db.store() as store:
+        store.register_worker(
+            worker_id, socket.gethostname(), os.getpid(), queue, model, engine_url, concurrency
         )

@@ -10,7 +10,7 @@ from celery import Celery
 
 from pacore import metrics
 from pacore.logs import ids
-from pacore.tokens import Fenced
+from pacore.store.budgets import Fenced
 from scheduler.app import Runtime, runtime
 from worker import claims, generation
 from worker.node import Node
@@ -18,13 +18,12 @@ from worker.node import Node
 log = logging.getLogger("pacore.worker")
 
 
-def register(app: Celery) -> None:
+def register(app: Celery, node: Node) -> None:
+    """The generate task of this worker process, generating with `node`'s engine."""
+
     @app.task(name="pacore.generate")
     def generate(trajectory_id: int, attempt: int) -> int:
         rt = runtime(app)
-        node = rt.node
-        if node is None:
-            raise RuntimeError("this process has no engine: generate tasks run on `pacore worker`")
         if not node.begin(trajectory_id):
             return trajectory_id  # a duplicate of a message this process is working on
         metrics.ACTIVE_GENERATIONS.inc()

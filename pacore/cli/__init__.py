@@ -18,8 +18,8 @@ from pacore import logs
 from pacore.core.campaign import CampaignConfig
 from pacore.core.problems import LineError
 from pacore.core.schedule import PRESETS, parse_rounds, parse_tokens
-from pacore.db import Database, SchemaError
 from pacore.settings import Settings
+from pacore.store.database import Database, SchemaError
 
 
 class Context:
@@ -29,9 +29,9 @@ class Context:
         self.settings = settings
         self._db: Database | None = None
 
-    def db(self, require_schema: bool = True, pool_size: int = 5) -> Database:
+    def db(self, require_schema: bool = True, pool_size: int = 5, pre_ping: bool = True) -> Database:
         if self._db is None:
-            self._db = Database.from_settings(self.settings, pool_size)
+            self._db = Database.from_settings(self.settings, pool_size, pre_ping)
         if require_schema:
             try:
                 self._db.require_schema()
@@ -209,8 +209,8 @@ PROBLEM_FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=
 @pass_ctx
 def submit(obj: Context, file: Path, as_json: bool, **opts: Any) -> None:
     """Turn a JSONL problem file into a campaign (problems and runs; the scheduler does the rest)."""
-    from pacore.submit import SubmitError
-    from pacore.submit import submit as do_submit
+    from pacore.campaigns.submit import SubmitError
+    from pacore.campaigns.submit import submit as do_submit
 
     config = build_config(obj.settings, opts)
     name = opts["name"] or file.stem
@@ -253,7 +253,7 @@ def status(
 ) -> None:
     """Campaigns with problems, runs and trajectories by status, and tokens. With a PROBLEM_ID: that
     problem's runs, rounds and trajectories. With --watch: a live view of one campaign."""
-    from pacore.status import UnknownCampaign, summaries
+    from pacore.campaigns.status import UnknownCampaign, summaries
 
     if watch and (campaign is None or problem_id or as_json):
         raise click.UsageError("--watch takes one CAMPAIGN, without PROBLEM_ID or --json")
@@ -263,29 +263,29 @@ def status(
         return
     if problem_id:
         assert campaign is not None
-        from pacore.status import problem_detail
+        from pacore.campaigns.status import problem_detail
 
         try:
-            with obj.db().session() as session:
-                detail = problem_detail(session, campaign, problem_id)
+            with obj.db().store() as store:
+                detail = problem_detail(store, campaign, problem_id)
         except UnknownCampaign as exc:
             raise click.ClickException(str(exc)) from exc
         if as_json:
             click.echo(json.dumps(detail))
         else:
-            from pacore.display import problem_view
+            from pacore.cli.display import problem_view
 
             problem_view(detail)
         return
     try:
-        with obj.db().session() as session:
-            rows = summaries(session, campaign)
+        with obj.db().store() as store:
+            rows = summaries(store, campaign)
     except UnknownCampaign as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(rows[0] if campaign else {"campaigns": rows}))
         return
-    from pacore.display import status_table
+    from pacore.cli.display import status_table
 
     status_table(rows)
 
@@ -295,15 +295,15 @@ def _watch(obj: Context, campaign: str, interval: float) -> None:
 
     from rich.live import Live
 
-    from pacore.display import watch_panel
-    from pacore.status import UnknownCampaign, live_view
+    from pacore.campaigns.status import UnknownCampaign, live_view
+    from pacore.cli.display import watch_panel
 
     samples: list[tuple[float, int]] = []
     try:
         with Live(refresh_per_second=4) as live:
             while True:
-                with obj.db().session() as session:
-                    view = live_view(session, campaign)
+                with obj.db().store() as store:
+                    view = live_view(store, campaign)
                 samples = [*samples, (time.monotonic(), view["settled_tokens"])][-30:]
                 (t0, s0), (t1, s1) = samples[0], samples[-1]
                 rate = (s1 - s0) / (t1 - t0) if t1 > t0 else None
@@ -331,15 +331,16 @@ def _watch(obj: Context, campaign: str, interval: float) -> None:
 def budget(obj: Context, campaign: str, budget: str) -> None:
     """Change a campaign's token budget while it runs. Lowering it below what is used and reserved
     stops new grants; nothing running is killed."""
-    from pacore.status import UnknownCampaign, set_campaign_budget
+    from pacore.campaigns.control import set_campaign_budget
+    from pacore.campaigns.status import UnknownCampaign
 
     try:
         limit = None if budget.lower() == "none" else parse_tokens(budget)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--campaign-budget") from exc
     try:
-        with obj.db().session() as session:
-            used, reserved = set_campaign_budget(session, campaign, limit)
+        with obj.db().store() as store:
+            used, reserved = set_campaign_budget(store, campaign, limit)
     except UnknownCampaign as exc:
         raise click.ClickException(str(exc)) from exc
     shown = "unlimited" if limit is None else f"{limit:,}"
@@ -356,7 +357,7 @@ def grade(file: Path, workers: int | None, as_json: bool) -> None:
     """Grade a JSONL of recorded outputs (`response` or `final_response`, and `ground_truth.answer`) with
     math-verify; where records carry a reference verdict (`source_correct`), print the agreement and
     every disagreement."""
-    from pacore.grading import GradeFileError, grade_many, read_records, summarize
+    from pacore.results.grading import GradeFileError, grade_many, read_records, summarize
 
     try:
         records = read_records(str(file))
@@ -386,12 +387,12 @@ def grade(file: Path, workers: int | None, as_json: bool) -> None:
 
 
 def _control(obj: Context, action: str, campaign: str) -> None:
-    from pacore import control
-    from pacore.status import UnknownCampaign
+    from pacore.campaigns import control
+    from pacore.campaigns.status import UnknownCampaign
 
     try:
-        with obj.db().session() as session:
-            changed = getattr(control, action)(session, campaign)
+        with obj.db().store() as store:
+            changed = getattr(control, action)(store, campaign)
     except (UnknownCampaign, control.ControlError) as exc:
         raise click.ClickException(str(exc)) from exc
     details = []
@@ -462,13 +463,13 @@ def report(
 ) -> None:
     """The paper's evaluation, campaigns side by side: accuracy (pass@1) with TTC, the round-1
     majority-vote baseline, the no-answer rate, per-round answer agreement and compaction health."""
-    from pacore.display import report_table
-    from pacore.report import campaign_report, plot
-    from pacore.status import UnknownCampaign
+    from pacore.campaigns.status import UnknownCampaign
+    from pacore.cli.display import report_table
+    from pacore.results.report import campaign_report, plot
 
     try:
-        with obj.db().session() as session:
-            reports = [campaign_report(session, name, workers) for name in campaigns]
+        with obj.db().store() as store:
+            reports = [campaign_report(store, name, workers) for name in campaigns]
     except UnknownCampaign as exc:
         raise click.ClickException(str(exc)) from exc
     drawn = plot(reports, plot_path) if plot_path else None
@@ -490,11 +491,12 @@ def quarantine() -> None:
 @pass_ctx
 def quarantine_lift(obj: Context, campaign: str) -> None:
     """Put the campaign's quarantined runs back to work (after fixing what crashed the engines)."""
-    from pacore.status import UnknownCampaign, lift_quarantine
+    from pacore.campaigns.control import lift_quarantine
+    from pacore.campaigns.status import UnknownCampaign
 
     try:
-        with obj.db().session() as session:
-            lifted = lift_quarantine(session, campaign)
+        with obj.db().store() as store:
+            lifted = lift_quarantine(store, campaign)
     except UnknownCampaign as exc:
         raise click.ClickException(str(exc)) from exc
     for run_id, reason in lifted:
@@ -515,18 +517,18 @@ def quarantine_lift(obj: Context, campaign: str) -> None:
 def export(obj: Context, campaign: str, output: Path | None, no_grade: bool) -> None:
     """Write one JSONL line per run (official PaCoRe results fields plus pacore's own, with each
     finished run's grade against its ground truth)."""
-    from pacore.export import export_lines
-    from pacore.status import UnknownCampaign, find_campaign
+    from pacore.campaigns.status import UnknownCampaign, find_campaign
+    from pacore.results.export import export_lines
 
-    with obj.db().session() as session:
+    with obj.db().store() as store:
         try:
-            campaign_id = find_campaign(session, campaign).id
+            campaign_id = find_campaign(store, campaign).id
         except UnknownCampaign as exc:
             raise click.ClickException(str(exc)) from exc
         assert campaign_id is not None
         out = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
-            for line in export_lines(session, campaign_id, grade=not no_grade):
+            for line in export_lines(store, campaign_id, grade=not no_grade):
                 out.write(line + "\n")
         finally:
             if output:
@@ -547,9 +549,9 @@ def archive(obj: Context, campaign: str, output: Path | None, purge: bool) -> No
     """Write a finished campaign as gzip-compressed JSONL (the export's lines); with --purge, delete its
     text (trajectories, checkpoints, round inputs) from the database once the file is written and read
     back. Statuses, answers and token counts stay."""
-    from pacore.archive import ArchiveError
-    from pacore.archive import archive as write_archive
-    from pacore.status import UnknownCampaign
+    from pacore.campaigns.status import UnknownCampaign
+    from pacore.results.archive import ArchiveError
+    from pacore.results.archive import archive as write_archive
 
     path = output or Path(f"{campaign}.jsonl.gz")
     try:
@@ -571,7 +573,7 @@ def scheduler(obj: Context, concurrency: int) -> None:
     """The control worker: chord callbacks and the dispatch tick (Celery beat), on the `control` queue."""
     from scheduler.process import run_scheduler
 
-    run_scheduler(obj.settings, obj.db(), concurrency)
+    run_scheduler(obj.settings, obj.db(pre_ping=False), concurrency)
 
 
 @main.command()
@@ -616,7 +618,7 @@ def worker(
             engine, served = http_engine(obj.settings, url, model, concurrency)
         # A connection for about every fourth generation thread (they touch the database per block, per
         # claim and at the end; the heartbeat batches the rest), and as many again in overflow.
-        db = obj.db(pool_size=max(5, concurrency // 4))
+        db = obj.db(pool_size=max(5, concurrency // 4), pre_ping=False)
         run_worker(obj.settings, db, engine, served, url or f"inprocess:{model_path}", concurrency)
     except EngineUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
@@ -646,7 +648,7 @@ def run(
     **opts: Any,
 ) -> None:
     """Submit (or resume) FILE and solve it on this machine: scheduler and workers as child processes."""
-    from pacore.single_box import RunError, run_campaign
+    from pacore.cli.single_box import RunError, run_campaign
 
     url = engine_url or obj.settings.engine_url
     if not url:
@@ -674,7 +676,7 @@ def run(
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        from pacore.display import run_summary
+        from pacore.cli.display import run_summary
 
         run_summary(summary)
 
@@ -693,7 +695,3 @@ def _served_model(settings: Settings, url: str) -> str:
         raise click.ClickException(str(exc)) from exc
     finally:
         engine.close()
-
-
-if __name__ == "__main__":
-    main()

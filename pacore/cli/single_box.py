@@ -15,14 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
+from pacore.campaigns.status import summaries
 from pacore.core.campaign import CampaignConfig
 from pacore.core.problems import LineError
-from pacore.db import Database
-from pacore.models import Campaign
 from pacore.settings import Settings
-from pacore.status import summaries
+from pacore.store.database import Database
 
 POLL_SECONDS = 1.0
 
@@ -36,12 +33,12 @@ class RunError(Exception):
 def submit_or_resume(
     db: Database, file: Path, name: str, config: CampaignConfig, skip_invalid: bool
 ) -> tuple[int, bool]:
-    from pacore.submit import SubmitError, submit
+    from pacore.campaigns.submit import SubmitError, submit
 
-    with db.session() as session:
-        existing = session.scalar(select(Campaign.id).where(Campaign.name == name))
+    with db.store() as store:
+        existing = store.campaign_by_name(name)
     if existing is not None:
-        return existing, True
+        return existing.id, True
     try:
         return submit(db, file, name, config, skip_invalid).campaign_id, False
     except SubmitError as exc:
@@ -63,8 +60,10 @@ def run_campaign(
     from scheduler.sweep import sweep
 
     campaign_id, resumed = submit_or_resume(db, file, name, config, skip_invalid)
-    with db.session() as session:
-        stored = CampaignConfig.model_validate(session.get(Campaign, campaign_id).config)  # type: ignore[union-attr]
+    with db.store() as store:
+        row = store.campaign_by_id(campaign_id)
+    assert row is not None
+    stored = CampaignConfig.model_validate(row.config)
     if resumed and stored != config:
         changed = sorted(k for k, v in config.model_dump().items() if stored.model_dump()[k] != v)
         print(
@@ -86,8 +85,8 @@ def run_campaign(
         _follow(db, name, children, log_dir)
     finally:
         _stop(children, grace=settings.drain_grace_seconds + 5)  # workers drain: checkpoint, hand back
-    with db.session() as session:
-        summary = summaries(session, name)[0]
+    with db.store() as store:
+        summary = summaries(store, name)[0]
     return {**summary, "answers": _answers(db, campaign_id), "logs": str(log_dir)}
 
 
@@ -122,12 +121,12 @@ def _die_with_parent() -> None:
 
 
 def _follow(db: Database, name: str, children: list[subprocess.Popen[bytes]], log_dir: Path) -> None:
-    from pacore.display import Progress
+    from pacore.cli.display import Progress
 
     with Progress() as progress:
         while True:
-            with db.session() as session:
-                summary = summaries(session, name)[0]
+            with db.store() as store:
+                summary = summaries(store, name)[0]
             progress.update(summary)
             runs = summary["runs"]
             if summary["status"] != "active" or runs.get("pending", 0) + runs.get("running", 0) == 0:
@@ -155,16 +154,16 @@ def _stop(children: list[subprocess.Popen[bytes]], grace: float) -> None:
 
 
 def _answers(db: Database, campaign_id: int) -> list[dict[str, Any]]:
-    from sqlalchemy import text
-
-    with db.session() as session:
-        rows = session.execute(
-            text(
-                "SELECT p.external_id, run.sample, run.status, run.answer, p.ground_truth ->> 'answer', "
-                "run.tokens_used FROM run JOIN problem p ON p.id = run.problem_id WHERE run.campaign_id = :cid "
-                "ORDER BY p.id, run.sample"
-            ),
-            {"cid": campaign_id},
-        ).all()
-    keys = ("problem_id", "run", "status", "answer", "ground_truth", "tokens")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+    with db.store() as store:
+        rows = store.run_answers(campaign_id)
+    return [
+        {
+            "problem_id": r.problem_id,
+            "run": r.sample,
+            "status": r.status,
+            "answer": r.answer,
+            "ground_truth": r.truth,
+            "tokens": r.tokens,
+        }
+        for r in rows
+    ]

@@ -13,11 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
-
-from pacore.db import Database
-from pacore.export import export_lines
-from pacore.status import find_campaign
+from pacore.campaigns.status import find_campaign
+from pacore.results.export import export_lines
+from pacore.store.database import Database
 
 FINISHED = ("done", "cancelled")
 
@@ -35,13 +33,10 @@ class Archived:
 
 
 def archive(db: Database, name: str, path: Path, purge: bool) -> Archived:
-    with db.session() as session:
-        campaign = find_campaign(session, name)
+    with db.store() as store:
+        campaign = find_campaign(store, name)
         campaign_id, status = campaign.id, campaign.status
-        archived_to, purged_at = session.execute(
-            text("SELECT archived_to, text_purged_at FROM campaign WHERE id = :id"), {"id": campaign_id}
-        ).one()
-    assert campaign_id is not None
+        archived_to, purged_at = store.archive_state(campaign_id)
     if status not in FINISHED:
         raise ArchiveError(
             f"campaign {name!r} is {status}: only a finished campaign (done or cancelled) can be archived"
@@ -54,8 +49,8 @@ def archive(db: Database, name: str, path: Path, purge: bool) -> Archived:
         raise ArchiveError(f"{path} exists: choose another output file or remove it")
     partial = path.with_name(path.name + ".partial")
     written = 0
-    with db.session() as session, gzip.open(partial, "wt", encoding="utf-8") as out:
-        for line in export_lines(session, campaign_id):
+    with db.store() as store, gzip.open(partial, "wt", encoding="utf-8") as out:
+        for line in export_lines(store, campaign_id):
             out.write(line + "\n")
             written += 1
     with gzip.open(partial, "rt", encoding="utf-8") as back:
@@ -64,38 +59,10 @@ def archive(db: Database, name: str, path: Path, purge: bool) -> Archived:
         partial.unlink()
         raise ArchiveError(f"the archive read back {read} lines of {written}: nothing was purged")
     os.replace(partial, path)
-    with db.session() as session:
-        session.execute(
-            text("UPDATE campaign SET archived_to = :path WHERE id = :id"),
-            {"path": str(path.resolve()), "id": campaign_id},
-        )
-    purged = _purge(db, campaign_id) if purge else None
+    with db.store() as store:
+        store.set_archived_to(campaign_id, str(path.resolve()))
+    purged = None
+    if purge:
+        with db.store() as store:
+            purged = store.purge_text(campaign_id)
     return Archived(path, written, path.stat().st_size, purged)
-
-
-def _purge(db: Database, campaign_id: int) -> int:
-    with db.session() as session:
-        purged = session.execute(
-            text(
-                "UPDATE trajectory SET content = NULL, reasoning = NULL, message = NULL "
-                "WHERE campaign_id = :id AND (content IS NOT NULL OR reasoning IS NOT NULL)"
-            ),
-            {"id": campaign_id},
-        ).rowcount  # type: ignore[attr-defined]
-        session.execute(
-            text(
-                "DELETE FROM chunk c USING trajectory t WHERE t.id = c.trajectory_id AND t.campaign_id = :id"
-            ),
-            {"id": campaign_id},
-        )
-        session.execute(
-            text(
-                "UPDATE round r SET input_messages = '[]'::json FROM run "
-                "WHERE run.id = r.run_id AND run.campaign_id = :id"
-            ),
-            {"id": campaign_id},
-        )
-        session.execute(
-            text("UPDATE campaign SET text_purged_at = now() WHERE id = :id"), {"id": campaign_id}
-        )
-    return int(purged)

@@ -2,7 +2,7 @@
 
 Per campaign (a setting: its rounds K and budgets):
 - accuracy = pass@1: each finished run's final answer graded against the problem's ground truth
-  (pacore.grading: math-verify), averaged over the runs of a problem, then over problems;
+  (pacore.results.grading: math-verify), averaged over the runs of a problem, then over problems;
 - the majority-vote baseline: self-consistency over the round-1 conclusions of the same runs (the
   most common extracted answer of the K1 messages, ties to the earliest), graded the same way, at the
   TTC of round 1 alone;
@@ -25,54 +25,36 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
-
+from pacore.campaigns.status import find_campaign
 from pacore.core.answers import extract_boxed
-from pacore.grading import CORRECT, NO_ANSWER, grade_many
-from pacore.status import find_campaign
+from pacore.results.grading import CORRECT, NO_ANSWER, grade_many
+from pacore.store.store import Store
 
 
-def campaign_report(session: Session, name: str, workers: int | None = None) -> dict[str, Any]:
-    campaign = find_campaign(session, name)
-    runs = session.execute(
-        text(
-            "SELECT run.id, p.external_id, run.status, run.final_message, "
-            "(SELECT coalesce(sum(t.completion_tokens), 0) FROM round r JOIN round_trajectory rt ON rt.round_id = r.id "
-            "JOIN trajectory t ON t.id = rt.trajectory_id WHERE r.run_id = run.id), "
-            "p.ground_truth ->> 'answer' FROM run JOIN problem p ON p.id = run.problem_id "
-            "WHERE run.campaign_id = :id AND run.sample >= 0 ORDER BY run.id"
-        ),
-        {"id": campaign.id},
-    ).all()
-    rounds = _round_messages(session, campaign.id)  # type: ignore[arg-type]
-    round1 = dict(
-        session.execute(
-            text(
-                "SELECT r.run_id, coalesce(sum(t.completion_tokens), 0) FROM round r JOIN run ON run.id = r.run_id "
-                "JOIN round_trajectory rt ON rt.round_id = r.id JOIN trajectory t ON t.id = rt.trajectory_id "
-                "WHERE run.campaign_id = :id AND run.sample >= 0 AND r.index = 1 GROUP BY r.run_id"
-            ),
-            {"id": campaign.id},
-        ).all()
-    )
+def campaign_report(store: Store, name: str, workers: int | None = None) -> dict[str, Any]:
+    campaign = find_campaign(store, name)
+    runs = store.report_runs(campaign.id)
+    rounds = _round_messages(store, campaign.id)
+    round1 = store.round_one_tokens(campaign.id)
     votes = {run_id: _majority(messages.get(1, [])) for run_id, messages in rounds.items()}
-    finished = [r for r in runs if r[2] == "done"]
+    finished = [r for r in runs if r.status == "done"]
     verdicts = grade_many(
-        [(r[3], r[5]) for r in finished] + [(_boxed(votes.get(r[0])), r[5]) for r in runs], workers
+        [(r.final_message, r.truth) for r in finished]
+        + [(_boxed(votes.get(r.run_id)), r.truth) for r in runs],
+        workers,
     )
-    final = {r[0]: v for r, v in zip(finished, verdicts[: len(finished)], strict=True)}
-    voted = {r[0]: v for r, v in zip(runs, verdicts[len(finished) :], strict=True)}
+    final = {r.run_id: v for r, v in zip(finished, verdicts[: len(finished)], strict=True)}
+    voted = {r.run_id: v for r, v in zip(runs, verdicts[len(finished) :], strict=True)}
 
     per_problem: dict[str, list[bool]] = defaultdict(list)
     per_problem_vote: dict[str, list[bool]] = defaultdict(list)
     ttc: dict[str, list[int]] = defaultdict(list)
     ttc_round1: dict[str, list[int]] = defaultdict(list)
-    for run_id, problem, _status, _message, used, _truth in runs:
-        per_problem[problem].append(run_id in final and final[run_id].grade == CORRECT)
-        per_problem_vote[problem].append(voted[run_id].grade == CORRECT)
-        ttc[problem].append(int(used))
-        ttc_round1[problem].append(int(round1.get(run_id, 0)))
+    for run in runs:
+        per_problem[run.problem_id].append(run.run_id in final and final[run.run_id].grade == CORRECT)
+        per_problem_vote[run.problem_id].append(voted[run.run_id].grade == CORRECT)
+        ttc[run.problem_id].append(int(run.ttc))
+        ttc_round1[run.problem_id].append(round1.get(run.run_id, 0))
     ttc_per_problem = [statistics.fmean(v) for v in ttc.values()]
     config = campaign.config
     return {
@@ -114,18 +96,10 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     return {"p10": at(0.1), "p50": at(0.5), "p90": at(0.9), "max": ordered[-1]}
 
 
-def _round_messages(session: Session, campaign_id: int) -> dict[int, dict[int, list[str | None]]]:
-    """Per run, per round index: the compacted messages of its trajectories, in position order."""
-    rows = session.execute(
-        text(
-            "SELECT r.run_id, r.index, t.message FROM round r JOIN run ON run.id = r.run_id "
-            "JOIN round_trajectory rt ON rt.round_id = r.id JOIN trajectory t ON t.id = rt.trajectory_id "
-            "WHERE run.campaign_id = :id AND run.sample >= 0 ORDER BY r.run_id, r.index, rt.position"
-        ),
-        {"id": campaign_id},
-    ).all()
+def _round_messages(store: Store, campaign_id: int) -> dict[int, dict[int, list[str | None]]]:
+    """Per run, per round index: the references of its trajectories, in position order."""
     out: dict[int, dict[int, list[str | None]]] = defaultdict(lambda: defaultdict(list))
-    for run_id, index, message in rows:
+    for run_id, index, message in store.round_references(campaign_id):
         out[run_id][index].append(message)
     return out
 

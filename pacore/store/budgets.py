@@ -11,11 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
-
 from pacore.core.budget import (
-    CampaignTokens,
     RunTokens,
     apply_finish,
     apply_grant,
@@ -23,6 +19,7 @@ from pacore.core.budget import (
     apply_reserve,
     grant_request,
 )
+from pacore.store.store import Store
 
 
 class Fenced(Exception):
@@ -37,112 +34,67 @@ class Holder:
     campaign_id: int
 
 
-def lock_run(session: Session, run_id: int) -> RunTokens:
-    row = session.execute(
-        text(
-            "SELECT token_limit, tokens_granted, tokens_used, tokens_reserved FROM run WHERE id = :id FOR NO KEY UPDATE"
-        ),
-        {"id": run_id},
-    ).one()
-    return RunTokens(*row)
-
-
-def lock_campaign(session: Session, campaign_id: int) -> CampaignTokens:
-    row = session.execute(
-        text(
-            "SELECT campaign_budget, tokens_used, tokens_reserved FROM campaign WHERE id = :id FOR NO KEY UPDATE"
-        ),
-        {"id": campaign_id},
-    ).one()
-    return CampaignTokens(*row)
-
-
-def _write_run(session: Session, run_id: int, run: RunTokens) -> None:
-    session.execute(
-        text("UPDATE run SET tokens_granted = :g, tokens_used = :u, tokens_reserved = :r WHERE id = :id"),
-        {"g": run.granted, "u": run.used, "r": run.reserved, "id": run_id},
-    )
-
-
-def _write_campaign(session: Session, campaign_id: int, campaign: CampaignTokens) -> None:
-    session.execute(
-        text("UPDATE campaign SET tokens_used = :u, tokens_reserved = :r WHERE id = :id"),
-        {"u": campaign.used, "r": campaign.reserved, "id": campaign_id},
-    )
-
-
 def _take(
-    session: Session, run: RunTokens, holder: Holder, want: int, minimum: int, grant: int
+    store: Store, run: RunTokens, holder: Holder, want: int, minimum: int, grant: int
 ) -> tuple[RunTokens, int]:
     """Reserve from the run's grant, topping the grant up from the campaign when it cannot cover it."""
     updated, got = apply_reserve(run, want, minimum)
     if got:
         return updated, got
-    campaign = lock_campaign(session, holder.campaign_id)
+    campaign = store.lock_campaign_tokens(holder.campaign_id)
     run, campaign, given = apply_grant(run, campaign, grant_request(run, want, grant), minimum)
     if given:
-        _write_campaign(session, holder.campaign_id, campaign)
+        store.write_campaign_tokens(holder.campaign_id, campaign)
     return apply_reserve(run, want, minimum)
 
 
-def reserve(session: Session, holder: Holder, want: int, streamed: int, grant: int) -> int:
-    """Reserve up to `want` tokens for a running attempt; 0 when the budget refuses. Raises Fenced."""
-    owned = session.execute(
-        text(
-            "SELECT 1 FROM trajectory WHERE id = :id AND attempt = :attempt AND status = 'running' FOR NO KEY UPDATE"
-        ),
-        {"id": holder.trajectory_id, "attempt": holder.attempt},
-    ).first()
-    if owned is None:
+def reserve(store: Store, holder: Holder, want: int, streamed: int, grant: int, held: int) -> int:
+    """Reserve up to `want` tokens for a running attempt that holds `held`; 0 when the budget refuses.
+    Raises Fenced. Idempotent: run again after a commit whose answer was lost, it finds the attempt
+    holding more than `held` and returns that block instead of reserving another."""
+    holding = store.lock_running_trajectory(holder.trajectory_id, holder.attempt)
+    if holding is None:
         raise Fenced(f"trajectory {holder.trajectory_id} attempt {holder.attempt} is no longer running")
-    run, got = _take(session, lock_run(session, holder.run_id), holder, want, minimum=1, grant=grant)
+    if holding > held:
+        return holding - held
+    run, got = _take(store, store.lock_run_tokens(holder.run_id), holder, want, minimum=1, grant=grant)
     if got:
-        session.execute(
-            text(
-                "UPDATE trajectory SET tokens_reserved = tokens_reserved + :n, tokens_streamed = :s WHERE id = :id"
-            ),
-            {"n": got, "s": streamed, "id": holder.trajectory_id},
-        )
-        _write_run(session, holder.run_id, run)
+        store.add_trajectory_reservation(holder.trajectory_id, got, streamed)
+        store.write_run_tokens(holder.run_id, run)
     return got
 
 
 def settle(
-    session: Session, holder: Holder, reserved: int, used: int, wasted: int, prompt: int, grant: int
+    store: Store, holder: Holder, reserved: int, used: int, wasted: int, prompt: int, grant: int
 ) -> int:
     """An attempt ends: its reservation becomes what it used. Once per (trajectory, attempt), guarded by
     the attempt ledger. Returns the overrun: tokens used past what the budget could cover, which only an
     engine sending several tokens in its last chunks can cause (vLLM streams one per chunk); it is taken
     from the budget when there is room, and reported when there is not."""
-    run = lock_run(session, holder.run_id)
+    run = store.lock_run_tokens(holder.run_id)
     if used > reserved:
-        run, extra = _take(session, run, holder, used - reserved, minimum=used - reserved, grant=grant)
+        run, extra = _take(store, run, holder, used - reserved, minimum=used - reserved, grant=grant)
         reserved += extra
     overrun = max(0, used - reserved)
     run = replace(run, used=run.used + used, reserved=run.reserved - reserved)
-    _write_run(session, holder.run_id, run)
-    session.execute(
-        text(
-            "UPDATE run SET tokens_wasted = tokens_wasted + :w, prompt_tokens = prompt_tokens + :p WHERE id = :id"
-        ),
-        {"w": wasted, "p": prompt, "id": holder.run_id},
-    )
+    store.write_run_tokens(holder.run_id, run)
+    store.add_run_waste_and_prompt(holder.run_id, wasted, prompt)
     return overrun
 
 
-def finish_run(session: Session, run_id: int, campaign_id: int) -> None:
+def finish_run(store: Store, run_id: int, campaign_id: int) -> None:
     """A run ends: its usage moves to the campaign and the rest of its grant goes back."""
-    run = lock_run(session, run_id)
-    campaign = lock_campaign(session, campaign_id)
+    run = store.lock_run_tokens(run_id)
+    campaign = store.lock_campaign_tokens(campaign_id)
     run, campaign = apply_finish(run, campaign)
-    _write_run(session, run_id, run)
-    _write_campaign(session, campaign_id, campaign)
+    store.write_run_tokens(run_id, run)
+    store.write_campaign_tokens(campaign_id, campaign)
 
 
-def room(session: Session, run_id: int, campaign_id: int) -> int | None:
+def room(store: Store, run_id: int, campaign_id: int) -> int | None:
     """What the run may still spend, at both levels (None: unlimited). Read at a round boundary."""
-    run = lock_run(session, run_id)
-    campaign = lock_campaign(session, campaign_id)
+    run = store.lock_run_tokens(run_id)
+    campaign = store.lock_campaign_tokens(campaign_id)
     limits = []
     if run.limit is not None:
         limits.append(run.limit - run.used - run.reserved)
@@ -152,7 +104,7 @@ def room(session: Session, run_id: int, campaign_id: int) -> int | None:
 
 
 def settle_lost(
-    session: Session,
+    store: Store,
     holder: Holder,
     reserved: int,
     streamed: int,
@@ -166,29 +118,16 @@ def settle_lost(
     `outcome` is `cancelled` (nothing comes next), and the rest is waste."""
     used = min(max(streamed, checkpointed), reserved)
     wasted = used if outcome == "cancelled" else max(0, used - checkpointed)
-    settled = session.execute(
-        text(
-            "INSERT INTO attempt (trajectory_id, attempt, outcome, preempted, completion_tokens, wasted_tokens, error) "
-            "VALUES (:id, :attempt, :outcome, true, :used, :wasted, :error) "
-            "ON CONFLICT (trajectory_id, attempt) DO NOTHING RETURNING id"
-        ),
-        {
-            "id": holder.trajectory_id,
-            "attempt": holder.attempt,
-            "outcome": outcome,
-            "used": used,
-            "wasted": wasted,
-            "error": error,
-        },
-    ).first()
-    if settled is not None:
-        settle(session, holder, reserved, used, wasted, 0, grant=0)
+    if store.record_attempt(
+        holder.trajectory_id, holder.attempt, outcome, used, wasted, preempted=True, error=error
+    ):
+        settle(store, holder, reserved, used, wasted, 0, grant=0)
 
 
-def reopen_run(session: Session, run_id: int, campaign_id: int) -> None:
+def reopen_run(store: Store, run_id: int, campaign_id: int) -> None:
     """A finished run runs again (retry): undo `finish_run`, so that finishing it again counts once."""
-    run = lock_run(session, run_id)
-    campaign = lock_campaign(session, campaign_id)
+    run = store.lock_run_tokens(run_id)
+    campaign = store.lock_campaign_tokens(campaign_id)
     run, campaign = apply_reopen(run, campaign)
-    _write_run(session, run_id, run)
-    _write_campaign(session, campaign_id, campaign)
+    store.write_run_tokens(run_id, run)
+    store.write_campaign_tokens(campaign_id, campaign)

@@ -8,12 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from pacore.settings import Settings
+from pacore.store.queries import clause
+from pacore.store.store import Store
 
 
 class SchemaError(RuntimeError):
@@ -31,7 +33,7 @@ def normalize_url(url: str) -> str:
 def resolve_url(settings: Settings) -> str:
     if settings.database_url is not None:
         return normalize_url(settings.database_url.get_secret_value())
-    from pacore import embedded
+    from pacore.store import embedded
 
     return embedded.start(settings.data_dir)
 
@@ -40,17 +42,22 @@ T = TypeVar("T")
 
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 5, outage_seconds: float = 120.0) -> None:
+    def __init__(
+        self, url: str, pool_size: int = 5, outage_seconds: float = 120.0, pre_ping: bool = True
+    ) -> None:
+        """`pre_ping` tests each pooled connection with a round trip before use. Workers and schedulers
+        turn it off: their transactions run `through_outages`, which retries one that fails on a
+        dropped connection (each is idempotent), so the hot path pays no extra round trip."""
         self.url = url
         self.outage_seconds = outage_seconds
         self.engine: Engine = create_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
         )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, pool_size: int = 5) -> Database:
-        return cls(resolve_url(settings), pool_size, settings.db_outage_seconds)
+    def from_settings(cls, settings: Settings, pool_size: int = 5, pre_ping: bool = True) -> Database:
+        return cls(resolve_url(settings), pool_size, settings.db_outage_seconds, pre_ping)
 
     def through_outages(self, fn: Callable[..., T], *args: object) -> T:
         """Call `fn` (one transaction), again while PostgreSQL cannot be reached (a restart, a failover),
@@ -58,7 +65,7 @@ class Database:
         acknowledgement was lost is run again."""
         retrying = Retrying(
             retry=retry_if_exception_type((OperationalError, InterfaceError)),
-            wait=wait_exponential_jitter(initial=0.2, max=5),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5),
             stop=stop_after_delay(self.outage_seconds),
             reraise=True,
         )
@@ -69,6 +76,12 @@ class Database:
         """A session whose transaction commits on success and rolls back on any exception."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        """The store on one transaction: commits on success, rolls back on any exception."""
+        with self.session() as session:
+            yield Store(session)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -97,10 +110,9 @@ class Database:
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as conn:
-            exists = conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
-            if not exists:
+            if not conn.execute(clause("has_schema_version")).scalar():
                 return None
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            return conn.execute(clause("schema_version")).scalar()
 
     def head_revision(self) -> str | None:
         from alembic.script import ScriptDirectory

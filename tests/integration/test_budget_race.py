@@ -11,11 +11,12 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from pacore import tokens
+from pacore.campaigns.submit import submit
 from pacore.core.campaign import CampaignConfig
-from pacore.db import Database
 from pacore.settings import Settings
-from pacore.submit import submit
+from pacore.store import budgets
+from pacore.store.database import Database
+from pacore.store.store import Store
 from scheduler.rounds import start_runs
 from worker import claims
 
@@ -48,13 +49,13 @@ def stream(db: Database, claim: claims.Claim, seed: int) -> int:
     reserved = used = 0
     while True:
         with db.session() as session:
-            got = tokens.reserve(session, claim.holder, rng.randint(5, 40), used, GRANT)
+            got = budgets.reserve(Store(session), claim.holder, rng.randint(5, 40), used, GRANT, reserved)
         if not got:
             break
         reserved += got
         used += rng.randint(0, got)
     with db.session() as session:
-        tokens.settle(session, claim.holder, reserved, used, 0, 0, GRANT)
+        budgets.settle(Store(session), claim.holder, reserved, used, 0, 0, GRANT)
     return used
 
 
@@ -72,7 +73,7 @@ def race(db: Database, held: list, seed: int) -> list[int]:
 
 
 def test_racing_workers_never_overspend(database_url: str, tmp_path: Path) -> None:
-    from pacore.db import normalize_url
+    from pacore.store.database import normalize_url
 
     db = Database(normalize_url(database_url), pool_size=20)
     settings = Settings(token_block=8)
@@ -85,7 +86,7 @@ def test_racing_workers_never_overspend(database_url: str, tmp_path: Path) -> No
         )
         campaign_id = submit(db, path, f"race{rep}", cfg).campaign_id
         with db.session() as session:
-            publishes = start_runs(session, settings, 10)
+            publishes = start_runs(Store(session), settings, 10)
         held = [claims.claim(db, tid, 1, f"w{tid}", 60) for p in publishes for tid, _ in p.trajectories]
         assert len(held) == 18 and all(held)
         done = threading.Event()

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from pacore.campaigns.submit import submit
 from pacore.core.campaign import CampaignConfig
 from pacore.settings import Settings
-from pacore.submit import submit
+from pacore.store.store import Store
 from scheduler.rounds import advance_round, start_runs
 from worker import claims
 from worker.engine import GenerationResult
@@ -21,7 +22,7 @@ def started_round(database, tmp_path: Path, k: int = 4):
     path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
     submit(database, path, "fencing", CampaignConfig(rounds=[k], model="m"))
     with database.session() as session:
-        (publish,) = start_runs(session, SETTINGS, 10)
+        (publish,) = start_runs(Store(session), SETTINGS, 10)
     return publish
 
 
@@ -75,7 +76,7 @@ def test_a_round_advances_exactly_once_under_concurrent_callbacks(database, tmp_
 
     def advance(_: int) -> bool:
         with database.session() as session:
-            return advance_round(session, SETTINGS, publish.round_id) is not None
+            return advance_round(Store(session), SETTINGS, publish.round_id) is not None
 
     with ThreadPoolExecutor(8) as pool:
         winners = sum(pool.map(advance, range(8)))
@@ -94,7 +95,7 @@ def test_a_round_with_unfinished_trajectories_does_not_advance(database, tmp_pat
     tid, attempt = publish.trajectories[0]
     claims.finish(database, claims.claim(database, tid, attempt, "w", 60), "w", result(1), None)
     with database.session() as session:
-        assert advance_round(session, SETTINGS, publish.round_id) is None
+        assert advance_round(Store(session), SETTINGS, publish.round_id) is None
         assert session.execute(text("SELECT status FROM round")).scalar() == "generating"
 
 
@@ -114,7 +115,7 @@ def advance_together(database, round_ids: list[int]) -> list:
     def advance(round_id: int) -> None:
         barrier.wait()
         with database.session() as session:
-            follow = advance_round(session, SETTINGS, round_id)
+            follow = advance_round(Store(session), SETTINGS, round_id)
         if follow:
             follow_ups.append(follow)
 
@@ -133,7 +134,7 @@ def test_the_campaign_is_done_when_its_last_runs_finish_at_the_same_moment(datab
     for n in range(5):
         submit(database, path, f"pair{n}", CampaignConfig(rounds=[1], model="m"))
         with database.session() as session:
-            publishes = start_runs(session, SETTINGS, 10)
+            publishes = start_runs(Store(session), SETTINGS, 10)
         for _ in range(2):  # round 1, then the final round
             finish_all(database, publishes)
             publishes = advance_together(database, [p.round_id for p in publishes])

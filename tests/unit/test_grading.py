@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pacore import grading
 from pacore.core.answers import final_answer
-from pacore.grading import Verdict, grade_many, grade_one
+from pacore.results import grading
+from pacore.results.grading import Verdict, grade_many, grade_one
 from tests.conftest import pacore_executable, shared_file
 
 

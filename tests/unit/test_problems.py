@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from pacore.campaigns.problem_file import read_problems
 from pacore.core.problems import MAX_LINE_BYTES, LineError, Problem, parse_line
-from pacore.problem_file import read_problems
 from tests.conftest import shared_file
 
 

@@ -1,0 +1,2 @@
+"""What a campaign produced, for people and tools: export (the official results format), grading,
+reports, archives."""

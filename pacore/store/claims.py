@@ -1,0 +1,93 @@
+"""Queries of a generation's life on a worker: claim, result, hand-back, ledger, quarantine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pacore.store.base import StoreBase
+
+
+@dataclass(frozen=True)
+class Claimed:
+    sampling_seed: int | None
+    messages: list[dict[str, Any]]
+    round_max_tokens: int | None
+    config: dict[str, Any]
+    run_id: int
+    campaign_id: int
+    checkpoint_text: str  # what earlier attempts streamed, to continue
+    checkpoint_tokens: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    written: bool  # the attempt still ran the trajectory: its result is written
+    in_ledger: bool  # appended to the ledger now (not before): its tokens are settled by this call
+    settled_run: bool  # its run's counters are settled too (it used no more than it held)
+    reserved: int  # what the attempt held
+
+
+@dataclass(frozen=True)
+class Released:
+    """A running attempt's row as it was released (finished or handed back)."""
+
+    started_at: datetime | None
+    reserved: int
+
+
+class ClaimQueries(StoreBase):
+    def claim_trajectory(self, trajectory_id: int, attempt: int, worker: str, lease: int) -> Claimed | None:
+        params = {"id": trajectory_id, "attempt": attempt, "worker": worker, "lease": lease}
+        return self.one(Claimed, "claim_trajectory", params)
+
+    def finish_and_settle(
+        self, trajectory_id: int, attempt: int, run_id: int, worker: str, **result: Any
+    ) -> Finished:
+        """`result`: status, content, reasoning, finish, prompt, completion, error (the row's), and
+        spent, wasted, spent_prompt, retries (the attempt's, for the ledger and the run)."""
+        params = {"id": trajectory_id, "attempt": attempt, "run": run_id, "worker": worker, **result}
+        found = self.one(Finished, "finish_and_settle", params)
+        assert found is not None
+        return found
+
+    def hand_back_trajectory(self, trajectory_id: int, attempt: int) -> Released | None:
+        return self.one(Released, "hand_back_trajectory", {"id": trajectory_id, "attempt": attempt})
+
+    def record_attempt(
+        self,
+        trajectory_id: int,
+        attempt: int,
+        outcome: str,
+        spent: int,
+        wasted: int,
+        *,
+        worker: str | None = None,
+        preempted: bool = False,
+        prompt: int = 0,
+        retries: int = 0,
+        error: str | None = None,
+        started: datetime | None = None,
+    ) -> bool:
+        """Append the attempt to the ledger; False when it was there already (settled once only)."""
+        params = {
+            "id": trajectory_id,
+            "attempt": attempt,
+            "worker": worker,
+            "outcome": outcome,
+            "preempted": preempted,
+            "prompt": prompt,
+            "spent": spent,
+            "wasted": wasted,
+            "retries": retries,
+            "error": error,
+            "started": started,
+        }
+        return self.scalar("record_attempt", params) is not None
+
+    def engine_lost_workers(self, trajectory_id: int, run_id: int) -> int:
+        return int(self.scalar("engine_lost_workers", {"id": trajectory_id, "run": run_id}))
+
+    def quarantine_run(self, run_id: int, reason: str) -> None:
+        self.execute("quarantine_run", {"run": run_id, "reason": reason})

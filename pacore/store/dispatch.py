@@ -1,0 +1,69 @@
+"""Queries of dispatching: admission control, publishing, and what the reconciler re-drives."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from pacore.core.reconcile import TrajectoryRow
+from pacore.store.base import StoreBase
+
+
+@dataclass(frozen=True)
+class Unpublished:
+    round_id: int
+    model: str
+    trajectory_id: int
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Redriven:
+    """What the fenced-off attempt of a re-driven trajectory held."""
+
+    reserved: int
+    streamed: int
+    campaign_id: int
+    run_id: int
+    checkpointed: int
+
+
+class DispatchQueries(StoreBase):
+    def fleet_capacity(self, stale_seconds: int) -> int:
+        return int(self.scalar("fleet_capacity", {"stale": stale_seconds}))
+
+    def count_in_flight(self) -> int:
+        return int(self.scalar("count_in_flight"))
+
+    def mark_published(self, trajectory_ids: list[int]) -> None:
+        self.execute("mark_published", {"ids": trajectory_ids})
+
+    def unpublished_trajectories(self, grace_seconds: int) -> list[Unpublished]:
+        return self.all(Unpublished, "unpublished_trajectories", {"grace": grace_seconds})
+
+    def active_models(self) -> list[str]:
+        return self.scalars("active_models")
+
+    def published_at_or_now(self, head: int | None) -> datetime | None:
+        return self.scalar("published_at_or_now", {"head": head, "empty": head is None})  # type: ignore[no-any-return]
+
+    def stuck_rounds(self, campaign_id: int | None = None) -> list[int]:
+        return self.scalars("stuck_rounds", {"cid": campaign_id})
+
+    def reconcile_trajectories(
+        self, campaign_id: int | None, everything: bool, horizon: int, cutoffs: dict[str, str]
+    ) -> list[TrajectoryRow]:
+        params = {
+            "cid": campaign_id,
+            "everything": everything,
+            "horizon": horizon,
+            "cutoffs": json.dumps(cutoffs),
+        }
+        return self.all(TrajectoryRow, "reconcile_trajectories", params)
+
+    def redrive_trajectory(self, trajectory_id: int, stale_attempt: int) -> Redriven | None:
+        return self.one(Redriven, "redrive_trajectory", {"id": trajectory_id, "attempt": stale_attempt})
+
+    def round_models(self, round_ids: list[int]) -> dict[int, str]:
+        return {int(r[0]): r[1] for r in self.execute("round_models", {"ids": round_ids})}

@@ -1,0 +1,169 @@
+"""Queries of rounds: starting runs, creating rounds and their trajectories (own or from a pool),
+advancing a finished round once, and ending runs and campaigns."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pacore.core.compaction import Outcome
+from pacore.store.base import StoreBase
+
+
+@dataclass(frozen=True)
+class PendingRun:
+    run_id: int
+    campaign_id: int
+    config: dict[str, Any]
+    messages: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class WonRound:
+    run_id: int
+    index: int
+    is_final: bool
+    waited: Any  # seconds since its last trajectory finished (a Decimal; None for a round of none)
+
+
+@dataclass(frozen=True)
+class RunContextRow:
+    campaign_id: int
+    config: dict[str, Any]
+    messages: list[dict[str, Any]]
+    sample: int
+
+
+@dataclass(frozen=True)
+class OutcomeRow(Outcome):
+    """An outcome with the id of its trajectory row (`index` is its position in the round)."""
+
+    trajectory_id: int = 0
+
+
+class RoundQueries(StoreBase):
+    def pending_runs_round_robin(self, limit: int, after: int) -> list[int]:
+        return self.scalars("pending_runs_round_robin", {"limit": limit, "after": after})
+
+    def lock_pending_runs(self, run_ids: list[int]) -> list[PendingRun]:
+        return self.all(PendingRun, "lock_pending_runs", {"ids": run_ids})
+
+    def start_run(self, run_id: int) -> None:
+        self.execute("start_run", {"id": run_id})
+
+    def insert_round(
+        self,
+        run_id: int,
+        index: int,
+        k: int,
+        is_final: bool,
+        max_tokens: int | None,
+        messages: list[dict[str, Any]],
+        reason: str,
+    ) -> int | None:
+        """The new round's id; None when the run has this round already."""
+        params = {
+            "run": run_id,
+            "index": index,
+            "k": k,
+            "final": is_final,
+            "max_tokens": max_tokens,
+            "messages": json.dumps(messages),
+            "reason": reason,
+        }
+        return self.scalar("insert_round", params)  # type: ignore[no-any-return]
+
+    def insert_trajectories(
+        self, campaign_id: int, round_id: int, seeds: list[int | None]
+    ) -> list[tuple[int, int]]:
+        """(id, index) of the round's new trajectories, in index order."""
+        params = {
+            "campaign": campaign_id,
+            "round": round_id,
+            "last": len(seeds) - 1,
+            "seeds": json.dumps(seeds),
+        }
+        return sorted(
+            ((int(i), int(x)) for i, x in self.execute("insert_trajectories", params)), key=lambda r: r[1]
+        )
+
+    def link_own_trajectories(self, round_id: int) -> None:
+        self.execute("link_own_trajectories", {"round": round_id})
+
+    def link_pool_trajectories(self, round_id: int, pool_round_id: int, indices: list[int]) -> None:
+        self.execute("link_pool_trajectories", {"round": round_id, "pool": pool_round_id, "indices": indices})
+
+    def find_pool_round(
+        self,
+        n: int,
+        messages: list[dict[str, Any]],
+        model: str,
+        temperature: float,
+        top_p: float,
+        max_tokens: int | None,
+        campaign_id: int,
+    ) -> int | None:
+        params = {
+            "n": n,
+            "messages": json.dumps(messages),
+            "model": model,
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_tokens": "" if max_tokens is None else str(max_tokens),
+            "campaign": campaign_id,
+        }
+        return self.scalar("find_pool_round", params)  # type: ignore[no-any-return]
+
+    def insert_pool_run(self, run_id: int, reason: str) -> int | None:
+        return self.scalar("insert_pool_run", {"run": run_id, "reason": reason})  # type: ignore[no-any-return]
+
+    def own_pool_round(self, run_id: int) -> int:
+        return int(self.scalar("own_pool_round", {"run": run_id}))
+
+    def mean_trajectory_tokens(self, run_id: int) -> float | None:
+        mean = self.scalar("mean_trajectory_tokens", {"run": run_id})
+        return None if mean is None else float(mean)
+
+    def win_round(self, round_id: int) -> WonRound | None:
+        return self.one(WonRound, "win_round", {"id": round_id})
+
+    def run_context(self, run_id: int) -> RunContextRow:
+        found = self.one(RunContextRow, "run_context", {"run": run_id})
+        assert found is not None, f"run {run_id} does not exist"
+        return found
+
+    def round_outcomes(self, round_id: int) -> list[OutcomeRow]:
+        """In completion order."""
+        return self.all(OutcomeRow, "round_outcomes", {"id": round_id})
+
+    def set_trajectory_messages(self, messages: dict[int, str | None]) -> None:
+        """trajectory id -> the reference it gives (None: none)."""
+        self.execute("set_trajectory_message", [{"id": t, "message": m} for t, m in messages.items()])
+
+    def record_round_decision(
+        self, round_id: int, order: list[int], finished: list[int], reason: str
+    ) -> None:
+        params = {
+            "id": round_id,
+            "order": json.dumps(order),
+            "finished": json.dumps(finished),
+            "reason": reason,
+        }
+        self.execute("record_round_decision", params)
+
+    def fail_round(self, round_id: int) -> None:
+        self.execute("fail_round", {"id": round_id})
+
+    def finish_run(
+        self, run_id: int, status: str, reason: str, message: str | None, answer: str | None
+    ) -> None:
+        params = {"id": run_id, "status": status, "reason": reason, "message": message, "answer": answer}
+        self.execute("finish_run", params)
+
+    def finish_campaign_if_done(self, campaign_id: int) -> None:
+        """Mark the campaign done when no run is left. The row lock comes first, in a statement of its
+        own: two runs finishing at once would otherwise each still see the other running (READ
+        COMMITTED: one statement's snapshot is taken before it waits for the lock)."""
+        self.execute("lock_campaign", {"id": campaign_id})
+        self.execute("finish_campaign_if_done", {"id": campaign_id})

@@ -1,0 +1,72 @@
+-- name: claim_trajectory
+-- A worker claims a pending trajectory (or re-claims its own, whose answer was lost), fenced by attempt, and reads what its request needs and the checkpoint earlier attempts left.
+UPDATE trajectory t SET status = 'running', worker_id = :worker, started_at = now(),
+       lease_until = now() + make_interval(secs => :lease)
+FROM round r JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id
+WHERE t.id = :id AND t.attempt = :attempt AND r.id = t.round_id
+  AND (t.status = 'pending' OR (t.status = 'running' AND t.worker_id = :worker))
+  AND c.status = 'active' AND run.status = 'running'
+RETURNING t.sampling_seed AS sampling_seed, r.input_messages AS messages, r.max_tokens AS round_max_tokens,
+          c.config AS config, run.id AS run_id, c.id AS campaign_id,
+          (SELECT coalesce(string_agg(ch.text, '' ORDER BY ch.attempt, ch.seq), '') FROM chunk ch
+           WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_text,
+          (SELECT coalesce(sum(ch.tokens), 0) FROM chunk ch
+           WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_tokens;
+
+-- name: finish_and_settle
+-- Write an attempt's result (done or failed), fenced by attempt, in one statement: stamp finish_seq (completion order), drop its checkpoint, append it to the ledger once, and settle its run's tokens (unless it used more than it held: then `settled_run` is false and the caller settles).
+WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR NO KEY UPDATE),
+fin AS (
+  UPDATE trajectory t SET status = :status, content = :content, reasoning = :reasoning,
+         finish_reason = :finish, prompt_tokens = :prompt, completion_tokens = :completion, error = :error,
+         finish_seq = nextval('trajectory_finish_seq'),
+         finished_at = now(), lease_until = NULL, tokens_reserved = 0, tokens_streamed = 0
+  FROM old
+  WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running'
+  RETURNING t.id, t.started_at, old.tokens_reserved AS reserved
+),
+dropped AS (DELETE FROM chunk c USING fin WHERE c.trajectory_id = fin.id),
+ledger AS (
+  INSERT INTO attempt (trajectory_id, attempt, worker_id, outcome, prompt_tokens, completion_tokens,
+                       wasted_tokens, retries, error, started_at)
+  SELECT fin.id, :attempt, :worker, :status, :spent_prompt, :spent, :wasted, :retries, :error, fin.started_at
+  FROM fin
+  ON CONFLICT (trajectory_id, attempt) DO NOTHING
+  RETURNING id
+),
+settled AS (
+  UPDATE run SET tokens_used = run.tokens_used + :spent, tokens_reserved = run.tokens_reserved - fin.reserved,
+         tokens_wasted = run.tokens_wasted + :wasted, prompt_tokens = run.prompt_tokens + :spent_prompt
+  FROM fin, ledger
+  WHERE run.id = :run AND :spent <= fin.reserved
+  RETURNING run.id
+)
+SELECT EXISTS (SELECT 1 FROM fin) AS written, EXISTS (SELECT 1 FROM ledger) AS in_ledger,
+       EXISTS (SELECT 1 FROM settled) AS settled_run, coalesce((SELECT reserved FROM fin), 0) AS reserved;
+
+-- name: record_attempt
+-- Append an attempt to the ledger, once per (trajectory, attempt); returns nothing when it was already there.
+INSERT INTO attempt (trajectory_id, attempt, worker_id, outcome, preempted, prompt_tokens, completion_tokens,
+                     wasted_tokens, retries, error, started_at)
+VALUES (:id, :attempt, :worker, :outcome, :preempted, :prompt, :spent, :wasted, :retries, :error, :started)
+ON CONFLICT (trajectory_id, attempt) DO NOTHING
+RETURNING id;
+
+-- name: hand_back_trajectory
+-- Give a running trajectory back (drain, engine down or lost): a new pending, unpublished attempt; returns the old attempt's reservation.
+WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR NO KEY UPDATE)
+UPDATE trajectory t SET status = 'pending', attempt = t.attempt + 1, worker_id = NULL,
+       lease_until = NULL, published_at = NULL, tokens_reserved = 0, tokens_streamed = 0
+FROM old
+WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running'
+RETURNING old.tokens_reserved AS reserved, t.started_at AS started_at;
+
+-- name: engine_lost_workers
+-- How many distinct workers lost their engine while generating this trajectory since its run's quarantine was last lifted.
+SELECT count(DISTINCT a.worker_id) FROM attempt a JOIN run ON run.id = :run
+WHERE a.trajectory_id = :id AND a.outcome = 'engine_lost'
+  AND a.finished_at > coalesce(run.quarantine_lifted_at, '-infinity');
+
+-- name: quarantine_run
+-- Quarantine a running run: it waits for an operator.
+UPDATE run SET status = 'quarantined', reason = :reason WHERE id = :run AND status = 'running';

@@ -1,0 +1,68 @@
+-- name: fleet_capacity
+-- Generation slots of the live fleet: workers up whose heartbeat is fresh.
+SELECT coalesce(sum(concurrency), 0) FROM worker
+WHERE status = 'up' AND heartbeat_at > now() - make_interval(secs => :stale);
+
+-- name: count_in_flight
+-- Trajectories in flight: running, or pending with a message published.
+SELECT count(*) FROM trajectory WHERE status = 'running' OR (status = 'pending' AND published_at IS NOT NULL);
+
+-- name: mark_published
+-- Stamp trajectories whose messages were just published.
+UPDATE trajectory SET published_at = now() WHERE id = ANY(:ids);
+
+-- name: unpublished_trajectories
+-- Pending trajectories with no message (deferred by admission, handed back, or a publish lost after commit), latest rounds first.
+SELECT t.round_id AS round_id, c.config ->> 'model' AS model, t.id AS trajectory_id, t.attempt AS attempt
+FROM trajectory t JOIN campaign c ON c.id = t.campaign_id JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id
+WHERE t.status = 'pending' AND t.published_at IS NULL AND run.status = 'running'
+  AND t.created_at < now() - make_interval(secs => :grace) AND c.status = 'active'
+ORDER BY r.index DESC, t.round_id, t.index
+LIMIT 10000;
+
+-- name: active_models
+-- The models that active campaigns generate with (their queues are the ones to watch).
+SELECT DISTINCT config ->> 'model' FROM campaign WHERE status = 'active';
+
+-- name: published_at_or_now
+-- When the trajectory of a queue's oldest message was published; now() for an empty queue.
+SELECT coalesce((SELECT published_at FROM trajectory WHERE id = :head), CASE WHEN :empty THEN now() END);
+
+-- name: stuck_rounds
+-- Rounds still generating whose trajectories have all finished: their advance was lost (optionally of one campaign).
+SELECT r.id FROM round r JOIN run ON run.id = r.run_id
+WHERE r.status = 'generating'
+  AND NOT EXISTS (SELECT 1 FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id
+                  WHERE rt.round_id = r.id AND t.status IN ('pending', 'running'))
+  AND (CAST(:cid AS bigint) IS NULL OR run.campaign_id = :cid);
+
+-- name: reconcile_trajectories
+-- Trajectories the reconciler may act on: running ones whose lease expired, pending ones whose message is gone (published before the horizon or the model's cutoff), or with :everything all running and pending.
+SELECT t.id AS id, t.round_id AS round_id, t.status AS status, t.attempt AS attempt,
+       coalesce(t.lease_until < now(), false) AS lease_expired,
+       coalesce(t.published_at < now() - make_interval(secs => :horizon)
+                OR t.published_at < (CAST(:cutoffs AS jsonb) ->> (c.config ->> 'model'))::timestamptz, false)
+         AS publish_stale
+FROM trajectory t JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = t.campaign_id
+WHERE ((t.status = 'running' AND (:everything OR t.lease_until < now()))
+       OR (t.status = 'pending' AND c.status = 'active'
+           AND (:everything OR t.published_at < now() - make_interval(secs => :horizon)
+                OR t.published_at < (CAST(:cutoffs AS jsonb) ->> (c.config ->> 'model'))::timestamptz)))
+  AND (CAST(:cid AS bigint) IS NULL OR run.campaign_id = :cid);
+
+-- name: redrive_trajectory
+-- Give a running trajectory whose holder is gone a new attempt (fencing the old); returns what the old attempt held, streamed and checkpointed.
+WITH old AS (SELECT id, tokens_reserved, tokens_streamed FROM trajectory WHERE id = :id FOR NO KEY UPDATE)
+UPDATE trajectory t SET status = 'pending', attempt = t.attempt + 1, worker_id = NULL, lease_until = NULL,
+       tokens_reserved = 0, tokens_streamed = 0
+FROM old
+WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running'
+RETURNING old.tokens_reserved AS reserved, old.tokens_streamed AS streamed, t.campaign_id AS campaign_id,
+          (SELECT r.run_id FROM round r WHERE r.id = t.round_id) AS run_id,
+          (SELECT coalesce(sum(c.tokens), 0) FROM chunk c WHERE c.trajectory_id = t.id AND c.attempt = :attempt)
+            AS checkpointed;
+
+-- name: round_models
+-- The model each round generates with.
+SELECT r.id, c.config ->> 'model' FROM round r JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id
+WHERE r.id = ANY(:ids);

@@ -1,0 +1,128 @@
+-- name: pending_runs_round_robin
+-- Up to :limit pending runs of active campaigns, round-robin across campaigns (each campaign's runs in order; the turn goes on after campaign :after).
+SELECT pending.id
+FROM campaign c
+CROSS JOIN LATERAL (SELECT run.id, row_number() OVER (ORDER BY run.id) AS rank FROM run
+                    WHERE run.campaign_id = c.id AND run.status = 'pending' ORDER BY run.id LIMIT :limit) pending
+WHERE c.status = 'active'
+ORDER BY pending.rank, c.id <= :after, c.id
+LIMIT :limit;
+
+-- name: lock_pending_runs
+-- Lock those of these runs still pending (skipping runs another scheduler is starting) with what starting them needs.
+SELECT run.id AS run_id, run.campaign_id AS campaign_id, c.config AS config, p.messages AS messages
+FROM run JOIN problem p ON p.id = run.problem_id JOIN campaign c ON c.id = run.campaign_id
+WHERE run.id = ANY(:ids) AND run.status = 'pending'
+FOR NO KEY UPDATE OF run SKIP LOCKED;
+
+-- name: start_run
+-- A pending run starts.
+UPDATE run SET status = 'running', started_at = now() WHERE id = :id;
+
+-- name: insert_round
+-- Create a run's round; idempotent on (run, index): nothing is returned when it exists already.
+INSERT INTO round (run_id, index, k, is_final, max_tokens, input_messages, plan_reason)
+VALUES (:run, :index, :k, :final, :max_tokens, CAST(:messages AS json), :reason)
+ON CONFLICT (run_id, index) DO NOTHING
+RETURNING id;
+
+-- name: insert_trajectories
+-- Create a round's K trajectories (indexes 0..:last) with their sampling seeds (a JSON list; null entries for none).
+INSERT INTO trajectory (campaign_id, round_id, index, sampling_seed)
+SELECT :campaign, :round, i, (CAST(:seeds AS jsonb) ->> i)::bigint FROM generate_series(0, :last) AS i
+ORDER BY i
+RETURNING id, index;
+
+-- name: link_own_trajectories
+-- A round uses its own trajectories, each at its index.
+INSERT INTO round_trajectory (round_id, position, trajectory_id)
+SELECT :round, t.index, t.id FROM trajectory t WHERE t.round_id = :round;
+
+-- name: link_pool_trajectories
+-- A round uses trajectories of a pool round: the pool indexes :indices, at positions 0, 1, ... in that (sample) order.
+INSERT INTO round_trajectory (round_id, position, trajectory_id)
+SELECT :round, s.position - 1, t.id
+FROM unnest(CAST(:indices AS int[])) WITH ORDINALITY AS s(pool_index, position)
+JOIN trajectory t ON t.round_id = :pool AND t.index = s.pool_index;
+
+-- name: find_pool_round
+-- A round-1 pool of at least :n trajectories for the same problem text, model and sampling (this campaign's first).
+SELECT r.id
+FROM run pr JOIN problem p ON p.id = pr.problem_id JOIN campaign c ON c.id = pr.campaign_id
+JOIN round r ON r.run_id = pr.id AND r.index = 1
+WHERE pr.sample = -1 AND pr.status IN ('running', 'done') AND r.k >= :n
+  AND p.messages::jsonb = CAST(:messages AS jsonb) AND c.config ->> 'model' = :model
+  AND (c.config ->> 'temperature')::float = :temperature AND (c.config ->> 'top_p')::float = :top_p
+  AND coalesce(c.config ->> 'max_tokens', '') = :max_tokens
+ORDER BY (pr.campaign_id = :campaign) DESC, r.id
+LIMIT 1;
+
+-- name: insert_pool_run
+-- Create the pool run (sample -1) of a run's problem; nothing is returned when this campaign's exists already.
+INSERT INTO run (campaign_id, problem_id, sample, status, reason, started_at)
+SELECT campaign_id, problem_id, -1, 'running', :reason, now() FROM run WHERE id = :run
+ON CONFLICT (problem_id, sample) DO NOTHING
+RETURNING id;
+
+-- name: own_pool_round
+-- The round 1 of the pool run of a run's problem.
+SELECT r.id FROM run pr JOIN run me ON me.problem_id = pr.problem_id AND me.id = :run
+JOIN round r ON r.run_id = pr.id AND r.index = 1
+WHERE pr.sample = -1;
+
+-- name: mean_trajectory_tokens
+-- A run's mean completion tokens per finished trajectory so far (null before any).
+SELECT avg(t.completion_tokens) FROM trajectory t JOIN round r ON r.id = t.round_id
+WHERE r.run_id = :run AND t.status = 'done';
+
+-- name: win_round
+-- Advance a round exactly once: the guarded update wins only while the round is generating and nothing of it is unfinished; returns how long its last trajectory has been finished (the round hop so far).
+UPDATE round SET status = 'done', finished_at = now()
+WHERE id = :id AND status = 'generating'
+  AND NOT EXISTS (SELECT 1 FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id
+                  WHERE rt.round_id = :id AND t.status IN ('pending', 'running'))
+RETURNING run_id, index, is_final,
+          (SELECT extract(epoch FROM clock_timestamp() - max(t.finished_at)) FROM round_trajectory rt
+           JOIN trajectory t ON t.id = rt.trajectory_id WHERE rt.round_id = :id) AS waited;
+
+-- name: run_context
+-- What deciding a run's next step needs: its campaign and settings, the problem's messages, its sample.
+SELECT run.campaign_id AS campaign_id, c.config AS config, p.messages AS messages, run.sample AS sample
+FROM run JOIN problem p ON p.id = run.problem_id JOIN campaign c ON c.id = run.campaign_id
+WHERE run.id = :run;
+
+-- name: round_outcomes
+-- A round's outcomes in completion order: by finish_seq; a round drawn from a pool in its sample (position) order; rows finished before finish_seq existed by position.
+SELECT rt.position AS index, t.id AS trajectory_id, t.status AS status, t.content AS content,
+       t.reasoning AS reasoning, t.finish_reason AS finish_reason
+FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id
+WHERE rt.round_id = :id
+ORDER BY CASE WHEN t.round_id = rt.round_id THEN t.finish_seq END NULLS LAST, rt.position;
+
+-- name: set_trajectory_message
+-- Store the reference a trajectory gives the next round (null: none).
+UPDATE trajectory SET message = :message WHERE id = :id;
+
+-- name: record_round_decision
+-- Store how a round advanced: its official response order, its completion order and the decision.
+UPDATE round SET response_order = CAST(:order AS jsonb), finish_order = CAST(:finished AS jsonb), decision = :reason
+WHERE id = :id;
+
+-- name: fail_round
+-- A round failed (its final trajectory failed).
+UPDATE round SET status = 'failed' WHERE id = :id;
+
+-- name: finish_run
+-- A run ends (done, failed or budget_exhausted) with its reason and final conclusion.
+UPDATE run SET status = :status, reason = :reason, final_message = :message, answer = :answer, finished_at = now()
+WHERE id = :id;
+
+-- name: lock_campaign
+-- Lock a campaign's row (two runs ending at once each see the other running otherwise).
+SELECT 1 FROM campaign WHERE id = :id FOR NO KEY UPDATE;
+
+-- name: finish_campaign_if_done
+-- Mark an active campaign done when no run of it is pending or running.
+UPDATE campaign SET status = 'done', finished_at = now()
+WHERE id = :id AND status = 'active'
+  AND NOT EXISTS (SELECT 1 FROM run WHERE campaign_id = :id AND status IN ('pending', 'running'));

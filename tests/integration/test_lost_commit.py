@@ -1,0 +1,99 @@
+"""Every hot-path transaction is safe to run twice: workers and schedulers run without connection
+pre-pings and retry a transaction that fails on a dropped connection (`Database.through_outages`), so
+a COMMIT that reached PostgreSQL but whose answer was lost is run again. Here the connection "drops"
+right after each COMMIT once; the retry must apply nothing twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+
+from pacore.campaigns.submit import submit
+from pacore.core.campaign import CampaignConfig
+from pacore.settings import Settings
+from pacore.store import budgets
+from pacore.store.database import Database
+from scheduler.rounds import advance_round, start_runs
+from worker import claims
+from worker.claims import Spent
+from worker.engine import GenerationResult
+
+SETTINGS = Settings().model_copy(update={"token_block": 64, "token_grant": 128})
+
+
+def lose_the_next_answer(db: Database) -> list[int]:
+    """The next COMMIT goes through, then its caller sees the connection drop."""
+    dropped: list[int] = []
+
+    def after_commit(session: Any) -> None:
+        dropped.append(1)
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    event.listen(db._sessions, "after_commit", after_commit, once=True)  # type: ignore[attr-defined]
+    return dropped
+
+
+def twice(db: Database, fn: Any, *args: Any) -> Any:
+    dropped = lose_the_next_answer(db)
+    out = db.through_outages(fn, *args)
+    assert dropped == [1], "the first commit's answer was lost, and the call was run again"
+    return out
+
+
+def test_a_lost_commit_answer_applies_nothing_twice(database, database_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
+    submit(database, path, "lost", CampaignConfig(rounds=[2, 1], model="m", campaign_budget=10_000))
+    with database.store() as store:
+        (publish,) = start_runs(store, SETTINGS, 10)
+    (first, a1), (second, a2) = publish.trajectories
+
+    claim = twice(database, claims.claim, database, first, a1, "w", 60)
+    assert claim is not None and claim.attempt == a1, "the retry re-claims its own trajectory"
+
+    def reserve(held: int) -> int:
+        with database.store() as store:
+            return budgets.reserve(store, claim.holder, 64, 0, SETTINGS.token_grant, held=held)
+
+    assert twice(database, reserve, 0) == 64, "the retry finds the block it was given"
+    assert row(database_url, "SELECT tokens_reserved FROM trajectory WHERE id = %s", first) == 64
+    assert row(database_url, "SELECT tokens_reserved, tokens_granted FROM run") == (64, 128)
+
+    done = GenerationResult(" The answer is \\boxed{4}.", "r", "stop", 5, 7)
+    assert twice(database, claims.finish, database, claim, "w", done, None, Spent(7, 0, 5), 128) is False
+    assert row(database_url, "SELECT count(*), sum(completion_tokens) FROM attempt") == (1, 7)
+    assert row(database_url, "SELECT tokens_used, tokens_reserved, prompt_tokens FROM run") == (7, 0, 5)
+
+    other = claims.claim(database, second, a2, "w", 60)
+    assert other is not None
+    handed = twice(database, claims.hand_back, database, other, "w", Spent(3, 0, 0), "drained", 128)
+    assert handed is False, "the retry finds the attempt fenced off by the first"
+    assert row(database_url, "SELECT attempt, status FROM trajectory WHERE id = %s", second) == (
+        a2 + 1,
+        "pending",
+    )
+    assert row(database_url, "SELECT count(*), sum(completion_tokens) FROM attempt") == (2, 10)
+    assert row(database_url, "SELECT tokens_used FROM run") == 10
+
+    again = claims.claim(database, second, a2 + 1, "w", 60)
+    assert again is not None
+    assert claims.finish(database, again, "w", done, None, Spent(7, 0, 5), 128)
+
+    def advance() -> Any:
+        with database.store() as store:
+            return advance_round(store, SETTINGS, publish.round_id)
+
+    assert twice(database, advance) is None, "the retry loses the guarded update the first won"
+    assert row(database_url, "SELECT count(*) FROM round") == 2, "one next round, not two"
+    assert row(database_url, "SELECT count(*) FROM trajectory") == 3
+
+
+def row(url: str, sql: str, *params: object) -> Any:
+    with psycopg.connect(url) as conn:
+        found = conn.execute(sql, params).fetchone()
+    assert found is not None
+    return found[0] if len(found) == 1 else tuple(found)

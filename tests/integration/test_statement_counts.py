@@ -1,0 +1,99 @@
+"""Statements and transactions on the hot path, counted at the database driver as they reach
+PostgreSQL: per trajectory (its claim, each token block, its finish) and per round advance. They cost
+every GPU-second of orchestration, so they must not grow back silently: a change that adds or removes a
+statement here changes this table on purpose (and says so in its commit)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from pacore.campaigns.submit import submit
+from pacore.core.campaign import CampaignConfig
+from pacore.settings import Settings
+from pacore.store import budgets
+from pacore.store.database import Database, normalize_url
+from scheduler.rounds import advance_round, start_runs
+from worker import claims
+from worker.claims import Spent
+from worker.engine import GenerationResult
+
+SETTINGS = Settings()
+
+# (statements, transactions, connection pings) per operation, on a worker's or scheduler's database
+# (no pre-ping). Before the store (issue #12): claim 2, block 4, block with a grant 6, finish and settle 6,
+# each transaction with a pre-ping round trip, and a round advance in 3 transactions (now 2: the advance,
+# then the publish stamp; the round hop is read by the advance itself).
+EXPECTED = {
+    "claim": (1, 1, 0),  # the checkpoint to continue comes back with the claim
+    "block": (4, 1, 0),
+    "block with a grant from the campaign": (6, 1, 0),
+    "finish and settle": (1, 1, 0),  # result, completion order, checkpoint dropped, ledger, run settled
+    "round advance (next round created)": (11, 1, 0),
+}
+
+
+class Counted:
+    def __init__(self, db: Database) -> None:
+        self.statements = self.transactions = self.pings = 0
+        event.listen(db.engine, "before_cursor_execute", self._statement)
+        event.listen(db.engine, "begin", self._begin)
+        event.listen(db.engine.pool, "checkout", self._checkout)
+        self.pre_ping = bool(db.engine.pool._pre_ping)  # type: ignore[attr-defined]
+
+    def _statement(self, *args: Any) -> None:
+        self.statements += 1
+
+    def _begin(self, *args: Any) -> None:
+        self.transactions += 1
+
+    def _checkout(self, *args: Any) -> None:
+        self.pings += self.pre_ping  # a pre-ping is a round trip of its own on every checkout
+
+    @contextmanager
+    def measuring(self, label: str, into: dict[str, tuple[int, int, int]]) -> Iterator[None]:
+        before = (self.statements, self.transactions, self.pings)
+        yield
+        into[label] = (self.statements - before[0], self.transactions - before[1], self.pings - before[2])
+
+
+def test_statements_and_transactions_per_trajectory_and_per_round_advance(
+    database_url: str, tmp_path: Path
+) -> None:
+    database = Database(normalize_url(database_url), pre_ping=False)  # as `pacore worker` and `scheduler`
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
+    # a run's grant covers two blocks: the first block takes a grant from the campaign, the second not
+    config = CampaignConfig(rounds=[2, 1], model="m", campaign_budget=10_000)
+    submit(database, path, "counted", config)
+    settings = SETTINGS.model_copy(update={"token_block": 64, "token_grant": 128})
+    with database.store() as store:
+        (publish,) = start_runs(store, settings, 10)
+    counted = Counted(database)
+    seen: dict[str, tuple[int, int, int]] = {}
+    measure: Callable[[str], Any] = lambda label: counted.measuring(label, seen)  # noqa: E731
+
+    (first, a1), (second, a2) = publish.trajectories
+    with measure("claim"):
+        claim = claims.claim(database, first, a1, "w", 60)
+    other = claims.claim(database, second, a2, "w", 60)
+    assert claim is not None and other is not None
+    with measure("block with a grant from the campaign"), database.store() as store:
+        assert budgets.reserve(store, claim.holder, 64, 0, settings.token_grant, held=0) == 64
+    with measure("block"), database.store() as store:
+        assert budgets.reserve(store, other.holder, 64, 0, settings.token_grant, held=0) == 64
+    with measure("finish and settle"):
+        assert claims.finish(database, claim, "w", result(7), None, Spent(7, 0, 5), settings.token_grant)
+    assert claims.finish(database, other, "w", result(8), None, Spent(8, 0, 5), settings.token_grant)
+    with measure("round advance (next round created)"), database.store() as store:
+        assert advance_round(store, settings, publish.round_id) is not None
+
+    assert seen == EXPECTED
+
+
+def result(n: int) -> GenerationResult:
+    return GenerationResult(f" The answer is \\boxed{{{n}}}.", "thinking", "stop", 5, n)
