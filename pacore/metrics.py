@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from pacore.core.vocabulary import TrajectoryStatus
+
 if TYPE_CHECKING:
     from pacore.store.store import Store
 
@@ -64,7 +66,7 @@ def refresh_campaign_gauges(store: Store) -> None:
     done: dict[str, tuple[int, int]] = {}
     for name, status, count, empty in store.gauge_trajectories():
         TRAJECTORIES.labels(name, status).set(count)
-        if status == "done":
+        if status == TrajectoryStatus.DONE:
             done[name] = (count, empty)
     NO_MESSAGE.clear()
     for name, (count, empty) in done.items():

@@ -16,6 +16,7 @@ from pacore.core.campaign import CampaignConfig
 from pacore.core.compaction import reference
 from pacore.core.policy import RoundPlan, plan_round
 from pacore.core.rounds import after_round
+from pacore.core.vocabulary import RunStatus, TrajectoryStatus
 from pacore.settings import Settings
 from pacore.store import budgets
 from pacore.store.store import Store
@@ -131,7 +132,7 @@ def next_round(
         run.cfg.schedule, index, room, estimate, run.cfg.max_tokens, gathered, settings.min_trajectory_tokens
     )
     if plan.action == "exhausted":
-        _finish_run(store, run, "budget_exhausted", plan.reason, None)
+        _finish_run(store, run, RunStatus.BUDGET_EXHAUSTED, plan.reason, None)
         return None
     return create_round(store, run, index, plan, messages)
 
@@ -169,8 +170,9 @@ def advance_round(store: Store, settings: Settings, round_id: int) -> Publish | 
     outcomes = store.round_outcomes(round_id)  # in completion order
     store.set_trajectory_messages({o.trajectory_id: reference(o, run.cfg.pass_truncated) for o in outcomes})
     if ctx.sample < 0:  # a pool run: its round 1 is all it does; the runs that use it advance on their own
-        done = sum(o.status == "done" for o in outcomes)
-        _finish_run(store, run, "done", f"round-1 pool: {done} of {len(outcomes)} trajectories done", None)
+        done = sum(o.status == TrajectoryStatus.DONE for o in outcomes)
+        reason = f"round-1 pool: {done} of {len(outcomes)} trajectories done"
+        _finish_run(store, run, RunStatus.DONE, reason, None)
         return None
     next_k = None if won.is_final else run.cfg.schedule[won.index]
     decision = after_round(next_k, won.index, run.messages, outcomes, run.cfg.seed, run.cfg.pass_truncated)
@@ -183,7 +185,7 @@ def advance_round(store: Store, settings: Settings, round_id: int) -> Publish | 
         return None if follow_up is None else replace(follow_up, waited=waited)
     if decision.kind == "fail":
         store.fail_round(round_id)
-    status = "done" if decision.kind == "finish" else "failed"
+    status = RunStatus.DONE if decision.kind == "finish" else RunStatus.FAILED
     _finish_run(store, run, status, decision.reason, decision.answer)
     return None
 

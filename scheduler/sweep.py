@@ -7,6 +7,7 @@ from collections import defaultdict
 from celery import Celery
 
 from pacore.core.reconcile import AdvanceRound, Redrive, Republish, RoundRow, TrajectoryRow, reconcile
+from pacore.core.vocabulary import Outcome, RoundStatus
 from pacore.store import budgets
 from pacore.store.store import Store
 from scheduler.advance import advance_and_publish
@@ -26,7 +27,7 @@ def load_rows(
     trajectories whose lease expired and pending ones whose message is gone: published longer ago than
     the broker's visibility horizon, or (per model) before `undelivered_before` (with `everything`: all
     running and pending rows). The pure `reconcile` decides; this only narrows the read."""
-    rounds = [RoundRow(rid, "generating", 0) for rid in store.stuck_rounds(campaign_id)]
+    rounds = [RoundRow(rid, RoundStatus.GENERATING, 0) for rid in store.stuck_rounds(campaign_id)]
     trajectories = store.reconcile_trajectories(
         campaign_id, everything, republish_after, undelivered_before or {}
     )
@@ -82,7 +83,7 @@ def _redrive(store: Store, action: Redrive) -> bool:
         old.reserved,
         old.streamed,
         old.checkpointed,
-        "preempted",
+        Outcome.PREEMPTED,
         "the process holding it is gone",
     )
     return True

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from pacore.core.campaign import CampaignConfig
+from pacore.core.vocabulary import Outcome, TrajectoryStatus
 from pacore.store import budgets
 from pacore.store.database import Database
 from pacore.store.store import Store
@@ -74,7 +75,7 @@ def finish(
     spent = spent or Spent(
         result.completion_tokens if result else 0, 0, result.prompt_tokens if result else 0
     )
-    status = "done" if result else "failed"
+    status = TrajectoryStatus.DONE if result else TrajectoryStatus.FAILED
     error = "; ".join(e for e in (error, spent.note) if e) or None
     wasted = spent.wasted if result else spent.tokens
     with db.store() as store:
@@ -114,7 +115,11 @@ def finish(
 # down, or this trajectory's own request failed against an engine that then did not answer /health.
 # Only the last counts toward quarantine. (When an engine process dies, every stream it serves fails at
 # once: a trajectory that was in flight at both deaths of a poison request is quarantined with it.)
-HANDED_BACK = {"drained": "returned", "engine down": "returned", "engine lost": "engine_lost"}
+HANDED_BACK = {
+    "drained": Outcome.RETURNED,
+    "engine down": Outcome.RETURNED,
+    "engine lost": Outcome.ENGINE_LOST,
+}
 QUARANTINE_AFTER_WORKERS = 2
 
 
@@ -143,7 +148,7 @@ def hand_back(db: Database, claim: Claim, worker_id: str, spent: Spent, reason: 
         budgets.settle(
             store, claim.holder, released.reserved, spent.tokens, spent.wasted, spent.prompt, grant
         )
-        if outcome == "engine_lost":
+        if outcome == Outcome.ENGINE_LOST:
             _quarantine_if_poison(store, claim)
     return True
 

@@ -9,6 +9,7 @@ import logging
 from celery import Celery
 
 from pacore import metrics
+from pacore.core.vocabulary import Outcome
 from pacore.logs import ids
 from pacore.store.budgets import Fenced
 from scheduler.app import Runtime, runtime
@@ -103,5 +104,5 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
         attempted.spent,
         rt.settings.token_grant,
     )
-    metrics.ATTEMPTS.labels("done" if attempted.result else "failed").inc()
+    metrics.ATTEMPTS.labels(Outcome.DONE if attempted.result else Outcome.FAILED).inc()
     return trajectory_id

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pacore.campaigns.status import find_campaign, summaries
+from pacore.core.vocabulary import CampaignStatus, Outcome
 from pacore.store import budgets
 from pacore.store.store import Store
 
@@ -43,25 +44,25 @@ def _campaign(store: Store, name: str) -> tuple[int, str]:
 
 def pause(store: Store, name: str) -> Changed:
     cid, status = _campaign(store, name)
-    if status != "active":
+    if status != CampaignStatus.ACTIVE:
         raise ControlError(f"campaign {name!r} is {status}: only an active campaign can be paused")
-    store.set_campaign_status(cid, "paused")
-    return Changed(name, "paused")
+    store.set_campaign_status(cid, CampaignStatus.PAUSED)
+    return Changed(name, CampaignStatus.PAUSED)
 
 
 def resume(store: Store, name: str) -> Changed:
     cid, status = _campaign(store, name)
-    if status != "paused":
+    if status != CampaignStatus.PAUSED:
         raise ControlError(f"campaign {name!r} is {status}: only a paused campaign can be resumed")
-    store.set_campaign_status(cid, "active")
+    store.set_campaign_status(cid, CampaignStatus.ACTIVE)
     unstamped = store.unstamp_pending(cid)
     store.finish_campaign_if_done(cid)  # a run may have been the last one
-    return Changed(name, "active", trajectories=unstamped)
+    return Changed(name, CampaignStatus.ACTIVE, trajectories=unstamped)
 
 
 def cancel(store: Store, name: str) -> Changed:
     cid, status = _campaign(store, name)
-    if status not in ("active", "paused"):
+    if status not in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED):
         raise ControlError(f"campaign {name!r} is {status}: there is nothing to cancel")
     users = store.pool_users(cid, unfinished_only=True)
     if users:
@@ -75,20 +76,26 @@ def cancel(store: Store, name: str) -> Changed:
     for running in store.lock_running_trajectories(cid):
         holder = budgets.Holder(running.trajectory_id, running.attempt, running.run_id, cid)
         budgets.settle_lost(
-            store, holder, running.reserved, running.streamed, 0, "cancelled", "cancelled by the operator"
+            store,
+            holder,
+            running.reserved,
+            running.streamed,
+            0,
+            Outcome.CANCELLED,
+            "cancelled by the operator",
         )
     cancelled = store.cancel_unfinished_trajectories(cid)
     runs = store.cancel_unfinished_runs(cid)
     for run_id in runs:
         budgets.finish_run(store, run_id, cid)
     store.cancel_campaign(cid)
-    return Changed(name, "cancelled", len(runs), cancelled)
+    return Changed(name, CampaignStatus.CANCELLED, len(runs), cancelled)
 
 
 def retry_failed(store: Store, name: str) -> Changed:
     """Failed runs run their failed round again: new attempts for its failed trajectories."""
     cid, status = _campaign(store, name)
-    if status == "cancelled":
+    if status == CampaignStatus.CANCELLED:
         raise ControlError(f"campaign {name!r} is cancelled: there is nothing to retry")
     rounds = store.failed_runs_last_rounds(cid)
     if not rounds:
@@ -99,9 +106,11 @@ def retry_failed(store: Store, name: str) -> Changed:
     for run_id, _ in rounds:
         store.reopen_run(run_id)
         budgets.reopen_run(store, run_id, cid)
-    if status == "done":
+    if status == CampaignStatus.DONE:
         store.reopen_campaign(cid)
-    return Changed(name, "active" if status == "done" else status, len(rounds), again)
+    return Changed(
+        name, CampaignStatus.ACTIVE if status == CampaignStatus.DONE else status, len(rounds), again
+    )
 
 
 def delete(store: Store, name: str) -> Changed:
@@ -111,7 +120,7 @@ def delete(store: Store, name: str) -> Changed:
         raise ControlError(
             f"campaign {name!r} holds a round-1 pool that {', '.join(map(repr, users))} use: delete those first"
         )
-    if status == "active":
+    if status == CampaignStatus.ACTIVE:
         running = store.count_running_trajectories(cid)
         if running:
             raise ControlError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pacore.core.vocabulary import RunStatus
 from pacore.store.campaigns import CampaignRow, LiveTokens
 from pacore.store.store import Store
 
@@ -153,7 +154,7 @@ def live_view(store: Store, name: str) -> dict[str, Any]:
     workers, slots = store.live_workers_of_model(summary["config"]["model"])
     finished, mean_tokens = store.finished_run_cost(cid)
     runs = summary["runs"]
-    left = runs.get("pending", 0) + runs.get("running", 0)
+    left = runs.get(RunStatus.PENDING, 0) + runs.get(RunStatus.RUNNING, 0)
     return {
         **summary,
         "rounds_by_index": store.rounds_by_index_and_status(cid),

@@ -18,6 +18,7 @@ from pacore import logs
 from pacore.core.campaign import CampaignConfig
 from pacore.core.problems import LineError
 from pacore.core.schedule import PRESETS, parse_rounds, parse_tokens
+from pacore.core.vocabulary import CampaignStatus
 from pacore.settings import Settings
 from pacore.store.database import Database, SchemaError
 
@@ -310,7 +311,7 @@ def _watch(obj: Context, campaign: str, interval: float) -> None:
                 left = view["projected_tokens_left"]
                 eta = left / rate if rate and left is not None else None
                 live.update(watch_panel(view, rate, eta))
-                if view["status"] in ("done", "cancelled"):
+                if view["status"] in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
                     return
                 time.sleep(interval)
     except UnknownCampaign as exc:

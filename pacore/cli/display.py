@@ -9,6 +9,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from pacore.core.vocabulary import RoundStatus, RunStatus
+
 
 def _fmt(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
@@ -40,8 +42,8 @@ def status_table(rows: list[dict[str, Any]]) -> None:
             ",".join(map(str, [*c["config"]["rounds"], 1])),
             _fmt(c["problems"]),
             f"{_fmt(runs.get('done', 0))}/{_fmt(runs['total'])}",
-            _fmt(runs.get("running", 0)),
-            _fmt(runs.get("failed", 0)),
+            _fmt(runs.get(RunStatus.RUNNING, 0)),
+            _fmt(runs.get(RunStatus.FAILED, 0)),
             _fmt(c["tokens"]["used"]),
             _fmt(c["tokens"]["campaign_budget"]),
         )
@@ -71,7 +73,7 @@ class Progress:
 
     def update(self, summary: dict[str, Any]) -> None:
         runs = summary["runs"]
-        finished = runs["total"] - runs.get("pending", 0) - runs.get("running", 0)
+        finished = runs["total"] - runs.get(RunStatus.PENDING, 0) - runs.get(RunStatus.RUNNING, 0)
         self._bar.update(
             self._task, total=runs["total"], completed=finished, tokens=f"{summary['tokens']['used']:,}"
         )
@@ -166,12 +168,10 @@ def watch_panel(view: dict[str, Any], rate: float | None, eta: float | None) -> 
     )
     head.add_row(f"workers {view['live_workers']} live", f"{view['live_slots']} generation slots")
     rounds = Table(title="rounds", expand=False)
-    for column in ("round", "generating", "done", "failed", "cancelled"):
+    for column in ("round", *RoundStatus):
         rounds.add_column(column)
     for index, counts in sorted(view["rounds_by_index"].items()):
-        rounds.add_row(
-            str(index), *(str(counts.get(s, 0)) for s in ("generating", "done", "failed", "cancelled"))
-        )
+        rounds.add_row(str(index), *(str(counts.get(s, 0)) for s in RoundStatus))
     return Panel(Group(head, rounds), title="pacore status --watch (Ctrl-C to stop)")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from pacore.campaigns.status import summaries
 from pacore.core.campaign import CampaignConfig
 from pacore.core.problems import LineError
+from pacore.core.vocabulary import CampaignStatus, RunStatus
 from pacore.settings import Settings
 from pacore.store.database import Database
 
@@ -129,7 +130,8 @@ def _follow(db: Database, name: str, children: list[subprocess.Popen[bytes]], lo
                 summary = summaries(store, name)[0]
             progress.update(summary)
             runs = summary["runs"]
-            if summary["status"] != "active" or runs.get("pending", 0) + runs.get("running", 0) == 0:
+            unfinished = runs.get(RunStatus.PENDING, 0) + runs.get(RunStatus.RUNNING, 0)
+            if summary["status"] != CampaignStatus.ACTIVE or unfinished == 0:
                 return
             dead = [c for c in children if c.poll() is not None]
             if dead:

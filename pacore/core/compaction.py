@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pacore.core.vocabulary import TrajectoryStatus
+
 THINK_END = "</think>"
 
 
@@ -18,7 +20,7 @@ class Outcome:
     """What a finished trajectory produced, as stored in its row."""
 
     index: int
-    status: str  # "done" or "failed" (or any other terminal status)
+    status: str  # a TrajectoryStatus: done, failed (or another terminal status)
     content: str | None
     reasoning: str | None
     finish_reason: str | None
@@ -27,12 +29,12 @@ class Outcome:
     def response_content(self) -> str:
         """The official response's `content`: the server's content, `""` for a failed call. A null
         content (a reply cut inside its reasoning; the official code crashes on it) counts as `""`."""
-        return (self.content or "") if self.status == "done" else ""
+        return (self.content or "") if self.status == TrajectoryStatus.DONE else ""
 
     @property
     def response_reasoning(self) -> str:
         """The official response's `reasoning_content`: `""` when the server sent none, never null."""
-        return (self.reasoning or "") if self.status == "done" else ""
+        return (self.reasoning or "") if self.status == TrajectoryStatus.DONE else ""
 
 
 def parse_answer(content: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pacore.core.vocabulary import RoundStatus, TrajectoryStatus
+
 
 @dataclass(frozen=True)
 class TrajectoryRow:
@@ -70,11 +72,11 @@ def reconcile(
     actions: list[Action] = []
     for t in trajectories:
         expired = t.lease_expired and trust_leases
-        if t.status == "running" and (orphan_all_running or expired):
+        if t.status == TrajectoryStatus.RUNNING and (orphan_all_running or expired):
             actions.append(Redrive(t.id, t.round_id, t.attempt))
-        elif t.status == "pending" and (orphan_all_running or queue_lost or t.publish_stale):
+        elif t.status == TrajectoryStatus.PENDING and (orphan_all_running or queue_lost or t.publish_stale):
             actions.append(Republish(t.id, t.round_id, t.attempt))
     for r in rounds:
-        if r.status == "generating" and r.unfinished == 0:
+        if r.status == RoundStatus.GENERATING and r.unfinished == 0:
             actions.append(AdvanceRound(r.id))
     return actions

@@ -9,6 +9,7 @@ from typing import Literal
 from pacore.core.compaction import Outcome, reference
 from pacore.core.ordering import official_order
 from pacore.core.prompts import Messages, synthesis_input
+from pacore.core.vocabulary import TrajectoryStatus
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def after_round(
     refs = [m for m in (reference(o, pass_truncated) for o in shuffled) if m is not None]
     if next_k is None:
         final = shuffled[0]
-        if final.status != "done":
+        if final.status != TrajectoryStatus.DONE:
             return Decision("fail", order, finish_order, "the final round's trajectory failed")
         answer = reference(final, pass_truncated)
         reason = "final round done" if answer else "final round done without a conclusion"

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pacore.campaigns.status import find_campaign
+from pacore.core.vocabulary import CampaignStatus
 from pacore.results.export import export_lines
 from pacore.store.database import Database
 
-FINISHED = ("done", "cancelled")
+FINISHED = (CampaignStatus.DONE, CampaignStatus.CANCELLED)
 
 
 class ArchiveError(RuntimeError):

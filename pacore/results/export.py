@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pacore.core.compaction import Outcome, reference_kind
+from pacore.core.vocabulary import RunStatus
 from pacore.store.results import ExportRun, ExportTrajectory
 from pacore.store.store import Store
 
@@ -33,7 +34,7 @@ def _lines(store: Store, campaign_id: int, grader: Any, pass_truncated: bool) ->
         if not runs:
             return
         rounds = _rounds(store, [r.run_id for r in runs], pass_truncated)
-        done = [r for r in runs if r.status == "done"]
+        done = [r for r in runs if r.status == RunStatus.DONE]
         verdicts = (
             dict(
                 zip(

@@ -27,6 +27,7 @@ from typing import Any
 
 from pacore.campaigns.status import find_campaign
 from pacore.core.answers import extract_boxed
+from pacore.core.vocabulary import RunStatus
 from pacore.results.grading import CORRECT, NO_ANSWER, grade_many
 from pacore.store.store import Store
 
@@ -37,7 +38,7 @@ def campaign_report(store: Store, name: str, workers: int | None = None) -> dict
     rounds = _round_messages(store, campaign.id)
     round1 = store.round_one_tokens(campaign.id)
     votes = {run_id: _majority(messages.get(1, [])) for run_id, messages in rounds.items()}
-    finished = [r for r in runs if r.status == "done"]
+    finished = [r for r in runs if r.status == RunStatus.DONE]
     verdicts = grade_many(
         [(r.final_message, r.truth) for r in finished]
         + [(_boxed(votes.get(r.run_id)), r.truth) for r in runs],

@@ -19,6 +19,7 @@ from pacore.core.budget import (
     apply_reserve,
     grant_request,
 )
+from pacore.core.vocabulary import Outcome
 from pacore.store.store import Store
 
 
@@ -117,7 +118,7 @@ def settle_lost(
     its reservation) is spent; of that, what it checkpointed is kept for the next attempt, unless
     `outcome` is `cancelled` (nothing comes next), and the rest is waste."""
     used = min(max(streamed, checkpointed), reserved)
-    wasted = used if outcome == "cancelled" else max(0, used - checkpointed)
+    wasted = used if outcome == Outcome.CANCELLED else max(0, used - checkpointed)
     if store.record_attempt(
         holder.trajectory_id, holder.attempt, outcome, used, wasted, preempted=True, error=error
     ):

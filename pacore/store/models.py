@@ -25,12 +25,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlmodel import Field, SQLModel
 
-# Public vocabularies of the status columns.
-CAMPAIGN_STATUSES = ("active", "paused", "cancelled", "done")
-RUN_STATUSES = ("pending", "running", "done", "failed", "budget_exhausted", "cancelled", "quarantined")
-ROUND_STATUSES = ("generating", "done", "failed", "cancelled")
-TRAJECTORY_STATUSES = ("pending", "running", "done", "failed", "cancelled")
-UNFINISHED = ("pending", "running")
+from pacore.core.vocabulary import CampaignStatus, RoundStatus, RunStatus, TrajectoryStatus
+
+# The status columns' vocabularies: pacore.core.vocabulary.
 
 
 def _created() -> Any:
@@ -52,7 +49,10 @@ def _tokens() -> Any:
 class Campaign(SQLModel, table=True):
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
     name: str = Field(sa_column=Column(Text, nullable=False, unique=True))
-    status: str = Field(default="active", sa_column=Column(Text, nullable=False, server_default="active"))
+    status: str = Field(
+        default=CampaignStatus.ACTIVE,
+        sa_column=Column(Text, nullable=False, server_default=CampaignStatus.ACTIVE.value),
+    )
     config: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     source: str | None = Field(default=None, sa_column=Column(Text))
     problem_budget: int | None = Field(default=None, sa_column=Column(BigInteger))
@@ -90,7 +90,10 @@ class Run(SQLModel, table=True):
     campaign_id: int = _fk("campaign.id")
     problem_id: int = _fk("problem.id")
     sample: int = Field(sa_column=Column(Integer, nullable=False))
-    status: str = Field(default="pending", sa_column=Column(Text, nullable=False, server_default="pending"))
+    status: str = Field(
+        default=RunStatus.PENDING,
+        sa_column=Column(Text, nullable=False, server_default=RunStatus.PENDING.value),
+    )
     reason: str | None = Field(default=None, sa_column=Column(Text))
     answer: str | None = Field(default=None, sa_column=Column(Text))
     final_message: str | None = Field(default=None, sa_column=Column(Text))
@@ -118,7 +121,8 @@ class Round(SQLModel, table=True):
     max_tokens: int | None = Field(default=None, sa_column=Column(Integer))
     input_messages: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))  # as sent
     status: str = Field(
-        default="generating", sa_column=Column(Text, nullable=False, server_default="generating")
+        default=RoundStatus.GENERATING,
+        sa_column=Column(Text, nullable=False, server_default=RoundStatus.GENERATING.value),
     )
     # Set when the round advances. Trajectory positions in the official stored order (completion order,
     # stable-sorted by len(content), shuffled by the campaign seed; empties included), and in the order
@@ -148,7 +152,10 @@ class Trajectory(SQLModel, table=True):
     campaign_id: int = _fk("campaign.id")
     round_id: int = _fk("round.id")
     index: int = Field(sa_column=Column(Integer, nullable=False))
-    status: str = Field(default="pending", sa_column=Column(Text, nullable=False, server_default="pending"))
+    status: str = Field(
+        default=TrajectoryStatus.PENDING,
+        sa_column=Column(Text, nullable=False, server_default=TrajectoryStatus.PENDING.value),
+    )
     attempt: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
     sampling_seed: int | None = Field(default=None, sa_column=Column(BigInteger))
     worker_id: str | None = Field(default=None, sa_column=Column(Text))

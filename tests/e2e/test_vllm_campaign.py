@@ -150,7 +150,9 @@ def test_report_grades_against_the_ground_truth_and_plots(campaign, vllm_fleet, 
         votes.setdefault(problem, []).append(top is not None and int(top) == int(truth))
     mean = lambda groups: sum(sum(v) / len(v) for v in groups.values()) / len(groups)  # noqa: E731
     assert report["problems"] == 30 and report["runs"] == report["runs_graded"] == 60
-    assert abs(report["accuracy"] - mean(per_problem)) < 1e-9 and report["accuracy"] > 0
+    assert abs(report["accuracy"] - mean(per_problem)) < 1e-9
+    # zero only when no run is right (the tiny model draws 204/25/809 at random: about 8% of campaigns)
+    assert (report["accuracy"] > 0) == any(any(v) for v in per_problem.values())
     assert abs(report["majority_vote_accuracy"] - mean(votes)) < 1e-9
     assert report["ttc_mean"] == sum(r[4] for r in rows) / 60
     assert [r["round"] for r in report["rounds"]] == [1, 2] and report["rounds"][0]["trajectories"] == 240
