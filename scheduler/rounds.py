@@ -13,10 +13,9 @@ from typing import Any
 
 from pacore.core.answers import extract_boxed
 from pacore.core.campaign import CampaignConfig
-from pacore.core.compaction import reference
 from pacore.core.policy import RoundPlan, plan_round
 from pacore.core.rounds import after_round
-from pacore.core.vocabulary import RunStatus, TrajectoryStatus
+from pacore.core.vocabulary import RunStatus
 from pacore.settings import Settings
 from pacore.store import budgets
 from pacore.store.store import Store
@@ -160,22 +159,19 @@ def create_round(
 
 
 def advance_round(store: Store, settings: Settings, round_id: int) -> Publish | None:
-    """Advance a round exactly once: the guarded UPDATE decides who wins; the winner compacts, then
-    creates the next round or finishes the run, all in this transaction."""
+    """Advance a round exactly once: the guarded UPDATE decides who wins; the winner asks the pure round
+    decision what follows and applies it (the next round, or the run's end), all in this transaction."""
     won = store.win_round(round_id)
     if won is None:
         return None
     ctx = store.run_context(won.run_id)
     run = RunContext(won.run_id, ctx.campaign_id, CampaignConfig.model_validate(ctx.config), ctx.messages)
     outcomes = store.round_outcomes(round_id)  # in completion order
-    store.set_trajectory_messages({o.trajectory_id: reference(o, run.cfg.pass_truncated) for o in outcomes})
-    if ctx.sample < 0:  # a pool run: its round 1 is all it does; the runs that use it advance on their own
-        done = sum(o.status == TrajectoryStatus.DONE for o in outcomes)
-        reason = f"round-1 pool: {done} of {len(outcomes)} trajectories done"
-        _finish_run(store, run, RunStatus.DONE, reason, None)
-        return None
-    next_k = None if won.is_final else run.cfg.schedule[won.index]
-    decision = after_round(next_k, won.index, run.messages, outcomes, run.cfg.seed, run.cfg.pass_truncated)
+    pool = ctx.sample < 0  # a round-1 pool's own run
+    next_k = None if won.is_final or pool else run.cfg.schedule[won.index]
+    cfg = run.cfg
+    decision = after_round(next_k, won.index, run.messages, outcomes, cfg.seed, cfg.pass_truncated, pool)
+    store.set_trajectory_messages({o.trajectory_id: decision.messages[o.index] for o in outcomes})
     store.record_round_decision(round_id, decision.order, decision.finish_order, decision.reason)
     if decision.kind == "next_round":
         assert decision.next_messages is not None
@@ -185,8 +181,8 @@ def advance_round(store: Store, settings: Settings, round_id: int) -> Publish | 
         return None if follow_up is None else replace(follow_up, waited=waited)
     if decision.kind == "fail":
         store.fail_round(round_id)
-    status = RunStatus.DONE if decision.kind == "finish" else RunStatus.FAILED
-    _finish_run(store, run, status, decision.reason, decision.answer)
+    assert decision.run_status is not None
+    _finish_run(store, run, decision.run_status, decision.reason, decision.answer)
     return None
 
 

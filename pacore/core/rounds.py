@@ -9,23 +9,29 @@ from typing import Literal
 from pacore.core.compaction import Outcome, reference
 from pacore.core.ordering import official_order
 from pacore.core.prompts import Messages, synthesis_input
-from pacore.core.vocabulary import TrajectoryStatus
+from pacore.core.vocabulary import RunStatus, TrajectoryStatus
 
 
 @dataclass(frozen=True)
 class Decision:
     """What the callback of a finished round does. `order` lists the round's trajectory indexes in the
-    official stored order (empties included); `finish_order` in the order they completed; `references`
-    the messages the next synthesis prompt quotes, in order."""
+    official stored order (empties included); `finish_order` in the order they completed; `messages`
+    the reference each trajectory gives (None: none), by index; `references` the next synthesis prompt's,
+    in order. A run ends here when `run_status` is set."""
 
     kind: Literal["next_round", "finish", "fail"]
     order: list[int]
     finish_order: list[int]
     reason: str
     references: list[str] = field(default_factory=list)
+    messages: dict[int, str | None] = field(default_factory=dict)
     next_k: int | None = None
     next_messages: Messages | None = None
     answer: str | None = None
+
+    @property
+    def run_status(self) -> RunStatus | None:
+        return {"finish": RunStatus.DONE, "fail": RunStatus.FAILED}.get(self.kind)
 
 
 def after_round(
@@ -35,27 +41,35 @@ def after_round(
     completed: Sequence[Outcome],
     seed: int,
     pass_truncated: bool = False,
+    pool: bool = False,
 ) -> Decision:
     """`completed` holds the round's outcomes in completion order; `next_k` is the next round's K in the
     schedule, or None when this round was the final one. As in the official pipeline, a round with no
-    reference goes on: the next synthesis prompt quotes none."""
+    reference goes on: the next synthesis prompt quotes none. A `pool` round (a round-1 pool's own
+    round) is all its run does: the runs that sample it advance on their own."""
     shuffled = official_order(completed, seed)
     order = [o.index for o in shuffled]
     finish_order = [o.index for o in completed]
-    refs = [m for m in (reference(o, pass_truncated) for o in shuffled) if m is not None]
+    messages = {o.index: reference(o, pass_truncated) for o in completed}
+    refs = [m for m in (messages[o.index] for o in shuffled) if m is not None]
+    if pool:
+        done = sum(o.status == TrajectoryStatus.DONE for o in completed)
+        reason = f"round-1 pool: {done} of {len(completed)} trajectories done"
+        return Decision("finish", order, finish_order, reason, refs, messages)
     if next_k is None:
         final = shuffled[0]
         if final.status != TrajectoryStatus.DONE:
-            return Decision("fail", order, finish_order, "the final round's trajectory failed")
-        answer = reference(final, pass_truncated)
+            return Decision("fail", order, finish_order, "the final round's trajectory failed", [], messages)
+        answer = messages[final.index]
         reason = "final round done" if answer else "final round done without a conclusion"
-        return Decision("finish", order, finish_order, reason, refs, answer=answer)
+        return Decision("finish", order, finish_order, reason, refs, messages, answer=answer)
     return Decision(
         "next_round",
         order,
         finish_order,
         f"round {round_index}: {len(refs)} of {len(completed)} trajectories gave a reference",
         refs,
+        messages,
         next_k=next_k,
         next_messages=synthesis_input(original, refs),
     )

@@ -93,9 +93,11 @@ def finish_run(store: Store, run_id: int, campaign_id: int) -> None:
 
 
 def room(store: Store, run_id: int, campaign_id: int) -> int | None:
-    """What the run may still spend, at both levels (None: unlimited). Read at a round boundary."""
+    """What the run may still spend, at both levels (None: unlimited). Read at a round boundary, to plan
+    the round: an estimate (the blocks enforce the budget), so the campaign row is read, not locked (it
+    is locked per grant and per run end only)."""
     run = store.lock_run_tokens(run_id)
-    campaign = store.lock_campaign_tokens(campaign_id)
+    campaign = store.campaign_tokens(campaign_id)
     limits = []
     if run.limit is not None:
         limits.append(run.limit - run.used - run.reserved)

@@ -23,6 +23,12 @@ class CounterQueries(StoreBase):
         assert found is not None, f"campaign {campaign_id} does not exist"
         return found
 
+    def campaign_tokens(self, campaign_id: int) -> CampaignTokens:
+        """Without a lock: for estimates only."""
+        found = self.one(CampaignTokens, "campaign_tokens", {"id": campaign_id})
+        assert found is not None, f"campaign {campaign_id} does not exist"
+        return found
+
     def write_run_tokens(self, run_id: int, run: RunTokens) -> None:
         params = {"granted": run.granted, "used": run.used, "reserved": run.reserved, "id": run_id}
         self.execute("write_run_tokens", params)

@@ -12,6 +12,10 @@ FROM run WHERE id = :id FOR NO KEY UPDATE;
 SELECT campaign_budget AS "limit", tokens_used AS used, tokens_reserved AS reserved
 FROM campaign WHERE id = :id FOR NO KEY UPDATE;
 
+-- name: campaign_tokens
+-- Read a campaign's token counters without a lock (a round's plan only estimates: blocks enforce the budget).
+SELECT campaign_budget AS "limit", tokens_used AS used, tokens_reserved AS reserved FROM campaign WHERE id = :id;
+
 -- name: write_run_tokens
 -- Write a run's token counters (its row is locked).
 UPDATE run SET tokens_granted = :granted, tokens_used = :used, tokens_reserved = :reserved WHERE id = :id;

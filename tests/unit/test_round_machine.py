@@ -1,0 +1,172 @@
+"""The round state machine end to end, table by table, over an in-memory store: what advancing a
+finished round writes (the next round, or the run's end) for each kind of round. The writer's SQL,
+fencing, budgets and the ledger are tested on real PostgreSQL (tests/integration); this is the decision
+and its application, fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from pacore.core.budget import CampaignTokens, RunTokens
+from pacore.core.prompts import render_synthesis
+from pacore.settings import Settings
+from pacore.store.rounds import OutcomeRow, RunContextRow, WonRound
+from scheduler.rounds import advance_round
+
+PROBLEM = [{"role": "user", "content": "What is 2+2?"}]
+
+
+@dataclass
+class MemoryStore:
+    """What `advance_round` reads and writes, in memory (the methods of `Store` it calls)."""
+
+    won: WonRound | None
+    context: RunContextRow
+    outcomes: list[OutcomeRow]
+    run_tokens: RunTokens = field(default_factory=lambda: RunTokens(None))
+    campaign_row: CampaignTokens = field(default_factory=lambda: CampaignTokens(None))
+    written: dict[str, Any] = field(default_factory=dict)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    def win_round(self, round_id: int) -> WonRound | None:
+        return self.won
+
+    def run_context(self, run_id: int) -> RunContextRow:
+        return self.context
+
+    def round_outcomes(self, round_id: int) -> list[OutcomeRow]:
+        return self.outcomes
+
+    def set_trajectory_messages(self, messages: dict[int, str | None]) -> None:
+        self.written["messages"] = messages
+
+    def record_round_decision(
+        self, round_id: int, order: list[int], finished: list[int], reason: str
+    ) -> None:
+        self.written["decision"] = (order, finished, reason)
+
+    def fail_round(self, round_id: int) -> None:
+        self.written["round_failed"] = True
+
+    def finish_run(
+        self, run_id: int, status: str, reason: str, message: str | None, answer: str | None
+    ) -> None:
+        self.written["run"] = (status, reason, message, answer)
+
+    def finish_campaign_if_done(self, campaign_id: int) -> None:
+        self.written["campaign_checked"] = True
+
+    def mean_trajectory_tokens(self, run_id: int) -> float | None:
+        return 100.0
+
+    def lock_run_tokens(self, run_id: int) -> RunTokens:
+        return self.run_tokens
+
+    def lock_campaign_tokens(self, campaign_id: int) -> CampaignTokens:
+        return self.campaign_row
+
+    def campaign_tokens(self, campaign_id: int) -> CampaignTokens:
+        return self.campaign_row
+
+    def write_run_tokens(self, run_id: int, run: RunTokens) -> None:
+        self.run_tokens = run
+
+    def write_campaign_tokens(self, campaign_id: int, campaign: CampaignTokens) -> None:
+        self.campaign_row = campaign
+
+    def insert_round(
+        self, run_id: int, index: int, k: int, is_final: bool, max_tokens: Any, messages: Any, reason: str
+    ) -> int:
+        self.rounds.append(
+            {"index": index, "k": k, "final": is_final, "messages": messages, "reason": reason}
+        )
+        return 100 + index
+
+    def insert_trajectories(self, campaign_id: int, round_id: int, seeds: list[Any]) -> list[tuple[int, int]]:
+        return [(1000 + i, i) for i in range(len(seeds))]
+
+    def link_own_trajectories(self, round_id: int) -> None:
+        pass
+
+
+def done(index: int, content: str, tid: int | None = None) -> OutcomeRow:
+    return OutcomeRow(index, "done", content, "thinking", "stop", tid if tid is not None else 10 + index)
+
+
+def failed(index: int) -> OutcomeRow:
+    return OutcomeRow(index, "failed", None, None, None, 10 + index)
+
+
+def store_for(
+    round_index: int, is_final: bool, outcomes: list[OutcomeRow], rounds: list[int], sample: int = 0
+) -> MemoryStore:
+    config = {"rounds": rounds, "model": "m", "seed": 42}
+    return MemoryStore(
+        WonRound(run_id=1, index=round_index, is_final=is_final, waited=0.5),
+        RunContextRow(campaign_id=7, config=config, messages=PROBLEM, sample=sample),
+        outcomes,
+    )
+
+
+def test_a_middle_round_creates_the_next_with_the_synthesis_prompt() -> None:
+    # completed 1 then 0; lengths 2 and 6 -> by length [1, 0]; Random(42) shuffles [a, b] into [b, a]
+    store = store_for(1, False, [done(1, " 4"), done(0, "\n\nfour")], rounds=[2])
+    follow = advance_round(store, Settings(), round_id=5)
+    assert follow is not None and follow.trajectories == [(1000, 1)] and follow.waited == 0.5
+    assert store.written["messages"] == {11: " 4", 10: "\n\nfour"}
+    (created,) = store.rounds
+    assert (created["index"], created["k"], created["final"]) == (2, 1, True)
+    expected = render_synthesis("What is 2+2?", ["\n\nfour", " 4"])
+    assert created["messages"] == [{"role": "user", "content": expected}]
+    assert store.written["decision"] == ([0, 1], [1, 0], "round 1: 2 of 2 trajectories gave a reference")
+    assert "run" not in store.written
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "run", "round_failed"),
+    [
+        (
+            [done(0, " The answer is \\boxed{4}.")],
+            ("done", "final round done", " The answer is \\boxed{4}.", "4"),
+            False,
+        ),
+        ([done(0, "")], ("done", "final round done without a conclusion", None, None), False),
+        ([failed(0)], ("failed", "the final round's trajectory failed", None, None), True),
+    ],
+)
+def test_the_final_round_ends_the_run(outcomes, run, round_failed) -> None:
+    store = store_for(2, True, outcomes, rounds=[4])
+    assert advance_round(store, Settings(), round_id=5) is None
+    assert store.written["run"] == run and store.written.get("round_failed", False) == round_failed
+    assert store.written["campaign_checked"] and store.rounds == []
+
+
+def test_a_round_where_all_failed_goes_on_quoting_nothing() -> None:
+    store = store_for(1, False, [failed(0), failed(1)], rounds=[2])
+    assert advance_round(store, Settings(), round_id=5) is not None
+    assert store.rounds[0]["messages"] == [{"role": "user", "content": render_synthesis("What is 2+2?", [])}]
+    assert store.written["messages"] == {10: None, 11: None}
+
+
+def test_a_pool_round_ends_its_pool_run() -> None:
+    store = store_for(1, False, [done(0, " a"), failed(1), done(2, " c")], rounds=[2], sample=-1)
+    assert advance_round(store, Settings(), round_id=5) is None
+    assert store.written["run"] == ("done", "round-1 pool: 2 of 3 trajectories done", None, None)
+    assert store.rounds == []
+
+
+def test_no_room_for_a_final_round_ends_the_run_out_of_budget() -> None:
+    store = store_for(1, False, [done(0, " 4"), done(1, " 5")], rounds=[2])
+    store.run_tokens = RunTokens(limit=300, granted=300, used=290, reserved=0)  # 10 tokens left
+    assert advance_round(store, Settings(), round_id=5) is None
+    status, reason, *_ = store.written["run"]
+    assert status == "budget_exhausted" and "10 tokens left" in reason and store.rounds == []
+
+
+def test_a_round_another_caller_advanced_writes_nothing() -> None:
+    store = replace(store_for(1, False, [done(0, " 4")], rounds=[2]), won=None)
+    assert advance_round(store, Settings(), round_id=5) is None
+    assert store.written == {} and store.rounds == []
