@@ -8,8 +8,11 @@ after commit.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Any
+
+from pydantic import ValidationError
 
 from pacore.core.answers import extract_boxed
 from pacore.core.campaign import CampaignConfig
@@ -18,8 +21,11 @@ from pacore.core.rounds import after_round
 from pacore.core.vocabulary import RunStatus
 from pacore.settings import Settings
 from pacore.store import budgets
+from pacore.store.base import StoreError
 from pacore.store.store import Store
 from scheduler.admission import Admission
+
+log = logging.getLogger("pacore.scheduler")
 
 
 @dataclass(frozen=True)
@@ -57,21 +63,42 @@ def start_runs(
     rows = [by_id[i] for i in candidates if i in by_id]  # round-robin order
     out: list[Publish] = []
     for row in rows:
-        run = RunContext(row.run_id, row.campaign_id, CampaignConfig.model_validate(row.config), row.messages)
+        try:
+            cfg = CampaignConfig.model_validate(row.config)
+        except ValidationError as exc:  # stored by hand, or before a limit existed
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            _cannot_start(
+                store, row.run_id, row.campaign_id, f"its campaign's settings are invalid: {problems}"
+            )
+            continue
+        run = RunContext(row.run_id, row.campaign_id, cfg, row.messages)
         if admission is not None and admission.left() < run.cfg.rounds[0]:
             break  # no room: a later tick starts it
-        store.start_run(run.run_id)
-        created = (
-            _start_from_pool(store, run)
-            if run.cfg.pool
-            else [p for p in [next_round(store, settings, run, 1, run.messages, gathered=0)] if p]
-        )
+        try:  # one run's refused start never holds back the others: its error lands on it
+            with store.isolated():
+                store.start_run(run.run_id)
+                created = (
+                    _start_from_pool(store, run)
+                    if run.cfg.pool
+                    else [p for p in [next_round(store, settings, run, 1, run.messages, gathered=0)] if p]
+                )
+        except StoreError as exc:
+            _cannot_start(store, run.run_id, run.campaign_id, f"the database refused it: {exc}")
+            continue
         if admission is not None:
             admission.last_campaign = run.campaign_id
             if not admission.take(sum(len(p.trajectories) for p in created)):
                 break  # a new pool larger than the room: created, published by a later tick
         out.extend(created)
     return out
+
+
+def _cannot_start(store: Store, run_id: int, campaign_id: int, why: str) -> None:
+    log.error("run %d of campaign %d could not start: %s", run_id, campaign_id, why)
+    store.finish_run(run_id, RunStatus.FAILED, f"could not start: {why}", None, None)
+    store.finish_campaign_if_done(campaign_id)
 
 
 # -- the round-1 pool (`--pool N`) -------------------------------------------------------------------

@@ -49,7 +49,10 @@ def dispatch_tick(app: Celery) -> int:
     with rt.db.store() as store:
         stuck = store.stuck_rounds()
     for round_id in stuck:
-        advance_and_publish(app, round_id)
+        try:  # one round that cannot advance never holds back the others
+            advance_and_publish(app, round_id)
+        except Exception:
+            log.exception("round %d could not advance; the next tick tries again", round_id)
     if sent:
         log.info("dispatched %d trajectories", sent)
     return sent

@@ -47,7 +47,17 @@ class Spent:
     note: str | None = None
 
 
-def claim(db: Database, trajectory_id: int, attempt: int, worker_id: str, lease_seconds: int) -> Claim | None:
+def claim(
+    db: Database,
+    trajectory_id: int,
+    attempt: int,
+    worker_id: str,
+    lease_seconds: int,
+    max_model_len: int | None = None,
+) -> Claim | None:
+    """Claim the trajectory for this attempt; None when it is not to be generated (done, stale,
+    cancelled, paused). Its `max_tokens` (the campaign's or the round's, the smaller) is clamped to the
+    engine's context length: an engine refuses a larger one outright."""
     with db.store() as store:
         row = store.claim_trajectory(trajectory_id, attempt, worker_id, lease_seconds)
     if row is None:
@@ -55,9 +65,10 @@ def claim(db: Database, trajectory_id: int, attempt: int, worker_id: str, lease_
     base = Checkpoint(row.checkpoint_text, row.checkpoint_tokens)
     cfg = CampaignConfig.model_validate(row.config)
     caps = [m for m in (cfg.max_tokens, row.round_max_tokens) if m is not None]
-    request = GenerationRequest(
-        row.messages, cfg.model, min(caps) if caps else None, cfg.temperature, cfg.top_p, row.sampling_seed
-    )
+    cap = min(caps) if caps else None  # none: the engine's own limit (its context less the prompt)
+    if cap is not None and max_model_len is not None:
+        cap = min(cap, max_model_len)
+    request = GenerationRequest(row.messages, cfg.model, cap, cfg.temperature, cfg.top_p, row.sampling_seed)
     holder = budgets.Holder(trajectory_id, attempt, row.run_id, row.campaign_id)
     return Claim(holder, request, base)
 

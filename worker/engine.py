@@ -212,9 +212,17 @@ class OpenAIEngine:
             return False
 
     def served_models(self) -> list[str]:
+        return [m["id"] for m in self._models()]
+
+    def context_length(self, model: str) -> int | None:
+        """The model's context length as the server states it (vLLM: `max_model_len`), None if unstated."""
+        length = next((m.get("max_model_len") for m in self._models() if m.get("id") == model), None)
+        return int(length) if isinstance(length, int) and length > 0 else None
+
+    def _models(self) -> list[dict[str, Any]]:
         response = self.client.get("/v1/models", timeout=10.0)
         response.raise_for_status()
-        return [m["id"] for m in response.json().get("data", [])]
+        return list(response.json().get("data", []))
 
     def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult:
         if guard is not None and not guard("", 0):

@@ -21,6 +21,7 @@ class Node:
     draining: threading.Event = field(default_factory=threading.Event)
     engine_lost: threading.Event = field(default_factory=threading.Event)
     drain_deadline: float = float("inf")
+    max_model_len: int | None = None  # the engine's context length: no request asks for more
     active: set[int] = field(default_factory=set)  # trajectory ids taken up (claimed or claiming)
     claimed: dict[int, int] = field(default_factory=dict)  # trajectory id -> the attempt it generates
     superseded: set[int] = field(default_factory=set)  # claimed, but no longer ours (cancelled, re-driven)

@@ -89,6 +89,8 @@ def run_worker(
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     app = make_app(settings, db)
     node = Node(engine, worker_id, settings.drain_grace_seconds)
+    context_length = getattr(engine, "context_length", None)
+    node.max_model_len = context_length(model) if context_length else None
     tasks.register(app, node)
     _register(db, worker_id, queue, model, engine_url, concurrency)
     metrics.serve(settings.metrics_port)

@@ -39,7 +39,13 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
     """Claim, generate, then write the result or hand the trajectory back."""
     db = rt.db
     claim = db.through_outages(
-        claims.claim, db, trajectory_id, attempt, node.worker_id, rt.settings.lease_seconds
+        claims.claim,
+        db,
+        trajectory_id,
+        attempt,
+        node.worker_id,
+        rt.settings.lease_seconds,
+        node.max_model_len,
     )
     if claim is None:
         return trajectory_id

@@ -9,7 +9,16 @@ import click
 
 from pacore.core.campaign import CampaignConfig
 from pacore.core.problems import LineError
-from pacore.core.schedule import PRESETS, parse_rounds, parse_tokens
+from pacore.core.schedule import (
+    MAX_POOL,
+    MAX_SAMPLES,
+    MAX_TRAJECTORY_TOKENS,
+    PRESETS,
+    SEED_MAX,
+    SEED_MIN,
+    parse_rounds,
+    parse_tokens,
+)
 from pacore.settings import Settings
 
 
@@ -38,18 +47,22 @@ def campaign_options(f: Any) -> Any:
         click.option("--rounds", callback=_rounds, help="Custom K per round, e.g. 32,4 (final 1 implicit)."),
         click.option(
             "--samples",
-            type=click.IntRange(1, 4096),
+            type=click.IntRange(1, MAX_SAMPLES),
             default=1,
             show_default=True,
             help="Independent runs per problem.",
         ),
         click.option("--model", help="Served model name. Default: PACORE_MODEL."),
-        click.option("--max-tokens", type=click.IntRange(1), help="Per-trajectory completion cap."),
+        click.option(
+            "--max-tokens",
+            type=click.IntRange(1, MAX_TRAJECTORY_TOKENS),
+            help="Per-trajectory completion cap.",
+        ),
         click.option("--temperature", type=click.FloatRange(0, 2), default=1.0, show_default=True),
         click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True),
         click.option(
             "--seed",
-            type=int,
+            type=click.IntRange(SEED_MIN, SEED_MAX),
             default=42,
             show_default=True,
             help="Orders messages and samples pools; never sent as the sampling seed.",
@@ -67,7 +80,7 @@ def campaign_options(f: Any) -> Any:
         ),
         click.option(
             "--pool",
-            type=click.IntRange(1),
+            type=click.IntRange(1, MAX_POOL),
             help="Round-1 pool: N round-1 trajectories per problem generated once (or reused from a campaign "
             "with the same problems, model and sampling); each run samples K1 of them.",
         ),

@@ -4,29 +4,41 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, model_validator
 
-from pacore.core.schedule import executed_schedule
+from pacore.core.schedule import (
+    MAX_BUDGET_TOKENS,
+    MAX_K,
+    MAX_POOL,
+    MAX_ROUNDS,
+    MAX_SAMPLES,
+    MAX_TRAJECTORY_TOKENS,
+    SEED_MAX,
+    SEED_MIN,
+    executed_schedule,
+)
 
 
 class CampaignConfig(BaseModel):
-    rounds: list[int] = Field(min_length=1, description="K per round, without the implicit final 1")
-    samples: int = Field(1, ge=1, le=4096)
+    rounds: list[int] = Field(
+        min_length=1, max_length=MAX_ROUNDS, description="K per round, without the implicit final 1"
+    )
+    samples: int = Field(1, ge=1, le=MAX_SAMPLES)
     model: str = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TRAJECTORY_TOKENS)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int = 42
-    problem_budget: int | None = Field(None, ge=1)
-    campaign_budget: int | None = Field(None, ge=1)
+    seed: int = Field(42, ge=SEED_MIN, le=SEED_MAX)
+    problem_budget: int | None = Field(None, ge=1, le=MAX_BUDGET_TOKENS)
+    campaign_budget: int | None = Field(None, ge=1, le=MAX_BUDGET_TOKENS)
     pass_truncated: bool = False
     reproducible_sampling: bool = False
     # Round-1 pool: N round-1 trajectories per problem, generated once (or reused from an earlier
     # campaign with the same problem, model and sampling), from which each run samples its K1.
-    pool: int | None = Field(None, ge=1)
+    pool: int | None = Field(None, ge=1, le=MAX_POOL)
 
     @model_validator(mode="after")
     def _positive_rounds(self) -> CampaignConfig:
-        if any(k < 1 for k in self.rounds):
-            raise ValueError("every K in rounds must be at least 1")
+        if any(k < 1 or k > MAX_K for k in self.rounds):
+            raise ValueError(f"every K in rounds must be from 1 to {MAX_K:,}")
         if self.pool is not None and self.pool < self.rounds[0]:
             raise ValueError(
                 f"--pool {self.pool} is smaller than round 1's K={self.rounds[0]}: a run samples K1 of it"

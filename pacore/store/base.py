@@ -3,10 +3,12 @@ rows from its columns (see `pacore.store.store.Store`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import CursorResult, Result
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from pacore.store.queries import clause
@@ -14,9 +16,27 @@ from pacore.store.queries import clause
 T = TypeVar("T")
 
 
+class StoreError(Exception):
+    """A statement the database refused (a value out of range, a constraint): the work it belonged to
+    cannot go on as it is. Raised by `StoreBase.isolated`, whose writes were rolled back."""
+
+
 class StoreBase:
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    @contextmanager
+    def isolated(self) -> Iterator[None]:
+        """A savepoint: if the database refuses a statement inside, what was written inside is rolled
+        back and StoreError raised, and the transaction goes on for the rest of its work. (A lost
+        connection is not refused work: it propagates as it is, for the caller's retry.)"""
+        try:
+            with self.session.begin_nested():
+                yield
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            raise StoreError(str(exc.orig).strip().splitlines()[0]) from exc
 
     def execute(
         self, name: str, params: dict[str, Any] | Sequence[dict[str, Any]] | None = None

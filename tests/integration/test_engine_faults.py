@@ -121,3 +121,12 @@ def test_json_logs_carry_the_ids(fake_fleet, tmp_path: Path) -> None:
         for line in noted
     )
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+
+
+def test_max_tokens_past_the_engines_context_is_clamped_at_claim(fleet: Fleet, tmp_path: Path) -> None:
+    """FakeEngine states max_model_len 4096 on /v1/models, as vLLM does: a campaign's larger
+    --max-tokens is lowered to it by the worker, so the engine never refuses the request."""
+    status = campaign(fleet, tmp_path, "clamped", "CLAMP a problem", "--max-tokens", "100000")
+    assert status["runs"] == {"total": 1, "done": 1}
+    asked = {r["max_tokens"] for r in fleet_requests(fleet, "CLAMP")}
+    assert asked == {4096}

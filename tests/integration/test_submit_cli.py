@@ -159,6 +159,17 @@ def test_existing_name_says_how_to_inspect_or_resume(cli, database_url) -> None:
         (["--preset", "ultra"], "Invalid value for '--preset'"),
         (["--preset", "low", "--rounds", "4"], "not both"),
         (["--samples", "0"], "Invalid value for '--samples'"),
+        # past the columns' types and the documented maxima: refused at submit, never a database error
+        (
+            ["--max-tokens", "3000000000"],
+            "Invalid value for '--max-tokens': 3000000000 is not in the range 1<=x<=16777216",
+        ),
+        (["--campaign-budget", "99999999999999999999"], "is more than 1,000,000,000,000,000 tokens"),
+        (["--problem-budget", "2000T"], "is not a token count"),
+        (["--rounds", "5000,4"], "K=5,000 is more than the 4,096 trajectories a round may have"),
+        (["--rounds", ",".join(["2"] * 65)], "65 rounds, more than the 64 pacore runs"),
+        (["--pool", "100000"], "Invalid value for '--pool'"),
+        (["--seed", str(2**64)], "Invalid value for '--seed'"),
     ],
 )
 def test_bad_options(cli, database_url, args, message) -> None:

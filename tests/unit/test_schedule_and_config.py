@@ -73,3 +73,26 @@ def test_reproducible_sampling_derives_a_distinct_seed_per_trajectory() -> None:
 def test_config_rejects_a_zero_k() -> None:
     with pytest.raises(ValidationError):
         CampaignConfig(rounds=[4, 0], model="m")
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"rounds": [5000]}, "rounds"),
+        ({"rounds": [2] * 65}, "rounds"),
+        ({"max_tokens": 2**31}, "max_tokens"),
+        ({"campaign_budget": 10**20}, "campaign_budget"),
+        ({"problem_budget": 10**16}, "problem_budget"),
+        ({"pool": 10**6}, "pool"),
+        ({"seed": 2**63}, "seed"),
+    ],
+)
+def test_config_refuses_values_past_the_documented_maxima(config, field) -> None:
+    with pytest.raises(ValidationError, match=field):
+        CampaignConfig(**{"rounds": [4], "model": "m", **config})
+
+
+def test_token_quantities_past_the_maximum_are_refused_with_their_text() -> None:
+    assert parse_tokens("1000000000000000") == parse_tokens("1,000,000M") == 10**15
+    with pytest.raises(ValueError, match="'99999999999999999999' is more than 1,000,000,000,000,000 tokens"):
+        parse_tokens("99999999999999999999")
