@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     engine_timeout: float = Field(
         600.0, description="Seconds without a byte from the engine before giving up."
     )
+    first_token_timeout: float = Field(
+        1800.0, gt=0, description="Seconds a request may wait for its first token (requests may queue)."
+    )
+    idle_timeout: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds a stream may go without a token once it began (keep-alives do not count).",
+    )
     engine_retries: int = Field(6, ge=1, description="Tries per generation for transient engine faults.")
     engine_retry_deadline: float = Field(
         900.0, gt=0, description="Seconds after which a generation stops retrying."

@@ -15,6 +15,8 @@ the synthesis prompt that quotes it, of later rounds). `nth` counts requests per
 - `FAILWHILE`: every request fails with HTTP 500 while `failing` is set.
 - `PACE<ms>`: each token takes that long.
 - `CRASH`: while `crashes` is set, the engine dies (see `go_down`) after the 3rd token of the request (the 1st of a continuation).
+- `MALFORMED`: the stream sends a data line that is not JSON.  - `NULLCHOICE`: a chunk with `choices: [null]`.
+- `KEEPALIVE`: the stream sends only keep-alive comments (every 50 ms, for at most 20 s), never a token.
 
 Otherwise: reasoning `thinking w w ...` and content ` The answer is \\boxed{<request number>}.`; the
 completion tokens are the reasoning words + 4 + 1 (end of sequence), cut at max_tokens.
@@ -174,6 +176,9 @@ class FakeEngine:
             return
         if "HANG" in text and nth == 1:
             time.sleep(5)
+        if misbehaviour := next((m for m in ("MALFORMED", "NULLCHOICE", "KEEPALIVE") if m in text), None):
+            self.misbehave(handler, misbehaviour)
+            return
         long = re.search(r"LONG(\d+)", text)
         reasoning = ["thinking"] + ["w"] * (int(long.group(1)) - 1 if long else 1)
         content = [" The", " answer", " is", f" \\boxed{{{n}}}."]
@@ -270,6 +275,28 @@ class FakeEngine:
                 return
         usage = {"prompt_tokens": prompt, "completion_tokens": len(pieces) + 1}  # + the end-of-sequence token
         self._finish(handler, "stop", usage)
+
+    def misbehave(self, handler: Any, how: str) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        self._chunk(handler, {"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+        if how == "MALFORMED":
+            self._raw(handler, b"data: {this is not json\n\n")
+        elif how == "NULLCHOICE":
+            self._chunk(handler, {"choices": [None]})
+        else:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                self._raw(handler, b": keepalive\n\n")
+                time.sleep(0.05)
+        handler.wfile.write(b"0\r\n\r\n")
+
+    @staticmethod
+    def _raw(handler: Any, data: bytes) -> None:
+        handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        handler.wfile.flush()
 
     def _finish(self, handler: Any, reason: str, usage: dict[str, int]) -> None:
         self._chunk(

@@ -14,6 +14,7 @@ task edge). The client is shared by all generation threads of a process.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -48,7 +49,7 @@ class GenerationResult:
 
 class EngineError(Exception):
     """The engine could not produce a generation; `kind` says why (http, connect: refused, connection:
-    broken, timeout, stream).
+    broken, timeout, stream, malformed: output that is not what the API promises).
     `streamed` is how many tokens arrived before it failed: spent, though not kept."""
 
     def __init__(self, kind: str, message: str, status: int | None = None, streamed: int = 0) -> None:
@@ -128,6 +129,7 @@ class StreamAccumulator:
         self.deltas = 0
 
     def add(self, chunk: dict[str, Any]) -> None:
+        _check_chunk(chunk)
         if chunk.get("usage"):
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or []:
@@ -181,22 +183,62 @@ class StreamAccumulator:
         )
 
 
-def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+def _malformed(what: str, sample: Any) -> EngineError:
+    return EngineError("malformed", f"the engine sent {what}: {str(sample)[:200]!r}")
+
+
+def _check_chunk(chunk: Any) -> None:
+    """A streamed chunk as the OpenAI API promises it; anything else is the engine's fault, named."""
+    if not isinstance(chunk, dict):
+        raise _malformed("a chunk that is not a JSON object", chunk)
+    choices = chunk.get("choices")
+    if choices is None or not isinstance(choices, list) or (not choices and not chunk.get("usage")):
+        raise _malformed("a chunk without choices", chunk)
+    for choice in choices:
+        if not isinstance(choice, dict):
+            raise _malformed("a choice that is not an object", chunk)
+        delta = choice.get("delta")
+        if delta is not None and not isinstance(delta, dict):
+            raise _malformed("a delta that is not an object", chunk)
+        for value in [
+            choice.get("text"),
+            *((delta or {}).get(k) for k in ("content", "reasoning", "reasoning_content")),
+        ]:
+            if value is not None and not isinstance(value, str):
+                raise _malformed("text that is not a string", chunk)
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
+    """The events of a server-sent-events stream, parsed; None for a line that carries none (a
+    keep-alive comment), so that the reader keeps its clocks. Blank lines only separate events."""
     for line in lines:
+        if not line:
+            continue
         if not line.startswith("data:"):
+            yield None
             continue
         data = line[5:].strip()
         if data == "[DONE]":
             return
-        yield json.loads(data)
+        try:
+            yield json.loads(data)
+        except json.JSONDecodeError:
+            raise _malformed("a line that is not JSON", data) from None
 
 
 class OpenAIEngine:
     def __init__(
-        self, base_url: str, api_key: str | None = None, timeout: float = 600.0, pool: int = 256
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = 600.0,
+        pool: int = 256,
+        first_token_timeout: float = 1800.0,
+        idle_timeout: float = 300.0,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
+        self.patience = Patience(first_token_timeout, idle_timeout)
         self.client = httpx.Client(
             base_url=self.base_url,
             headers=headers,
@@ -241,7 +283,7 @@ class OpenAIEngine:
                     raise CannotContinue(f"the engine at {self.base_url} has no {path} endpoint")
                 if response.status_code >= 400:
                     raise EngineError("http", _error_message(response), response.status_code)
-                _follow(response, acc, guard)
+                _follow(response, acc, guard, self.patience)
         except httpx.TimeoutException as exc:
             raise EngineError(
                 "timeout", f"{type(exc).__name__} from {self.base_url}", streamed=acc.tokens
@@ -282,12 +324,36 @@ class OpenAIEngine:
         self.client.close()
 
 
-def _follow(response: httpx.Response, acc: StreamAccumulator, guard: Guard | None) -> None:
-    """Read the stream into `acc`, asking the guard after every chunk whether to go on."""
+@dataclass(frozen=True)
+class Patience:
+    """How long a stream may go without a token: before its first (requests may queue) and after."""
+
+    first_token: float = 1800.0
+    idle: float = 300.0
+
+
+def _follow(
+    response: httpx.Response, acc: StreamAccumulator, guard: Guard | None, patience: Patience
+) -> None:
+    """Read the stream into `acc`, asking the guard after every line whether to go on (so that cancel
+    and drain act on a stream of keep-alives too). Only a chunk with tokens is progress: a stream of
+    keep-alive comments times out like a silent one."""
+    started = last = time.monotonic()
     for event in sse_events(response.iter_lines()):
-        if "error" in event:
-            raise EngineError("stream", str(event["error"]), streamed=acc.tokens)
-        acc.add(event)
+        now = time.monotonic()
+        if event is not None:
+            if "error" in event:
+                raise EngineError("stream", str(event["error"]), streamed=acc.tokens)
+            before = acc.tokens
+            acc.add(event)
+            if acc.tokens > before or acc.finish_reason is not None:
+                last = now
+        waited, limit = (now - last, patience.idle) if acc.tokens else (now - started, patience.first_token)
+        if acc.finish_reason is None and waited > limit:
+            what = "new token" if acc.tokens else "first token"
+            raise EngineError(
+                "timeout", f"no {what} for {waited:.0f} s (keep-alives do not count)", streamed=acc.tokens
+            )
         if acc.finish_reason is None and guard is not None and not guard(acc.take_raw(), acc.tokens):
             acc.finish_reason = BUDGET  # closing the stream aborts the request in vLLM
             return

@@ -68,7 +68,14 @@ def http_engine(
     settings: Settings, engine_url: str, model: str | None, concurrency: int
 ) -> tuple[Engine, str]:
     api_key = settings.engine_api_key.get_secret_value() if settings.engine_api_key else None
-    engine = OpenAIEngine(engine_url, api_key, settings.engine_timeout, pool=concurrency)
+    engine = OpenAIEngine(
+        engine_url,
+        api_key,
+        settings.engine_timeout,
+        pool=concurrency,
+        first_token_timeout=settings.first_token_timeout,
+        idle_timeout=settings.idle_timeout,
+    )
     wait_for_engine(engine)
     return engine, choose_model(engine, model)
 

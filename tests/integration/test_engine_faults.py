@@ -5,6 +5,8 @@ a max_tokens that fits, others fail at once."""
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import Fleet
 
 
@@ -130,3 +132,33 @@ def test_max_tokens_past_the_engines_context_is_clamped_at_claim(fleet: Fleet, t
     assert status["runs"] == {"total": 1, "done": 1}
     asked = {r["max_tokens"] for r in fleet_requests(fleet, "CLAMP")}
     assert asked == {4096}
+
+
+@pytest.mark.parametrize(
+    ("marker", "words"),
+    [
+        ("MALFORMED", "malformed: the engine sent a line that is not JSON: '{this is not json'"),
+        ("NULLCHOICE", "malformed: the engine sent a choice that is not an object"),
+        ("KEEPALIVE", "timeout: no first token for 1 s (keep-alives do not count)"),
+    ],
+)
+def test_engine_misbehaviour_ends_the_attempt_with_the_engines_words(
+    fake_fleet, tmp_path: Path, marker: str, words: str
+) -> None:
+    """Output the API does not promise, or a stream of keep-alives only, is an attempt's failure (after
+    its bounded retries), recorded with the engine's words: never a loop of re-drives."""
+    env = {"PACORE_FIRST_TOKEN_TIMEOUT": "1", "PACORE_ENGINE_RETRIES": "2"}
+    with fake_fleet(extra_env=env) as fleet:
+        status = campaign(fleet, tmp_path, marker.lower(), f"{marker} a problem")
+        assert status["runs"] == {"total": 1, "failed": 1}, (
+            "round 1 goes on without references; the final fails"
+        )
+        rows = fleet.query(
+            "SELECT t.status, t.attempt, t.error, (SELECT count(*) FROM attempt a WHERE a.trajectory_id = t.id) "
+            "FROM trajectory t WHERE t.campaign_id = %s",
+            status["id"],
+        )
+    assert len(rows) == 5
+    for t_status, attempt, error, settled in rows:
+        assert (t_status, attempt, settled) == ("failed", 1, 1), "one attempt, settled once: no re-drive loop"
+        assert error.startswith(words) and error.endswith("(after 2 tries)"), error

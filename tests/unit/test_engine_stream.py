@@ -1,6 +1,19 @@
 """Folding a streamed chat completion into one result (the HTTP adapter's pure part)."""
 
-from worker.engine import GenerationRequest, StreamAccumulator, request_body, sse_events
+import re
+
+import httpx
+import pytest
+
+from worker.engine import (
+    EngineError,
+    GenerationRequest,
+    Patience,
+    StreamAccumulator,
+    _follow,
+    request_body,
+    sse_events,
+)
 
 
 def chunk(delta=None, finish=None, usage=None):
@@ -51,7 +64,51 @@ def test_no_reasoning_field_means_none_not_empty() -> None:
 
 def test_sse_parsing_stops_at_done() -> None:
     lines = ["", ": keep-alive", 'data: {"a": 1}', "data: [DONE]", 'data: {"b": 2}']
-    assert list(sse_events(iter(lines))) == [{"a": 1}]
+    assert list(sse_events(iter(lines))) == [None, {"a": 1}]  # None: a comment, no event; the clock goes on
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("data: {not json\n\n", "a line that is not JSON: '{not json'"),
+        ('data: {"choices": [null]}\n\n', "a choice that is not an object"),
+        ('data: {"choices": null}\n\n', "a chunk without choices"),
+        ('data: {"choices": []}\n\n', "a chunk without choices"),
+        ("data: [1, 2]\n\n", "a chunk that is not a JSON object"),
+        ('data: {"choices": [{"delta": {"content": 5}}]}\n\n', "text that is not a string"),
+        ('data: {"choices": [{"delta": "x"}]}\n\n', "a delta that is not an object"),
+    ],
+)
+def test_malformed_output_is_an_engine_error_with_the_engines_words(body: str, words: str) -> None:
+    with pytest.raises(EngineError, match=re.escape(words)) as raised:
+        _follow(httpx.Response(200, text=body), StreamAccumulator(), None, Patience())
+    assert raised.value.kind == "malformed"
+
+
+def test_keep_alives_are_not_progress() -> None:
+    """A stream of keep-alive comments times out like a silent one: before its first token..."""
+    keepalives = ": keepalive\n\n" * 3
+    with pytest.raises(EngineError, match="no first token for") as raised:
+        _follow(httpx.Response(200, text=keepalives), StreamAccumulator(), None, Patience(first_token=0.0))
+    assert raised.value.kind == "timeout"
+    # ... and after it
+    one = 'data: {"choices": [{"delta": {"content": "a"}}], "usage": {"completion_tokens": 1}}\n\n'
+    with pytest.raises(EngineError, match="no new token for") as raised:
+        _follow(httpx.Response(200, text=one + keepalives), StreamAccumulator(), None, Patience(idle=0.0))
+    assert raised.value.streamed == 1
+
+
+def test_the_guard_is_asked_on_keep_alives_too() -> None:
+    """So that cancel and drain act on a stream that sends nothing else."""
+    asked: list[tuple[str, int]] = []
+
+    def guard(raw: str, streamed: int) -> bool:
+        asked.append((raw, streamed))
+        return True
+
+    stream = ": keepalive\n\n: keepalive\n\n"
+    _follow(httpx.Response(200, text=stream), StreamAccumulator(), guard, Patience())
+    assert asked and all(a == ("", 0) for a in asked)
 
 
 def test_request_body_sends_no_seed_unless_given() -> None:
