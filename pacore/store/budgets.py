@@ -20,6 +20,7 @@ from pacore.core.budget import (
     grant_request,
 )
 from pacore.core.vocabulary import Outcome
+from pacore.store.counters import Reserved
 from pacore.store.store import Store
 
 
@@ -51,18 +52,23 @@ def _take(
 
 def reserve(store: Store, holder: Holder, want: int, streamed: int, grant: int, held: int) -> int:
     """Reserve up to `want` tokens for a running attempt that holds `held`; 0 when the budget refuses.
-    Raises Fenced. Idempotent: run again after a commit whose answer was lost, it finds the attempt
-    holding more than `held` and returns that block instead of reserving another."""
-    holding = store.lock_running_trajectory(holder.trajectory_id, holder.attempt)
-    if holding is None:
+    Raises Fenced. One statement from the run's free grant; when that is spent, one more for a grant
+    from the campaign and one to take from it. Idempotent: run again after a commit whose answer was
+    lost, it finds the attempt holding more than `held` and returns that block instead of another."""
+    taken = _reserve_block(store, holder, want, streamed, held)
+    if taken.got or taken.before != held:
+        return taken.got or (taken.before or 0) - held
+    ask = grant_request(taken.run, want, grant)
+    if ask <= 0 or not store.grant_to_run(holder.run_id, holder.campaign_id, ask, minimum=1):
+        return 0
+    return _reserve_block(store, holder, want, streamed, held).got
+
+
+def _reserve_block(store: Store, holder: Holder, want: int, streamed: int, held: int) -> Reserved:
+    taken = store.reserve_block(holder.trajectory_id, holder.attempt, holder.run_id, want, 1, streamed, held)
+    if taken.before is None:
         raise Fenced(f"trajectory {holder.trajectory_id} attempt {holder.attempt} is no longer running")
-    if holding > held:
-        return holding - held
-    run, got = _take(store, store.lock_run_tokens(holder.run_id), holder, want, minimum=1, grant=grant)
-    if got:
-        store.add_trajectory_reservation(holder.trajectory_id, got, streamed)
-        store.write_run_tokens(holder.run_id, run)
-    return got
+    return taken
 
 
 def settle(

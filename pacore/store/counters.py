@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pacore.core.budget import CampaignTokens, RunTokens
 from pacore.store.base import StoreBase
 
 
+@dataclass(frozen=True)
+class Reserved:
+    before: int | None  # what the attempt held before (None: it no longer runs the trajectory)
+    got: int  # what it took now
+    limit: int | None  # the run's counters, as locked (for a grant when it took nothing)
+    granted: int
+    used: int
+    reserved: int
+
+    @property
+    def run(self) -> RunTokens:
+        return RunTokens(self.limit, self.granted, self.used, self.reserved)
+
+
 class CounterQueries(StoreBase):
-    def lock_running_trajectory(self, trajectory_id: int, attempt: int) -> int | None:
-        """Lock the row if this attempt still runs it, and return the tokens it holds (None: it does not
-        run it any more)."""
-        held = self.scalar("lock_running_trajectory", {"id": trajectory_id, "attempt": attempt})
-        return None if held is None else int(held)
+    def reserve_block(
+        self, trajectory_id: int, attempt: int, run_id: int, want: int, minimum: int, streamed: int, held: int
+    ) -> Reserved:
+        params = {
+            "id": trajectory_id,
+            "attempt": attempt,
+            "run": run_id,
+            "want": want,
+            "minimum": minimum,
+            "streamed": streamed,
+            "held": held,
+        }
+        found = self.one(Reserved, "reserve_block", params)
+        assert found is not None
+        return found
+
+    def grant_to_run(self, run_id: int, campaign_id: int, ask: int, minimum: int) -> int:
+        """What the campaign gave the run (0: it has less than `minimum` left)."""
+        params = {"run": run_id, "campaign": campaign_id, "ask": ask, "minimum": minimum}
+        return int(self.scalar("grant_to_run", params))
 
     def lock_run_tokens(self, run_id: int) -> RunTokens:
         found = self.one(RunTokens, "lock_run_tokens", {"id": run_id})
@@ -37,9 +68,6 @@ class CounterQueries(StoreBase):
         self.execute(
             "write_campaign_tokens", {"used": campaign.used, "reserved": campaign.reserved, "id": campaign_id}
         )
-
-    def add_trajectory_reservation(self, trajectory_id: int, n: int, streamed: int) -> None:
-        self.execute("add_trajectory_reservation", {"n": n, "streamed": streamed, "id": trajectory_id})
 
     def add_run_waste_and_prompt(self, run_id: int, wasted: int, prompt: int) -> None:
         self.execute("add_run_waste_and_prompt", {"wasted": wasted, "prompt": prompt, "id": run_id})

@@ -30,8 +30,8 @@ SETTINGS = Settings()
 # then the publish stamp; the round hop is read by the advance itself).
 EXPECTED = {
     "claim": (1, 1, 0),  # the checkpoint to continue comes back with the claim
-    "block": (4, 1, 0),
-    "block with a grant from the campaign": (6, 1, 0),
+    "block": (1, 1, 0),  # trajectory and run, one conditional update
+    "block with a grant from the campaign": (3, 1, 0),  # refused by the run; the campaign grants; taken
     "finish and settle": (1, 1, 0),  # result, completion order, checkpoint dropped, ledger, run settled
     "round advance (next round created)": (11, 1, 0),
 }

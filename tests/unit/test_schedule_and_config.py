@@ -93,6 +93,6 @@ def test_config_refuses_values_past_the_documented_maxima(config, field) -> None
 
 
 def test_token_quantities_past_the_maximum_are_refused_with_their_text() -> None:
-    assert parse_tokens("1000000000000000") == parse_tokens("1,000,000M") == 10**15
+    assert parse_tokens("1000000000000000") == parse_tokens("1,000,000,000M") == 10**15
     with pytest.raises(ValueError, match="'99999999999999999999' is more than 1,000,000,000,000,000 tokens"):
         parse_tokens("99999999999999999999")

@@ -1,7 +1,3 @@
--- name: lock_running_trajectory
--- Lock a trajectory's row if this attempt still runs it (the first lock of every budget change: trajectory, run, campaign) and read what it holds.
-SELECT tokens_reserved FROM trajectory WHERE id = :id AND attempt = :attempt AND status = 'running' FOR NO KEY UPDATE;
-
 -- name: lock_run_tokens
 -- Lock a run's row and read its token counters.
 SELECT token_limit AS "limit", tokens_granted AS granted, tokens_used AS used, tokens_reserved AS reserved
@@ -24,10 +20,57 @@ UPDATE run SET tokens_granted = :granted, tokens_used = :used, tokens_reserved =
 -- Write a campaign's token counters (its row is locked).
 UPDATE campaign SET tokens_used = :used, tokens_reserved = :reserved WHERE id = :id;
 
--- name: add_trajectory_reservation
--- A running attempt holds another block; records what it had streamed when it asked.
-UPDATE trajectory SET tokens_reserved = tokens_reserved + :n, tokens_streamed = :streamed WHERE id = :id;
-
 -- name: add_run_waste_and_prompt
 -- Count an attempt's wasted and prompt tokens on its run.
 UPDATE run SET tokens_wasted = tokens_wasted + :wasted, prompt_tokens = prompt_tokens + :prompt WHERE id = :id;
+
+-- name: reserve_block
+-- A running attempt holding :held takes up to :want tokens (at least :minimum) from its run's free grant, in one statement over the trajectory, then the run; returns what it held before (null: it no longer runs the trajectory), what it took, and the run's counters (for a grant when it took nothing).
+WITH mine AS (
+  SELECT id, tokens_reserved FROM trajectory
+  WHERE id = :id AND attempt = :attempt AND status = 'running' FOR NO KEY UPDATE
+),
+free AS (
+  SELECT r.id, r.token_limit, r.tokens_granted, r.tokens_used, r.tokens_reserved,
+         CASE WHEN mine.tokens_reserved = CAST(:held AS bigint)
+              THEN least(CAST(:want AS bigint), r.tokens_granted - r.tokens_used - r.tokens_reserved)
+              ELSE 0 END AS n
+  FROM mine, run r WHERE r.id = :run
+  FOR NO KEY UPDATE OF r
+),
+took AS (
+  UPDATE run SET tokens_reserved = run.tokens_reserved + free.n FROM free
+  WHERE run.id = free.id AND free.n >= greatest(CAST(:minimum AS bigint), 1)
+  RETURNING free.n
+),
+held AS (
+  UPDATE trajectory t SET tokens_reserved = t.tokens_reserved + took.n, tokens_streamed = :streamed
+  FROM took WHERE t.id = :id
+)
+SELECT (SELECT tokens_reserved FROM mine) AS before, coalesce((SELECT n FROM took), 0) AS got,
+       f.token_limit AS "limit", coalesce(f.tokens_granted, 0) AS granted, coalesce(f.tokens_used, 0) AS used,
+       coalesce(f.tokens_reserved, 0) AS reserved
+FROM (SELECT 1) AS one LEFT JOIN free f ON true;
+
+-- name: grant_to_run
+-- A campaign grants a run up to :ask tokens (at least :minimum) of what it has left, in one statement over the campaign and the run (whose row this transaction holds already); returns what it gave.
+WITH c AS (
+  SELECT id, CASE WHEN campaign_budget IS NULL THEN CAST(:ask AS bigint)
+                  ELSE greatest(0, campaign_budget - tokens_used - tokens_reserved) END AS available
+  FROM campaign WHERE id = :campaign FOR NO KEY UPDATE
+),
+g AS (
+  SELECT CASE WHEN available >= CAST(:ask AS bigint) THEN CAST(:ask AS bigint)
+              WHEN available >= CAST(:minimum AS bigint) THEN available ELSE 0 END AS n
+  FROM c
+),
+given AS (
+  UPDATE campaign SET tokens_reserved = campaign.tokens_reserved + g.n FROM g
+  WHERE campaign.id = :campaign AND g.n > 0
+  RETURNING g.n
+),
+granted AS (
+  UPDATE run SET tokens_granted = run.tokens_granted + given.n FROM given WHERE run.id = :run
+  RETURNING given.n
+)
+SELECT coalesce((SELECT n FROM granted), 0);
