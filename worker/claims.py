@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from pacore.core.budget import block_size
 from pacore.core.campaign import CampaignConfig
 from pacore.core.vocabulary import Outcome, TrajectoryStatus
 from pacore.store import budgets
@@ -26,6 +27,7 @@ class Claim:
     holder: budgets.Holder
     request: GenerationRequest
     checkpoint: Checkpoint = Checkpoint()  # what earlier attempts streamed, to continue
+    reserved: int = 0  # the first block, taken with the claim
 
     @property
     def trajectory_id(self) -> int:
@@ -54,23 +56,31 @@ def claim(
     worker_id: str,
     lease_seconds: int,
     max_model_len: int | None = None,
+    first_block: tuple[int, int] | None = None,
 ) -> Claim | None:
     """Claim the trajectory for this attempt; None when it is not to be generated (done, stale,
     cancelled, paused). Its `max_tokens` (the campaign's or the round's, the smaller) is clamped to the
-    engine's context length: an engine refuses a larger one outright."""
+    engine's context length: an engine refuses a larger one outright. With `first_block` (the block and
+    grant sizes), the claim's transaction also reserves the attempt's first block (safe to run twice:
+    a retry finds the block it took)."""
     with db.store() as store:
         row = store.claim_trajectory(trajectory_id, attempt, worker_id, lease_seconds)
-    if row is None:
-        return None
-    base = Checkpoint(row.checkpoint_text, row.checkpoint_tokens)
-    cfg = CampaignConfig.model_validate(row.config)
-    caps = [m for m in (cfg.max_tokens, row.round_max_tokens) if m is not None]
-    cap = min(caps) if caps else None  # none: the engine's own limit (its context less the prompt)
-    if cap is not None and max_model_len is not None:
-        cap = min(cap, max_model_len)
+        if row is None:
+            return None
+        base = Checkpoint(row.checkpoint_text, row.checkpoint_tokens)
+        cfg = CampaignConfig.model_validate(row.config)
+        caps = [m for m in (cfg.max_tokens, row.round_max_tokens) if m is not None]
+        cap = min(caps) if caps else None  # none: the engine's own limit (its context less the prompt)
+        if cap is not None and max_model_len is not None:
+            cap = min(cap, max_model_len)
+        holder = budgets.Holder(trajectory_id, attempt, row.run_id, row.campaign_id)
+        reserved = 0
+        if first_block is not None:
+            block, grant = first_block
+            want = block_size(0, None if cap is None else cap - base.tokens, block)
+            reserved = budgets.reserve(store, holder, want, 0, grant, held=0) if want > 0 else 0
     request = GenerationRequest(row.messages, cfg.model, cap, cfg.temperature, cfg.top_p, row.sampling_seed)
-    holder = budgets.Holder(trajectory_id, attempt, row.run_id, row.campaign_id)
-    return Claim(holder, request, base)
+    return Claim(holder, request, base, reserved)
 
 
 def finish(

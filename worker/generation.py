@@ -49,7 +49,7 @@ class BudgetGuard:
     def __init__(self, db: Database, claim: Claim, settings: Settings) -> None:
         self.db, self.claim, self.settings = db, claim, settings
         self.limit: int | None = None
-        self.reserved = 0
+        self.reserved = claim.reserved  # the first block came with the claim
         self.refused = False
 
     def allow(self, spent: int) -> bool:

@@ -46,6 +46,7 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
         node.worker_id,
         rt.settings.lease_seconds,
         node.max_model_len,
+        (rt.settings.token_block, rt.settings.token_grant),  # the claim takes the first block
     )
     if claim is None:
         return trajectory_id

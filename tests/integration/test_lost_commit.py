@@ -52,16 +52,19 @@ def test_a_lost_commit_answer_applies_nothing_twice(database, database_url: str,
         (publish,) = start_runs(store, SETTINGS, 10)
     (first, a1), (second, a2) = publish.trajectories
 
-    claim = twice(database, claims.claim, database, first, a1, "w", 60)
+    claim = twice(database, claims.claim, database, first, a1, "w", 60, None, (64, 128))
     assert claim is not None and claim.attempt == a1, "the retry re-claims its own trajectory"
+    assert claim.reserved == 64, "... and finds the first block its lost commit took"
+    assert row(database_url, "SELECT tokens_reserved FROM trajectory WHERE id = %s", first) == 64
+    assert row(database_url, "SELECT tokens_reserved, tokens_granted FROM run") == (64, 128)
 
     def reserve(held: int) -> int:
         with database.store() as store:
             return budgets.reserve(store, claim.holder, 64, 0, SETTINGS.token_grant, held=held)
 
-    assert twice(database, reserve, 0) == 64, "the retry finds the block it was given"
-    assert row(database_url, "SELECT tokens_reserved FROM trajectory WHERE id = %s", first) == 64
-    assert row(database_url, "SELECT tokens_reserved, tokens_granted FROM run") == (64, 128)
+    assert twice(database, reserve, 64) == 64, "the retry finds the block it was given"
+    assert row(database_url, "SELECT tokens_reserved FROM trajectory WHERE id = %s", first) == 128
+    assert row(database_url, "SELECT tokens_reserved, tokens_granted FROM run") == (128, 128)
 
     done = GenerationResult(" The answer is \\boxed{4}.", "r", "stop", 5, 7)
     assert twice(database, claims.finish, database, claim, "w", done, None, Spent(7, 0, 5), 128) is False

@@ -29,9 +29,9 @@ SETTINGS = Settings()
 # each transaction with a pre-ping round trip, and a round advance in 3 transactions (now 2: the advance,
 # then the publish stamp; the round hop is read by the advance itself).
 EXPECTED = {
-    "claim": (1, 1, 0),  # the checkpoint to continue comes back with the claim
+    "claim, with its first block": (2, 1, 0),  # the checkpoint comes back with the claim; the block: 1
+    "claim, with its first block and a grant": (4, 1, 0),  # refused by the run; the campaign grants; taken
     "block": (1, 1, 0),  # trajectory and run, one conditional update
-    "block with a grant from the campaign": (3, 1, 0),  # refused by the run; the campaign grants; taken
     "finish and settle": (1, 1, 0),  # result, completion order, checkpoint dropped, ledger, run settled
     "round advance (next round created)": (11, 1, 0),
 }
@@ -67,10 +67,11 @@ def test_statements_and_transactions_per_trajectory_and_per_round_advance(
     database = Database(normalize_url(database_url), pre_ping=False)  # as `pacore worker` and `scheduler`
     path = tmp_path / "p.jsonl"
     path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
-    # a run's grant covers two blocks: the first block takes a grant from the campaign, the second not
+    # a run's grant covers three blocks: the first claim takes a grant with its block, the rest do not
     config = CampaignConfig(rounds=[2, 1], model="m", campaign_budget=10_000)
     submit(database, path, "counted", config)
-    settings = SETTINGS.model_copy(update={"token_block": 64, "token_grant": 128})
+    settings = SETTINGS.model_copy(update={"token_block": 64, "token_grant": 192})
+    first_block = (settings.token_block, settings.token_grant)
     with database.store() as store:
         (publish,) = start_runs(store, settings, 10)
     counted = Counted(database)
@@ -78,14 +79,13 @@ def test_statements_and_transactions_per_trajectory_and_per_round_advance(
     measure: Callable[[str], Any] = lambda label: counted.measuring(label, seen)  # noqa: E731
 
     (first, a1), (second, a2) = publish.trajectories
-    with measure("claim"):
-        claim = claims.claim(database, first, a1, "w", 60)
-    other = claims.claim(database, second, a2, "w", 60)
-    assert claim is not None and other is not None
-    with measure("block with a grant from the campaign"), database.store() as store:
-        assert budgets.reserve(store, claim.holder, 64, 0, settings.token_grant, held=0) == 64
+    with measure("claim, with its first block and a grant"):
+        claim = claims.claim(database, first, a1, "w", 60, None, first_block)
+    with measure("claim, with its first block"):
+        other = claims.claim(database, second, a2, "w", 60, None, first_block)
+    assert claim is not None and other is not None and claim.reserved == other.reserved == 64
     with measure("block"), database.store() as store:
-        assert budgets.reserve(store, other.holder, 64, 0, settings.token_grant, held=0) == 64
+        assert budgets.reserve(store, claim.holder, 64, 10, settings.token_grant, held=64) == 64
     with measure("finish and settle"):
         assert claims.finish(database, claim, "w", result(7), None, Spent(7, 0, 5), settings.token_grant)
     assert claims.finish(database, other, "w", result(8), None, Spent(8, 0, 5), settings.token_grant)
