@@ -1,7 +1,9 @@
 """Applying the budget decisions of pacore.core.budget to the database.
 
-Each operation is one short transaction: lock the rows, read the counters, ask the pure code, write the
-result. Locks are always taken in one order — the attempt's own trajectory row, then the run row, then
+A block is one conditional statement over the attempt's trajectory and its run, and a grant one over
+the campaign and the run (`sql/budgets.sql`): each takes what `pacore.core.budget.take` would. The rarer
+changes (an overrun's settlement, a run's end or reopening) lock the rows, read the counters, ask the
+pure code and write the result. Locks are always taken in one order — the attempt's own trajectory row, then the run row, then
 the campaign row — so that no two transactions can wait on each other in a cycle; and with FOR NO KEY
 UPDATE, which foreign-key checks of concurrent inserts do not wait on. The campaign row is touched only
 when a run takes a grant or ends, never per trajectory.
@@ -56,8 +58,11 @@ def reserve(store: Store, holder: Holder, want: int, streamed: int, grant: int, 
     from the campaign and one to take from it. Idempotent: run again after a commit whose answer was
     lost, it finds the attempt holding more than `held` and returns that block instead of another."""
     taken = _reserve_block(store, holder, want, streamed, held)
-    if taken.got or taken.before != held:
-        return taken.got or (taken.before or 0) - held
+    assert taken.before is not None  # _reserve_block raised Fenced otherwise
+    if taken.before > held:  # a retry: the lost commit took this block already
+        return taken.before - held
+    if taken.got:
+        return taken.got
     ask = grant_request(taken.run, want, grant)
     if ask <= 0 or not store.grant_to_run(holder.run_id, holder.campaign_id, ask, minimum=1):
         return 0
