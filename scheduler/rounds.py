@@ -97,7 +97,7 @@ def start_runs(
 
 def _cannot_start(store: Store, run_id: int, campaign_id: int, why: str) -> None:
     log.error("run %d of campaign %d could not start: %s", run_id, campaign_id, why)
-    store.finish_run(run_id, RunStatus.FAILED, f"could not start: {why}", None, None)
+    store.end_runs(RunStatus.FAILED, f"could not start: {why}", ids=[run_id])
     store.finish_campaign_if_done(campaign_id)
 
 
@@ -213,7 +213,9 @@ def advance_round(store: Store, settings: Settings, round_id: int) -> Publish | 
     return None
 
 
-def _finish_run(store: Store, run: RunContext, status: str, reason: str, final_message: str | None) -> None:
-    store.finish_run(run.run_id, status, reason, final_message, extract_boxed(final_message))
-    budgets.finish_run(store, run.run_id, run.campaign_id)
+def _finish_run(
+    store: Store, run: RunContext, status: RunStatus, reason: str, final_message: str | None
+) -> None:
+    answer = extract_boxed(final_message)
+    store.end_runs(status, reason, ids=[run.run_id], message=final_message, answer=answer)
     store.finish_campaign_if_done(run.campaign_id)

@@ -7,8 +7,8 @@ from collections import defaultdict
 from celery import Celery
 
 from pacore.core.reconcile import AdvanceRound, Redrive, Republish, RoundRow, TrajectoryRow, reconcile
-from pacore.core.vocabulary import Outcome, RoundStatus
-from pacore.store import budgets
+from pacore.core.vocabulary import Outcome, RoundStatus, TrajectoryStatus
+from pacore.store.endings import Scope
 from pacore.store.store import Store
 from scheduler.advance import advance_and_publish
 from scheduler.app import runtime
@@ -69,21 +69,15 @@ def sweep(
 
 
 def _redrive(store: Store, action: Redrive) -> bool:
-    """A new attempt fences the old one. The lost attempt is settled here, by what re-drives it: its
-    blocks go back and the tokens it had streamed (as of its last block request or checkpoint) count
-    as spent, in the ledger as preempted; what it checkpointed is kept (the next attempt continues it),
-    the rest is waste."""
-    old = store.redrive_trajectory(action.trajectory_id, action.stale_attempt)
-    if old is None:
-        return False
-    holder = budgets.Holder(action.trajectory_id, action.stale_attempt, old.run_id, old.campaign_id)
-    budgets.settle_lost(
-        store,
-        holder,
-        old.reserved,
-        old.streamed,
-        old.checkpointed,
+    """A new attempt fences the old one. The lost attempt is settled in the same statement: its blocks
+    go back and the tokens it had streamed (as of its last block request or checkpoint) count as spent,
+    in the ledger as preempted; what it checkpointed is kept (the next attempt continues it), the rest
+    is waste."""
+    fenced = store.fence_attempts(
+        Scope(ids=[action.trajectory_id], attempt=action.stale_attempt),
+        [TrajectoryStatus.RUNNING],
+        TrajectoryStatus.PENDING,
         Outcome.PREEMPTED,
         "the process holding it is gone",
     )
-    return True
+    return bool(fenced)

@@ -15,6 +15,7 @@ from pacore.core.campaign import CampaignConfig
 from pacore.core.vocabulary import Outcome, TrajectoryStatus
 from pacore.store import budgets
 from pacore.store.database import Database
+from pacore.store.endings import Scope
 from pacore.store.store import Store
 from worker.checkpoint import Checkpoint
 from worker.engine import GenerationRequest, GenerationResult
@@ -90,7 +91,6 @@ def finish(
     result: GenerationResult | None,
     error: str | None,
     spent: Spent | None = None,
-    grant: int = 0,
 ) -> bool:
     """Write the outcome, fenced by attempt, and settle the attempt's tokens exactly once."""
     spent = spent or Spent(
@@ -117,18 +117,8 @@ def finish(
             spent_prompt=spent.prompt,
             retries=spent.retries,
         )
-        if finished.in_ledger and not finished.settled_run:  # it used more than it held: rare
-            overrun = budgets.settle(
-                store, claim.holder, finished.reserved, spent.tokens, wasted, spent.prompt, grant
-            )
-            if overrun:
-                log.error(
-                    "trajectory %d attempt %d used %d tokens past its budget (the engine sent more than "
-                    "PACORE_TOKEN_CHUNK_SLACK tokens in one chunk)",
-                    claim.trajectory_id,
-                    claim.attempt,
-                    overrun,
-                )
+        if finished.overrun:
+            _log_overrun(claim, finished.overrun)
     return finished.written
 
 
@@ -144,7 +134,7 @@ HANDED_BACK = {
 QUARANTINE_AFTER_WORKERS = 2
 
 
-def hand_back(db: Database, claim: Claim, worker_id: str, spent: Spent, reason: str, grant: int = 0) -> bool:
+def hand_back(db: Database, claim: Claim, worker_id: str, spent: Spent, reason: str) -> bool:
     """Give the trajectory back: a new attempt (fencing this one), pending and unpublished, so that the
     scheduler's next tick publishes it again; the checkpoint stays for the next attempt to continue.
     Settles this attempt's tokens once; counts nothing against the trajectory (a preemption, not a
@@ -152,26 +142,34 @@ def hand_back(db: Database, claim: Claim, worker_id: str, spent: Spent, reason: 
     quarantined: it waits for an operator (`pacore quarantine lift`)."""
     outcome = HANDED_BACK[reason]
     with db.store() as store:
-        released = store.hand_back_trajectory(claim.trajectory_id, claim.attempt)
-        if released is None:
-            return False
-        store.record_attempt(
-            claim.trajectory_id,
-            claim.attempt,
+        fenced = store.fence_attempts(
+            Scope(ids=[claim.trajectory_id], attempt=claim.attempt),
+            [TrajectoryStatus.RUNNING],
+            TrajectoryStatus.PENDING,
             outcome,
-            spent.tokens,
-            spent.wasted,
+            "; ".join(e for e in (f"handed back: {reason}", spent.note) if e),
             worker=worker_id,
-            preempted=True,
-            error="; ".join(e for e in (f"handed back: {reason}", spent.note) if e),
-            started=released.started_at,
+            spent=spent.tokens,
+            wasted=spent.wasted,
+            prompt=spent.prompt,
         )
-        budgets.settle(
-            store, claim.holder, released.reserved, spent.tokens, spent.wasted, spent.prompt, grant
-        )
+        if not fenced:
+            return False
+        if fenced[0].overrun:
+            _log_overrun(claim, fenced[0].overrun)
         if outcome == Outcome.ENGINE_LOST:
             _quarantine_if_poison(store, claim)
     return True
+
+
+def _log_overrun(claim: Claim, overrun: int) -> None:
+    log.error(
+        "trajectory %d attempt %d used %d tokens past its budget (the engine sent more than "
+        "PACORE_TOKEN_CHUNK_SLACK tokens in one chunk)",
+        claim.trajectory_id,
+        claim.attempt,
+        overrun,
+    )
 
 
 def _quarantine_if_poison(store: Store, claim: Claim) -> None:

@@ -86,7 +86,6 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
             node.worker_id,
             attempted.spent,
             attempted.handed_back,
-            rt.settings.token_grant,
         )
         log.info(
             "trajectory %d attempt %d handed back (%s) after %d tokens, checkpointed",
@@ -109,7 +108,6 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
         attempted.result,
         attempted.error,
         attempted.spent,
-        rt.settings.token_grant,
     )
     metrics.ATTEMPTS.labels(Outcome.DONE if attempted.result else Outcome.FAILED).inc()
     return trajectory_id

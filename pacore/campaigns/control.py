@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pacore.campaigns.status import find_campaign, summaries
-from pacore.core.vocabulary import CampaignStatus, Outcome
-from pacore.store import budgets
+from pacore.core.vocabulary import UNFINISHED, CampaignStatus, Outcome, RunStatus, TrajectoryStatus
+from pacore.store.endings import Scope
 from pacore.store.store import Store
 
 
@@ -73,23 +73,18 @@ def cancel(store: Store, name: str) -> Changed:
     # Rounds first: a round that is no longer `generating` cannot advance (its guarded update fails), and
     # an advance already under way holds the round's lock, so what it creates is seen below.
     store.cancel_generating_rounds(cid)
-    for running in store.lock_running_trajectories(cid):
-        holder = budgets.Holder(running.trajectory_id, running.attempt, running.run_id, cid)
-        budgets.settle_lost(
-            store,
-            holder,
-            running.reserved,
-            running.streamed,
-            0,
-            Outcome.CANCELLED,
-            "cancelled by the operator",
-        )
-    cancelled = store.cancel_unfinished_trajectories(cid)
-    runs = store.cancel_unfinished_runs(cid)
-    for run_id in runs:
-        budgets.finish_run(store, run_id, cid)
+    # One statement fences off every pending and running attempt and settles the running ones (what they
+    # streamed is spent and wasted: nothing comes next); another ends the runs and moves their tokens.
+    fenced = store.fence_attempts(
+        Scope(campaign=cid),
+        UNFINISHED,
+        TrajectoryStatus.CANCELLED,
+        Outcome.CANCELLED,
+        "cancelled by the operator",
+    )
+    runs = store.end_runs(RunStatus.CANCELLED, "cancelled by the operator", campaign=cid)
     store.cancel_campaign(cid)
-    return Changed(name, CampaignStatus.CANCELLED, len(runs), cancelled)
+    return Changed(name, CampaignStatus.CANCELLED, len(runs), len(fenced))
 
 
 def retry_failed(store: Store, name: str) -> Changed:
@@ -102,14 +97,14 @@ def retry_failed(store: Store, name: str) -> Changed:
         return Changed(name, status)
     round_ids = [round_id for _, round_id in rounds]
     store.reopen_rounds(round_ids)
-    again = store.retry_failed_trajectories(round_ids)
-    for run_id, _ in rounds:
-        store.reopen_run(run_id)
-        budgets.reopen_run(store, run_id, cid)
+    again = store.fence_attempts(
+        Scope(rounds=round_ids), [TrajectoryStatus.FAILED], TrajectoryStatus.PENDING, Outcome.FAILED, None
+    )
+    store.reopen_runs([run_id for run_id, _ in rounds])
     if status == CampaignStatus.DONE:
         store.reopen_campaign(cid)
     return Changed(
-        name, CampaignStatus.ACTIVE if status == CampaignStatus.DONE else status, len(rounds), again
+        name, CampaignStatus.ACTIVE if status == CampaignStatus.DONE else status, len(rounds), len(again)
     )
 
 

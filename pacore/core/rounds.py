@@ -9,7 +9,7 @@ from typing import Literal
 from pacore.core.compaction import Outcome, reference
 from pacore.core.ordering import official_order
 from pacore.core.prompts import Messages, synthesis_input
-from pacore.core.vocabulary import RunStatus, TrajectoryStatus
+from pacore.core.vocabulary import CampaignStatus, RunStatus, TrajectoryStatus
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,13 @@ def after_round(
         next_k=next_k,
         next_messages=synthesis_input(original, refs),
     )
+
+
+def campaign_after_runs(status: str, unfinished: int) -> CampaignStatus | None:
+    """The campaign's end, decided after one of its runs ended (or it was resumed): an active campaign
+    with no run pending or running is done; a paused one stays paused until it is resumed (and decided
+    again then); a cancelled or done one is left alone. None: nothing changes. `unfinished` must be read
+    under the campaign row's lock, or two runs ending at once would each still see the other."""
+    if status == CampaignStatus.ACTIVE and unfinished == 0:
+        return CampaignStatus.DONE
+    return None

@@ -67,15 +67,6 @@ class RunAnswer:
     tokens: int
 
 
-@dataclass(frozen=True)
-class RunningAttempt:
-    trajectory_id: int
-    attempt: int
-    run_id: int
-    reserved: int
-    streamed: int
-
-
 def _jsonb(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
 
@@ -201,15 +192,6 @@ class CampaignQueries(StoreBase):
     def cancel_generating_rounds(self, campaign_id: int) -> None:
         self.execute("cancel_generating_rounds", {"id": campaign_id})
 
-    def lock_running_trajectories(self, campaign_id: int) -> list[RunningAttempt]:
-        return self.all(RunningAttempt, "lock_running_trajectories", {"id": campaign_id})
-
-    def cancel_unfinished_trajectories(self, campaign_id: int) -> int:
-        return self.count("cancel_unfinished_trajectories", {"id": campaign_id})
-
-    def cancel_unfinished_runs(self, campaign_id: int) -> list[int]:
-        return self.scalars("cancel_unfinished_runs", {"id": campaign_id})
-
     def cancel_campaign(self, campaign_id: int) -> None:
         self.execute("cancel_campaign", {"id": campaign_id})
 
@@ -219,12 +201,6 @@ class CampaignQueries(StoreBase):
 
     def reopen_rounds(self, round_ids: list[int]) -> None:
         self.execute("reopen_rounds", {"ids": round_ids})
-
-    def retry_failed_trajectories(self, round_ids: list[int]) -> int:
-        return self.count("retry_failed_trajectories", {"ids": round_ids})
-
-    def reopen_run(self, run_id: int) -> None:
-        self.execute("reopen_run", {"id": run_id})
 
     def reopen_campaign(self, campaign_id: int) -> None:
         self.execute("reopen_campaign", {"id": campaign_id})
@@ -242,8 +218,7 @@ class CampaignQueries(StoreBase):
         self.execute("delete_campaign", {"id": campaign_id})
 
     def set_campaign_budget(self, campaign_id: int, limit: int | None) -> None:
-        """Under the campaign row lock that every grant takes."""
-        self.execute("lock_campaign", {"id": campaign_id})
+        """One update: it waits for the campaign row lock that every grant takes."""
         self.execute("set_campaign_budget", {"b": limit, "id": campaign_id})
 
     def lift_quarantine(self, campaign_id: int) -> list[tuple[int, str | None]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pacore.store.base import StoreBase
@@ -25,16 +24,8 @@ class Claimed:
 class Finished:
     written: bool  # the attempt still ran the trajectory: its result is written
     in_ledger: bool  # appended to the ledger now (not before): its tokens are settled by this call
-    settled_run: bool  # its run's counters are settled too (it used no more than it held)
     reserved: int  # what the attempt held
-
-
-@dataclass(frozen=True)
-class Released:
-    """A running attempt's row as it was released (finished or handed back)."""
-
-    started_at: datetime | None
-    reserved: int
+    overrun: int  # tokens past the problem or campaign budget after settling (0 unless the engine overran)
 
 
 class ClaimQueries(StoreBase):
@@ -51,40 +42,6 @@ class ClaimQueries(StoreBase):
         found = self.one(Finished, "finish_and_settle", params)
         assert found is not None
         return found
-
-    def hand_back_trajectory(self, trajectory_id: int, attempt: int) -> Released | None:
-        return self.one(Released, "hand_back_trajectory", {"id": trajectory_id, "attempt": attempt})
-
-    def record_attempt(
-        self,
-        trajectory_id: int,
-        attempt: int,
-        outcome: str,
-        spent: int,
-        wasted: int,
-        *,
-        worker: str | None = None,
-        preempted: bool = False,
-        prompt: int = 0,
-        retries: int = 0,
-        error: str | None = None,
-        started: datetime | None = None,
-    ) -> bool:
-        """Append the attempt to the ledger; False when it was there already (settled once only)."""
-        params = {
-            "id": trajectory_id,
-            "attempt": attempt,
-            "worker": worker,
-            "outcome": outcome,
-            "preempted": preempted,
-            "prompt": prompt,
-            "spent": spent,
-            "wasted": wasted,
-            "retries": retries,
-            "error": error,
-            "started": started,
-        }
-        return self.scalar("record_attempt", params) is not None
 
     def engine_lost_workers(self, trajectory_id: int, run_id: int) -> int:
         return int(self.scalar("engine_lost_workers", {"id": trajectory_id, "run": run_id}))

@@ -44,14 +44,10 @@ class CounterQueries(StoreBase):
         params = {"run": run_id, "campaign": campaign_id, "ask": ask, "minimum": minimum}
         return int(self.scalar("grant_to_run", params))
 
-    def lock_run_tokens(self, run_id: int) -> RunTokens:
-        found = self.one(RunTokens, "lock_run_tokens", {"id": run_id})
+    def run_tokens(self, run_id: int) -> RunTokens:
+        """Without a lock: for estimates only."""
+        found = self.one(RunTokens, "run_tokens", {"id": run_id})
         assert found is not None, f"run {run_id} does not exist"
-        return found
-
-    def lock_campaign_tokens(self, campaign_id: int) -> CampaignTokens:
-        found = self.one(CampaignTokens, "lock_campaign_tokens", {"id": campaign_id})
-        assert found is not None, f"campaign {campaign_id} does not exist"
         return found
 
     def campaign_tokens(self, campaign_id: int) -> CampaignTokens:
@@ -59,15 +55,3 @@ class CounterQueries(StoreBase):
         found = self.one(CampaignTokens, "campaign_tokens", {"id": campaign_id})
         assert found is not None, f"campaign {campaign_id} does not exist"
         return found
-
-    def write_run_tokens(self, run_id: int, run: RunTokens) -> None:
-        params = {"granted": run.granted, "used": run.used, "reserved": run.reserved, "id": run_id}
-        self.execute("write_run_tokens", params)
-
-    def write_campaign_tokens(self, campaign_id: int, campaign: CampaignTokens) -> None:
-        self.execute(
-            "write_campaign_tokens", {"used": campaign.used, "reserved": campaign.reserved, "id": campaign_id}
-        )
-
-    def add_run_waste_and_prompt(self, run_id: int, wasted: int, prompt: int) -> None:
-        self.execute("add_run_waste_and_prompt", {"wasted": wasted, "prompt": prompt, "id": run_id})

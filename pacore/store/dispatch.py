@@ -18,17 +18,6 @@ class Unpublished:
     attempt: int
 
 
-@dataclass(frozen=True)
-class Redriven:
-    """What the fenced-off attempt of a re-driven trajectory held."""
-
-    reserved: int
-    streamed: int
-    campaign_id: int
-    run_id: int
-    checkpointed: int
-
-
 class DispatchQueries(StoreBase):
     def fleet_capacity(self, stale_seconds: int) -> int:
         return int(self.scalar("fleet_capacity", {"stale": stale_seconds}))
@@ -61,9 +50,6 @@ class DispatchQueries(StoreBase):
             "cutoffs": json.dumps(cutoffs),
         }
         return self.all(TrajectoryRow, "reconcile_trajectories", params)
-
-    def redrive_trajectory(self, trajectory_id: int, stale_attempt: int) -> Redriven | None:
-        return self.one(Redriven, "redrive_trajectory", {"id": trajectory_id, "attempt": stale_attempt})
 
     def round_models(self, round_ids: list[int]) -> dict[int, str]:
         return {int(r[0]): r[1] for r in self.execute("round_models", {"ids": round_ids})}

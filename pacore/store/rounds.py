@@ -154,16 +154,3 @@ class RoundQueries(StoreBase):
 
     def fail_round(self, round_id: int) -> None:
         self.execute("fail_round", {"id": round_id})
-
-    def finish_run(
-        self, run_id: int, status: str, reason: str, message: str | None, answer: str | None
-    ) -> None:
-        params = {"id": run_id, "status": status, "reason": reason, "message": message, "answer": answer}
-        self.execute("finish_run", params)
-
-    def finish_campaign_if_done(self, campaign_id: int) -> None:
-        """Mark the campaign done when no run is left. The row lock comes first, in a statement of its
-        own: two runs finishing at once would otherwise each still see the other running (READ
-        COMMITTED: one statement's snapshot is taken before it waits for the lock)."""
-        self.execute("lock_campaign", {"id": campaign_id})
-        self.execute("finish_campaign_if_done", {"id": campaign_id})

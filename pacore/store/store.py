@@ -9,6 +9,7 @@ from pacore.store.checkpoints import CheckpointQueries
 from pacore.store.claims import ClaimQueries
 from pacore.store.counters import CounterQueries
 from pacore.store.dispatch import DispatchQueries
+from pacore.store.endings import EndingQueries
 from pacore.store.fleet import FleetQueries
 from pacore.store.results import ResultQueries
 from pacore.store.rounds import RoundQueries
@@ -21,6 +22,7 @@ class Store(
     FleetQueries,
     DispatchQueries,
     RoundQueries,
+    EndingQueries,
     CampaignQueries,
     ResultQueries,
 ):

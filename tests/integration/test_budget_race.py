@@ -19,6 +19,7 @@ from pacore.store.database import Database
 from pacore.store.store import Store
 from scheduler.rounds import start_runs
 from worker import claims
+from worker.engine import GenerationResult
 
 REPETITIONS = 100
 CAMPAIGN_BUDGET, PROBLEM_BUDGET, GRANT = 500, 240, 64
@@ -54,8 +55,12 @@ def stream(db: Database, claim: claims.Claim, seed: int) -> int:
             break
         reserved += got
         used += rng.randint(0, got)
-    with db.session() as session:
-        budgets.settle(Store(session), claim.holder, reserved, used, 0, 0, GRANT)
+    # Half the attempts end with a result, half are handed back: both settle in their one statement.
+    if seed % 2:
+        result = GenerationResult(" \\boxed{1}", "", "stop", 0, used)
+        assert claims.finish(db, claim, "w", result, None, claims.Spent(used, 0, 0))
+    else:
+        assert claims.hand_back(db, claim, "w", claims.Spent(used, 0, 0), "drained")
     return used
 
 

@@ -67,13 +67,13 @@ def test_a_lost_commit_answer_applies_nothing_twice(database, database_url: str,
     assert row(database_url, "SELECT tokens_reserved, tokens_granted FROM run") == (128, 128)
 
     done = GenerationResult(" The answer is \\boxed{4}.", "r", "stop", 5, 7)
-    assert twice(database, claims.finish, database, claim, "w", done, None, Spent(7, 0, 5), 128) is False
+    assert twice(database, claims.finish, database, claim, "w", done, None, Spent(7, 0, 5)) is False
     assert row(database_url, "SELECT count(*), sum(completion_tokens) FROM attempt") == (1, 7)
     assert row(database_url, "SELECT tokens_used, tokens_reserved, prompt_tokens FROM run") == (7, 0, 5)
 
     other = claims.claim(database, second, a2, "w", 60)
     assert other is not None
-    handed = twice(database, claims.hand_back, database, other, "w", Spent(3, 0, 0), "drained", 128)
+    handed = twice(database, claims.hand_back, database, other, "w", Spent(3, 0, 0), "drained")
     assert handed is False, "the retry finds the attempt fenced off by the first"
     assert row(database_url, "SELECT attempt, status FROM trajectory WHERE id = %s", second) == (
         a2 + 1,
@@ -84,7 +84,7 @@ def test_a_lost_commit_answer_applies_nothing_twice(database, database_url: str,
 
     again = claims.claim(database, second, a2 + 1, "w", 60)
     assert again is not None
-    assert claims.finish(database, again, "w", done, None, Spent(7, 0, 5), 128)
+    assert claims.finish(database, again, "w", done, None, Spent(7, 0, 5))
 
     def advance() -> Any:
         with database.store() as store:

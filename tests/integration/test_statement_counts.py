@@ -14,9 +14,11 @@ from sqlalchemy import event
 
 from pacore.campaigns.submit import submit
 from pacore.core.campaign import CampaignConfig
+from pacore.core.vocabulary import CampaignStatus
 from pacore.settings import Settings
 from pacore.store import budgets
 from pacore.store.database import Database, normalize_url
+from pacore.store.endings import Progress
 from scheduler.rounds import advance_round, start_runs
 from worker import claims
 from worker.claims import Spent
@@ -34,6 +36,10 @@ EXPECTED = {
     "block": (1, 1, 0),  # trajectory and run, one conditional update
     "finish and settle": (1, 1, 0),  # result, completion order, checkpoint dropped, ledger, run settled
     "round advance (next round created)": (11, 1, 0),
+    "hand-back": (1, 1, 0),  # fenced off, the next attempt started, the ledger, the run settled
+    # the round's 5 (won, context, outcomes, references, decision), then the run ended with its tokens
+    # moved to the campaign, the campaign's progress read and the campaign ended
+    "round advance (the run's end, the campaign's last)": (8, 1, 0),
 }
 
 
@@ -69,7 +75,7 @@ def test_statements_and_transactions_per_trajectory_and_per_round_advance(
     path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
     # a run's grant covers three blocks: the first claim takes a grant with its block, the rest do not
     config = CampaignConfig(rounds=[2, 1], model="m", campaign_budget=10_000)
-    submit(database, path, "counted", config)
+    campaign_id = submit(database, path, "counted", config).campaign_id
     settings = SETTINGS.model_copy(update={"token_block": 64, "token_grant": 192})
     first_block = (settings.token_block, settings.token_grant)
     with database.store() as store:
@@ -87,10 +93,27 @@ def test_statements_and_transactions_per_trajectory_and_per_round_advance(
     with measure("block"), database.store() as store:
         assert budgets.reserve(store, claim.holder, 64, 10, settings.token_grant, held=64) == 64
     with measure("finish and settle"):
-        assert claims.finish(database, claim, "w", result(7), None, Spent(7, 0, 5), settings.token_grant)
-    assert claims.finish(database, other, "w", result(8), None, Spent(8, 0, 5), settings.token_grant)
+        assert claims.finish(database, claim, "w", result(7), None, Spent(7, 0, 5))
+    assert claims.finish(database, other, "w", result(8), None, Spent(8, 0, 5))
     with measure("round advance (next round created)"), database.store() as store:
-        assert advance_round(store, settings, publish.round_id) is not None
+        follow = advance_round(store, settings, publish.round_id)
+    assert follow is not None
+    ((tid, attempt),) = follow.trajectories
+    held = claims.claim(database, tid, attempt, "w", 60, None, first_block)
+    assert held is not None
+    with measure("hand-back"):
+        assert claims.hand_back(database, held, "w", Spent(3, 0, 5), "drained")
+    attempt += 1
+    while follow is not None:  # to the final round: the last advance (measured) ends the run
+        again = claims.claim(database, tid, attempt, "w", 60, None, first_block)
+        assert again is not None and claims.finish(database, again, "w", result(4), None, Spent(4, 0, 5))
+        with measure("round advance (the run's end, the campaign's last)"), database.store() as store:
+            ended = advance_round(store, settings, follow.round_id)
+        follow = ended
+        if follow is not None:
+            ((tid, attempt),) = follow.trajectories
+    with database.store() as store:
+        assert store.campaign_progress(campaign_id) == Progress(CampaignStatus.DONE, 0)
 
     assert seen == EXPECTED
 

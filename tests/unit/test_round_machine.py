@@ -12,7 +12,9 @@ import pytest
 
 from pacore.core.budget import CampaignTokens, RunTokens
 from pacore.core.prompts import render_synthesis
+from pacore.core.vocabulary import CampaignStatus
 from pacore.settings import Settings
+from pacore.store.endings import EndingQueries, Progress
 from pacore.store.rounds import OutcomeRow, RunContextRow, WonRound
 from scheduler.rounds import advance_round
 
@@ -26,8 +28,10 @@ class MemoryStore:
     won: WonRound | None
     context: RunContextRow
     outcomes: list[OutcomeRow]
-    run_tokens: RunTokens = field(default_factory=lambda: RunTokens(None))
+    run_row: RunTokens = field(default_factory=lambda: RunTokens(None))
     campaign_row: CampaignTokens = field(default_factory=lambda: CampaignTokens(None))
+    campaign_status: str = CampaignStatus.ACTIVE
+    other_unfinished_runs: int = 0  # the campaign's runs still going besides this one
     written: dict[str, Any] = field(default_factory=dict)
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
@@ -51,31 +55,35 @@ class MemoryStore:
     def fail_round(self, round_id: int) -> None:
         self.written["round_failed"] = True
 
-    def finish_run(
-        self, run_id: int, status: str, reason: str, message: str | None, answer: str | None
-    ) -> None:
+    def end_runs(
+        self,
+        status: str,
+        reason: str,
+        *,
+        ids: list[int] | None = None,
+        campaign: int | None = None,
+        message: str | None = None,
+        answer: str | None = None,
+    ) -> list[int]:
         self.written["run"] = (status, reason, message, answer)
+        return ids or []
 
-    def finish_campaign_if_done(self, campaign_id: int) -> None:
-        self.written["campaign_checked"] = True
+    def campaign_progress(self, campaign_id: int) -> Progress:
+        return Progress(self.campaign_status, self.other_unfinished_runs + ("run" not in self.written))
+
+    def finish_campaign(self, campaign_id: int, status: str) -> None:
+        self.campaign_status = status
+
+    finish_campaign_if_done = EndingQueries.finish_campaign_if_done  # the store's writer, over this memory
 
     def mean_trajectory_tokens(self, run_id: int) -> float | None:
         return 100.0
 
-    def lock_run_tokens(self, run_id: int) -> RunTokens:
-        return self.run_tokens
-
-    def lock_campaign_tokens(self, campaign_id: int) -> CampaignTokens:
-        return self.campaign_row
+    def run_tokens(self, run_id: int) -> RunTokens:
+        return self.run_row
 
     def campaign_tokens(self, campaign_id: int) -> CampaignTokens:
         return self.campaign_row
-
-    def write_run_tokens(self, run_id: int, run: RunTokens) -> None:
-        self.run_tokens = run
-
-    def write_campaign_tokens(self, campaign_id: int, campaign: CampaignTokens) -> None:
-        self.campaign_row = campaign
 
     def insert_round(
         self, run_id: int, index: int, k: int, is_final: bool, max_tokens: Any, messages: Any, reason: str
@@ -141,7 +149,7 @@ def test_the_final_round_ends_the_run(outcomes, run, round_failed) -> None:
     store = store_for(2, True, outcomes, rounds=[4])
     assert advance_round(store, Settings(), round_id=5) is None
     assert store.written["run"] == run and store.written.get("round_failed", False) == round_failed
-    assert store.written["campaign_checked"] and store.rounds == []
+    assert store.campaign_status == CampaignStatus.DONE and store.rounds == []
 
 
 def test_a_round_where_all_failed_goes_on_quoting_nothing() -> None:
@@ -160,7 +168,7 @@ def test_a_pool_round_ends_its_pool_run() -> None:
 
 def test_no_room_for_a_final_round_ends_the_run_out_of_budget() -> None:
     store = store_for(1, False, [done(0, " 4"), done(1, " 5")], rounds=[2])
-    store.run_tokens = RunTokens(limit=300, granted=300, used=290, reserved=0)  # 10 tokens left
+    store.run_row = RunTokens(limit=300, granted=300, used=290, reserved=0)  # 10 tokens left
     assert advance_round(store, Settings(), round_id=5) is None
     status, reason, *_ = store.written["run"]
     assert status == "budget_exhausted" and "10 tokens left" in reason and store.rounds == []
@@ -170,3 +178,19 @@ def test_a_round_another_caller_advanced_writes_nothing() -> None:
     store = replace(store_for(1, False, [done(0, " 4")], rounds=[2]), won=None)
     assert advance_round(store, Settings(), round_id=5) is None
     assert store.written == {} and store.rounds == []
+
+
+@pytest.mark.parametrize(
+    ("campaign_status", "others", "after"),
+    [
+        (CampaignStatus.ACTIVE, 0, CampaignStatus.DONE),  # the last run ended
+        (CampaignStatus.ACTIVE, 3, CampaignStatus.ACTIVE),  # others still going
+        (CampaignStatus.PAUSED, 0, CampaignStatus.PAUSED),  # decided again on resume
+        (CampaignStatus.CANCELLED, 0, CampaignStatus.CANCELLED),
+    ],
+)
+def test_the_last_run_to_end_ends_an_active_campaign(campaign_status, others, after) -> None:
+    store = store_for(2, True, [done(0, " \\boxed{4}")], rounds=[4])
+    store.campaign_status, store.other_unfinished_runs = campaign_status, others
+    assert advance_round(store, Settings(), round_id=5) is None
+    assert store.written["run"][0] == "done" and store.campaign_status == after

@@ -1,28 +1,11 @@
--- name: lock_run_tokens
--- Lock a run's row and read its token counters.
+-- name: run_tokens
+-- Read a run's token counters without a lock (a round's plan only estimates: blocks enforce the budget).
 SELECT token_limit AS "limit", tokens_granted AS granted, tokens_used AS used, tokens_reserved AS reserved
-FROM run WHERE id = :id FOR NO KEY UPDATE;
-
--- name: lock_campaign_tokens
--- Lock a campaign's row and read its token counters.
-SELECT campaign_budget AS "limit", tokens_used AS used, tokens_reserved AS reserved
-FROM campaign WHERE id = :id FOR NO KEY UPDATE;
+FROM run WHERE id = :id;
 
 -- name: campaign_tokens
 -- Read a campaign's token counters without a lock (a round's plan only estimates: blocks enforce the budget).
 SELECT campaign_budget AS "limit", tokens_used AS used, tokens_reserved AS reserved FROM campaign WHERE id = :id;
-
--- name: write_run_tokens
--- Write a run's token counters (its row is locked).
-UPDATE run SET tokens_granted = :granted, tokens_used = :used, tokens_reserved = :reserved WHERE id = :id;
-
--- name: write_campaign_tokens
--- Write a campaign's token counters (its row is locked).
-UPDATE campaign SET tokens_used = :used, tokens_reserved = :reserved WHERE id = :id;
-
--- name: add_run_waste_and_prompt
--- Count an attempt's wasted and prompt tokens on its run.
-UPDATE run SET tokens_wasted = tokens_wasted + :wasted, prompt_tokens = prompt_tokens + :prompt WHERE id = :id;
 
 -- name: reserve_block
 -- A running attempt holding :held takes up to :want tokens (at least :minimum) from its run's free grant, in one statement over the trajectory, then the run; returns what it held before (null: it no longer runs the trajectory), what it took, and the run's counters (for a grant when it took nothing).

@@ -116,27 +116,6 @@ UPDATE trajectory SET published_at = NULL WHERE campaign_id = :id AND status = '
 UPDATE round r SET status = 'cancelled', finished_at = now() FROM run
 WHERE run.id = r.run_id AND run.campaign_id = :id AND r.status = 'generating';
 
--- name: lock_running_trajectories
--- Lock a campaign's running trajectories with what settling their attempts needs.
-SELECT t.id AS trajectory_id, t.attempt AS attempt, r.run_id AS run_id, t.tokens_reserved AS reserved,
-       t.tokens_streamed AS streamed
-FROM trajectory t JOIN round r ON r.id = t.round_id
-WHERE t.campaign_id = :id AND t.status = 'running'
-ORDER BY t.id
-FOR NO KEY UPDATE OF t;
-
--- name: cancel_unfinished_trajectories
--- Cancel a campaign's pending and running trajectories, fencing their attempts off.
-UPDATE trajectory SET status = 'cancelled', attempt = attempt + 1, worker_id = NULL, lease_until = NULL,
-       tokens_reserved = 0, tokens_streamed = 0, finished_at = now()
-WHERE campaign_id = :id AND status IN ('pending', 'running');
-
--- name: cancel_unfinished_runs
--- Cancel a campaign's pending, running and quarantined runs; returns their ids.
-UPDATE run SET status = 'cancelled', reason = 'cancelled by the operator', finished_at = now()
-WHERE campaign_id = :id AND status IN ('pending', 'running', 'quarantined')
-RETURNING id;
-
 -- name: cancel_campaign
 -- The campaign is cancelled.
 UPDATE campaign SET status = 'cancelled', finished_at = now() WHERE id = :id;
@@ -150,17 +129,6 @@ ORDER BY run.id, r.index DESC;
 -- name: reopen_rounds
 -- Rounds generate again (a retry).
 UPDATE round SET status = 'generating', finished_at = NULL, decision = NULL WHERE id = ANY(:ids);
-
--- name: retry_failed_trajectories
--- New pending attempts for the failed trajectories of these rounds.
-UPDATE trajectory SET status = 'pending', attempt = attempt + 1, published_at = NULL, error = NULL,
-       finished_at = NULL, finish_seq = NULL, worker_id = NULL
-WHERE round_id = ANY(:ids) AND status = 'failed';
-
--- name: reopen_run
--- A finished run runs again (a retry).
-UPDATE run SET status = 'running', reason = NULL, finished_at = NULL, answer = NULL, final_message = NULL
-WHERE id = :id;
 
 -- name: reopen_campaign
 -- A done campaign is active again (a retry).
@@ -186,7 +154,7 @@ SELECT count(*) FROM run WHERE campaign_id = :id;
 DELETE FROM campaign WHERE id = :id;
 
 -- name: set_campaign_budget
--- Change a campaign's budget (its row is locked first, as every grant locks it).
+-- Change a campaign's budget (the update waits for the row lock every grant takes).
 UPDATE campaign SET campaign_budget = :b WHERE id = :id;
 
 -- name: lift_quarantine

@@ -14,7 +14,7 @@ RETURNING t.sampling_seed AS sampling_seed, r.input_messages AS messages, r.max_
            WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_tokens;
 
 -- name: finish_and_settle
--- Write an attempt's result (done or failed), fenced by attempt, in one statement: stamp finish_seq (completion order), drop its checkpoint, append it to the ledger once, and settle its run's tokens (unless it used more than it held: then `settled_run` is false and the caller settles).
+-- Write an attempt's result (done or failed), fenced by attempt, in one statement: stamp finish_seq (completion order), drop its checkpoint, append it to the ledger once and settle its run's tokens (an attempt that used more than it held grows its run's grant by the excess, charged to the campaign; `overrun` says how far that went past the problem or campaign budget).
 WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR NO KEY UPDATE),
 fin AS (
   UPDATE trajectory t SET status = :status, content = :content, reasoning = :reasoning,
@@ -34,32 +34,29 @@ ledger AS (
   ON CONFLICT (trajectory_id, attempt) DO NOTHING
   RETURNING id
 ),
+runs AS (
+  SELECT run.id, greatest(0, run.tokens_used + :spent + run.tokens_reserved - fin.reserved - run.tokens_granted)
+           AS forced
+  FROM run, fin, ledger WHERE run.id = :run
+  FOR NO KEY UPDATE OF run
+),
 settled AS (
   UPDATE run SET tokens_used = run.tokens_used + :spent, tokens_reserved = run.tokens_reserved - fin.reserved,
-         tokens_wasted = run.tokens_wasted + :wasted, prompt_tokens = run.prompt_tokens + :spent_prompt
-  FROM fin, ledger
-  WHERE run.id = :run AND :spent <= fin.reserved
-  RETURNING run.id
+         tokens_wasted = run.tokens_wasted + :wasted, prompt_tokens = run.prompt_tokens + :spent_prompt,
+         tokens_granted = run.tokens_granted + runs.forced
+  FROM fin, runs
+  WHERE run.id = runs.id
+  RETURNING run.campaign_id, runs.forced, greatest(0, run.tokens_granted - run.token_limit) AS past_limit
+),
+charged AS (
+  UPDATE campaign c SET tokens_reserved = c.tokens_reserved + settled.forced
+  FROM settled WHERE c.id = settled.campaign_id AND settled.forced > 0
+  RETURNING greatest(0, c.tokens_used + c.tokens_reserved - c.campaign_budget) AS past_budget
 )
 SELECT EXISTS (SELECT 1 FROM fin) AS written, EXISTS (SELECT 1 FROM ledger) AS in_ledger,
-       EXISTS (SELECT 1 FROM settled) AS settled_run, coalesce((SELECT reserved FROM fin), 0) AS reserved;
-
--- name: record_attempt
--- Append an attempt to the ledger, once per (trajectory, attempt); returns nothing when it was already there.
-INSERT INTO attempt (trajectory_id, attempt, worker_id, outcome, preempted, prompt_tokens, completion_tokens,
-                     wasted_tokens, retries, error, started_at)
-VALUES (:id, :attempt, :worker, :outcome, :preempted, :prompt, :spent, :wasted, :retries, :error, :started)
-ON CONFLICT (trajectory_id, attempt) DO NOTHING
-RETURNING id;
-
--- name: hand_back_trajectory
--- Give a running trajectory back (drain, engine down or lost): a new pending, unpublished attempt; returns the old attempt's reservation.
-WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR NO KEY UPDATE)
-UPDATE trajectory t SET status = 'pending', attempt = t.attempt + 1, worker_id = NULL,
-       lease_until = NULL, published_at = NULL, tokens_reserved = 0, tokens_streamed = 0
-FROM old
-WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running'
-RETURNING old.tokens_reserved AS reserved, t.started_at AS started_at;
+       coalesce((SELECT reserved FROM fin), 0) AS reserved,
+       greatest(coalesce((SELECT past_limit FROM settled), 0), coalesce((SELECT past_budget FROM charged), 0))
+         AS overrun;
 
 -- name: engine_lost_workers
 -- How many distinct workers lost their engine while generating this trajectory since its run's quarantine was last lifted.

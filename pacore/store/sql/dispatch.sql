@@ -50,18 +50,6 @@ WHERE ((t.status = 'running' AND (:everything OR t.lease_until < now()))
                 OR t.published_at < (CAST(:cutoffs AS jsonb) ->> (c.config ->> 'model'))::timestamptz)))
   AND (CAST(:cid AS bigint) IS NULL OR run.campaign_id = :cid);
 
--- name: redrive_trajectory
--- Give a running trajectory whose holder is gone a new attempt (fencing the old); returns what the old attempt held, streamed and checkpointed.
-WITH old AS (SELECT id, tokens_reserved, tokens_streamed FROM trajectory WHERE id = :id FOR NO KEY UPDATE)
-UPDATE trajectory t SET status = 'pending', attempt = t.attempt + 1, worker_id = NULL, lease_until = NULL,
-       tokens_reserved = 0, tokens_streamed = 0
-FROM old
-WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running'
-RETURNING old.tokens_reserved AS reserved, old.tokens_streamed AS streamed, t.campaign_id AS campaign_id,
-          (SELECT r.run_id FROM round r WHERE r.id = t.round_id) AS run_id,
-          (SELECT coalesce(sum(c.tokens), 0) FROM chunk c WHERE c.trajectory_id = t.id AND c.attempt = :attempt)
-            AS checkpointed;
-
 -- name: round_models
 -- The model each round generates with.
 SELECT r.id, c.config ->> 'model' FROM round r JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id

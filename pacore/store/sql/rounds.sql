@@ -111,18 +111,3 @@ WHERE id = :id;
 -- name: fail_round
 -- A round failed (its final trajectory failed).
 UPDATE round SET status = 'failed' WHERE id = :id;
-
--- name: finish_run
--- A run ends (done, failed or budget_exhausted) with its reason and final conclusion.
-UPDATE run SET status = :status, reason = :reason, final_message = :message, answer = :answer, finished_at = now()
-WHERE id = :id;
-
--- name: lock_campaign
--- Lock a campaign's row (two runs ending at once each see the other running otherwise).
-SELECT 1 FROM campaign WHERE id = :id FOR NO KEY UPDATE;
-
--- name: finish_campaign_if_done
--- Mark an active campaign done when no run of it is pending or running.
-UPDATE campaign SET status = 'done', finished_at = now()
-WHERE id = :id AND status = 'active'
-  AND NOT EXISTS (SELECT 1 FROM run WHERE campaign_id = :id AND status IN ('pending', 'running'));
