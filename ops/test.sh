@@ -24,7 +24,9 @@ if [ $# -eq 0 ]; then
   echo "== engine venv and tiny model"
   engine_python="$(bash ops/engine/bootstrap.sh | sed -n 1p)"  # sed reads it all: no SIGPIPE under pipefail
   echo "== in-process engine tests (engine venv)"
-  "$engine_python" -m pytest tests/inprocess -p no:cacheprovider -q
+  # The engine venv is one per machine and its editable pacore may be another checkout's: this one's
+  # code comes first on the path (and in the pacore processes the test starts).
+  PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$engine_python" -m pytest tests/inprocess -p no:cacheprovider -q
 fi
 
 echo "== main suite"
