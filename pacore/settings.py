@@ -64,11 +64,6 @@ class Settings(BaseSettings):
     token_grant: int = Field(
         131072, ge=1, description="Tokens a run takes from its campaign budget at a time."
     )
-    token_chunk_slack: int = Field(
-        16,
-        ge=1,
-        description="Most tokens the engine sends in one chunk: a stream keeps that many reserved ahead.",
-    )
     min_trajectory_tokens: int = Field(256, ge=1, description="The least a final trajectory is started with.")
     worker_concurrency: int = Field(64, ge=1, description="Concurrent generations per worker process.")
     lease_seconds: int = Field(60, ge=5, description="How long a claimed trajectory stays leased.")

@@ -17,13 +17,18 @@ the synthesis prompt that quotes it, of later rounds). `nth` counts requests per
 - `CRASH`: while `crashes` is set, the engine dies (see `go_down`) after the 3rd token of the request (the 1st of a continuation).
 - `MALFORMED`: the stream sends a data line that is not JSON.  - `NULLCHOICE`: a chunk with `choices: [null]`.
 - `KEEPALIVE`: the stream sends only keep-alive comments (every 50 ms, for at most 20 s), never a token.
+- `MERGE<n>`: n tokens per chunk (vLLM merges tokens for a slow reader); never past max_tokens.
 
 Otherwise: reasoning `thinking w w ...` and content ` The answer is \\boxed{<request number>}.`; the
 completion tokens are the reasoning words + 4 + 1 (end of sequence), cut at max_tokens.
 
-Continuations (a checkpoint resumed) work as in vLLM: `/tokenize` renders the chat (here: its JSON, one
-token per character, then a 0) or tokenizes text; `/v1/completions` takes those ids and continues the
-same script after the prefix, streaming raw `text` with `</think>` in it.
+Continuations (the next segment, or a checkpoint resumed) work as in vLLM: `/tokenize` renders the chat
+(here: one token naming it, then a 0) or tokenizes text (one token per character); `/v1/completions` takes those ids
+and continues the same script after the prefix, streaming raw `text` with `</think>` in it. With
+`return_token_ids` (as vLLM >= 0.10.2) the chat stream's first chunk carries the rendered prompt's ids
+and every chunk its token's id (script piece k is `TOKEN_BASE + k`, the end of sequence `EOS`); a prompt
+that ends in such ids continues after that many pieces. `NOIDS` in the text: no ids are sent.
+`generated` counts every token streamed, as vLLM's `generation_tokens_total` does.
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 PROMPT_TOKENS_PER_WORD = 1
-CONTINUATION_CONTEXT = 10**6  # the continuation prompt is one token per character here
+MAX_MODEL_LEN = 4096  # the context length /v1/models and /tokenize state
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # vLLM's (and OpenAI's) default on /v1/completions
+TOKEN_BASE, EOS = 1_000_000, 999_999  # ids of the script's pieces (above any character of a rendered chat)
 
 
 class FakeEngine:
@@ -52,6 +58,9 @@ class FakeEngine:
         self.crashes = True
         self.failing = True  # FAILWHILE requests fail while this is set
         self.streaming = 0  # streams in progress
+        self.generated = 0  # tokens streamed, all requests
+        self.generated_by: Counter[str] = Counter()  # and by the request's last message
+        self.rendered: dict[str, int] = {}  # chats rendered by /tokenize or a chat request, and their token
         self.server = self._listen(0)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -110,7 +119,7 @@ class FakeEngine:
                 if self.path == "/health":
                     self.send_json(200, {})
                 elif self.path == "/v1/models":
-                    self.send_json(200, {"data": [{"id": engine.model, "max_model_len": 4096}]})
+                    self.send_json(200, {"data": [{"id": engine.model, "max_model_len": MAX_MODEL_LEN}]})
                 else:
                     self.send_json(404, {"error": {"message": "not found"}})
 
@@ -143,25 +152,38 @@ class FakeEngine:
             handler.send_json(404, {"detail": "Not Found"})
         elif handler.path == "/tokenize":
             tokens = self.tokenize(body)
-            handler.send_json(
-                200, {"tokens": tokens, "count": len(tokens), "max_model_len": CONTINUATION_CONTEXT}
-            )
+            handler.send_json(200, {"tokens": tokens, "count": len(tokens), "max_model_len": MAX_MODEL_LEN})
         else:
             self.handle(handler, body)
 
-    @staticmethod
-    def tokenize(body: dict[str, Any]) -> list[int]:
+    def tokenize(self, body: dict[str, Any]) -> list[int]:
+        """A chat renders as one token naming it, then a 0 (short, like a real prompt, and reversible);
+        text as one token per character."""
         if "messages" in body:
-            return [ord(c) for c in json.dumps(body["messages"])] + [0]
+            rendered = json.dumps(body["messages"])
+            with self.lock:
+                n = self.rendered.setdefault(rendered, len(self.rendered) + 1)
+            return [n, 0]
         return [ord(c) for c in body["prompt"]]
 
+    def messages_of(self, n: int) -> list[dict[str, Any]]:
+        with self.lock:
+            return json.loads(next(r for r, k in self.rendered.items() if k == n))
+
     def handle(self, handler: Any, body: dict[str, Any]) -> None:
-        prefix = ""
-        if "prompt" in body:  # a continuation: the rendered chat, then the prefix
+        prefix: str | int = ""
+        rendered: list[int] | None = None
+        if "prompt" in body:  # a continuation: the rendered chat, then the prefix (as ids, or as text)
             ids = body["prompt"]
             cut = ids.index(0)
-            body = {**body, "messages": json.loads("".join(map(chr, ids[:cut])))}
-            prefix = "".join(map(chr, ids[cut + 1 :]))
+            rendered = ids[: cut + 1]
+            body = {**body, "messages": self.messages_of(ids[0])}
+            rest = ids[cut + 1 :]
+            if rest and all(t >= TOKEN_BASE for t in rest):
+                assert rest == [TOKEN_BASE + k for k in range(len(rest))], "the ids this engine generated"
+                prefix = len(rest)
+            else:
+                prefix = "".join(map(chr, rest))
         text = body["messages"][-1]["content"]
         with self.lock:
             self.requests.append(body)
@@ -184,6 +206,7 @@ class FakeEngine:
         content = [" The", " answer", " is", f" \\boxed{{{n}}}."]
         pace = re.search(r"PACE(\d+)", text)
         crash = "CRASH" in text and self.crashes
+        ids = body.get("return_token_ids") and "NOIDS" not in text
         self.stream(
             handler,
             prompt,
@@ -194,6 +217,9 @@ class FakeEngine:
             crash_after=(1 if "prompt" in body else 3) if crash else None,  # a continuation crashes too
             pace=int(pace.group(1)) / 1000 if pace else 0.0,
             prefix=prefix if "prompt" in body else None,
+            prompt_ids=(rendered or self.tokenize(body)) if ids else None,
+            merge=int(merged.group(1)) if (merged := re.search(r"MERGE(\d+)", text)) else 1,
+            tag=text,
         )
 
     def _failure(self, text: str, nth: int, body: dict[str, Any], prompt: int) -> tuple[int, str] | None:
@@ -224,21 +250,30 @@ class FakeEngine:
         max_tokens: int | None,
         cut: int | None,
         pace: float = 0.0,
-        prefix: str | None = None,
+        prefix: str | int | None = None,
         crash_after: int | None = None,
+        prompt_ids: list[int] | None = None,
+        merge: int = 1,
+        tag: str = "",
     ) -> None:
-        pieces: list[dict[str, str]] = [
+        pieces: list[dict[str, Any]] = [
             {"reasoning": (" " if i else "") + w} for i, w in enumerate(reasoning)
         ] + [{"content": c} for c in content]
+        for k, piece in enumerate(pieces):
+            piece["id"] = TOKEN_BASE + k
         if prefix is not None:  # raw completions: the script's text after the prefix
             raw = [p.get("reasoning") or p["content"] for p in pieces]
             raw[len(reasoning)] = "</think>" + raw[len(reasoning)]
-            done = next(k for k in range(len(raw) + 1) if "".join(raw[:k]) == prefix)
-            pieces = [{"text": r} for r in raw[done:]]
+            done = (
+                prefix
+                if isinstance(prefix, int)
+                else next(k for k in range(len(raw) + 1) if "".join(raw[:k]) == prefix)
+            )
+            pieces = [{"text": r, "id": p["id"]} for r, p in zip(raw, pieces, strict=True)][done:]
         with self.lock:
             self.streaming += 1
         try:
-            self._stream(handler, prompt, pieces, max_tokens, cut, pace, crash_after)
+            self._stream(handler, prompt, pieces, max_tokens, cut, pace, crash_after, prompt_ids, merge, tag)
         finally:
             with self.lock:
                 self.streaming -= 1
@@ -252,29 +287,52 @@ class FakeEngine:
         cut: int | None,
         pace: float,
         crash_after: int | None,
+        prompt_ids: list[int] | None,
+        merge: int,
+        tag: str,
     ) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Transfer-Encoding", "chunked")
         handler.end_headers()
-        for count, piece in enumerate(pieces, start=1):
+        ids = prompt_ids is not None
+        if ids and pieces and "text" not in pieces[0]:  # the chat API's first chunk: the rendered prompt
+            first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            self._chunk(handler, {"choices": [first], "prompt_token_ids": prompt_ids})
+        limit = len(pieces) if max_tokens is None else min(len(pieces), max_tokens)
+        count = 0
+        for group in _groups(pieces[:limit], merge):
             time.sleep(pace)
-            if crash_after is not None and count > crash_after:
+            if crash_after is not None and count + 1 > crash_after:
                 self.go_down(3.0)
             if self.is_down():
                 raise ConnectionResetError("the engine died")  # the stream breaks mid-body
-            if cut is not None and count > cut:
+            if cut is not None and count + 1 > cut:
                 handler.wfile.write(b"0\r\n\r\n")  # the stream ends early: no finish reason, no [DONE]
                 return
+            count += len(group)
             usage = {"prompt_tokens": prompt, "completion_tokens": count}
-            choice = {"index": 0, "finish_reason": None}
-            choice.update({"text": piece["text"]} if "text" in piece else {"delta": piece})
+            choice: dict[str, Any] = {"index": 0, "finish_reason": None}
+            kind = next(k for k in group[0] if k != "id")
+            joined = "".join(p[kind] for p in group)
+            choice.update({"text": joined} if kind == "text" else {"delta": {kind: joined}})
+            if ids:
+                choice["token_ids"] = [p["id"] for p in group]
+                if count == len(group) and kind == "text":  # the completions API: the prompt's ids first
+                    choice["prompt_token_ids"] = prompt_ids
+            self._count(tag, len(group))
             self._chunk(handler, {"choices": [choice], "usage": usage})
-            if max_tokens is not None and count >= max_tokens:
-                self._finish(handler, "length", usage)
-                return
-        usage = {"prompt_tokens": prompt, "completion_tokens": len(pieces) + 1}  # + the end-of-sequence token
-        self._finish(handler, "stop", usage)
+        if max_tokens is not None and len(pieces) >= max_tokens:
+            self._finish(handler, "length", usage, [] if ids else None)
+            return
+        usage = {"prompt_tokens": prompt, "completion_tokens": count + 1}  # + the end-of-sequence token
+        self._count(tag, 1)
+        self._finish(handler, "stop", usage, [EOS] if ids else None)
+
+    def _count(self, tag: str, tokens: int) -> None:
+        with self.lock:
+            self.generated += tokens
+            self.generated_by[tag] += tokens
 
     def misbehave(self, handler: Any, how: str) -> None:
         handler.send_response(200)
@@ -298,10 +356,11 @@ class FakeEngine:
         handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         handler.wfile.flush()
 
-    def _finish(self, handler: Any, reason: str, usage: dict[str, int]) -> None:
-        self._chunk(
-            handler, {"choices": [{"index": 0, "delta": {}, "finish_reason": reason}], "usage": usage}
-        )
+    def _finish(self, handler: Any, reason: str, usage: dict[str, int], ids: list[int] | None) -> None:
+        last: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": reason}
+        if ids is not None:
+            last["token_ids"] = ids
+        self._chunk(handler, {"choices": [last], "usage": usage})
         self._chunk(handler, {"choices": [], "usage": usage})
         handler.wfile.write(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
 
@@ -309,3 +368,16 @@ class FakeEngine:
     def _chunk(handler: Any, obj: dict[str, Any]) -> None:
         data = f"data: {json.dumps(obj)}\n\n".encode()
         handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+
+def _groups(pieces: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    """Consecutive pieces of one kind (reasoning, content or text), at most `size` to a chunk."""
+    groups: list[list[dict[str, Any]]] = []
+    for piece in pieces:
+        kind = next(k for k in piece if k != "id")
+        last = groups[-1] if groups else None
+        if last and len(last) < size and kind in last[0]:
+            last.append(piece)
+        else:
+            groups.append([piece])
+    return groups

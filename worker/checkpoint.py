@@ -21,31 +21,44 @@ from pacore.store.database import Database
 class Checkpoint:
     text: str = ""
     tokens: int = 0
+    ids: tuple[int, ...] | None = ()  # the token ids of `text`, as the engine generated them (None: unknown)
 
 
 class Recorder:
-    """The text one attempt has streamed, as (text, tokens) pieces not yet written, and its totals."""
+    """The text one attempt has streamed, as (text, tokens, token ids) pieces not yet written, and its
+    totals. The token ids are kept while every piece has them (an engine that sends none: None)."""
 
     def __init__(self, trajectory_id: int, attempt: int, base: Checkpoint) -> None:
         self.trajectory_id, self.attempt, self.base = trajectory_id, attempt, base
         self.lock = threading.Lock()
         self.parts: list[str] = []  # this attempt's kept text
+        self.part_ids: list[int] | None = []  # its token ids
         self.kept = 0  # its tokens
         self.wasted = 0  # tokens streamed and then discarded (started afresh)
-        self.pending: list[tuple[str, int]] = []
+        self.pending: list[tuple[str, int, list[int] | None]] = []
         self.seq = 0
 
-    def add(self, raw: str, tokens: int) -> None:
+    def add(self, raw: str, tokens: int, ids: list[int] | None = None) -> None:
+        """`tokens` streamed with `raw`; `ids` their token ids (None: the engine sent none)."""
         with self.lock:
             self.parts.append(raw)
             self.kept += tokens
-            if raw or tokens:
-                self.pending.append((raw, tokens))
+            if self.part_ids is not None:
+                self.part_ids = None if ids is None and (raw or tokens) else [*self.part_ids, *(ids or [])]
+            if raw or tokens or ids:
+                self.pending.append((raw, tokens, ids))
 
     @property
     def text(self) -> str:
         """Everything the trajectory has generated so far: the checkpoint, then this attempt's text."""
         return self.base.text + "".join(self.parts)
+
+    @property
+    def ids(self) -> tuple[int, ...] | None:
+        """The token ids of `text`, when every piece of it came with them."""
+        if self.base.ids is None or self.part_ids is None:
+            return None
+        return (*self.base.ids, *self.part_ids)
 
     @property
     def tokens(self) -> int:
@@ -60,7 +73,7 @@ class Recorder:
         """Start afresh: the checkpoint and everything streamed so far become waste."""
         with self.lock:
             self.wasted += self.kept
-            self.base, self.parts, self.kept, self.pending = Checkpoint(), [], 0, []
+            self.base, self.parts, self.part_ids, self.kept, self.pending = Checkpoint(), [], [], 0, []
 
     def take(self) -> tuple[dict[str, object], int] | None:
         """The next chunk row to write (all pending pieces in one), and how many pieces it covers."""
@@ -73,6 +86,9 @@ class Recorder:
                 "seq": self.seq,
                 "text": "".join(p[0] for p in self.pending),
                 "tokens": sum(p[1] for p in self.pending),
+                "token_ids": None
+                if any(p[2] is None for p in self.pending)
+                else [t for p in self.pending for t in p[2] or []],
                 "spent": self.spent,
             }
             return row, len(self.pending)

@@ -68,7 +68,8 @@ def claim(
         row = store.claim_trajectory(trajectory_id, attempt, worker_id, lease_seconds)
         if row is None:
             return None
-        base = Checkpoint(row.checkpoint_text, row.checkpoint_tokens)
+        ids = None if row.checkpoint_ids is None else tuple(row.checkpoint_ids)
+        base = Checkpoint(row.checkpoint_text, row.checkpoint_tokens, ids)
         cfg = CampaignConfig.model_validate(row.config)
         caps = [m for m in (cfg.max_tokens, row.round_max_tokens) if m is not None]
         cap = min(caps) if caps else None  # none: the engine's own limit (its context less the prompt)
@@ -164,8 +165,8 @@ def hand_back(db: Database, claim: Claim, worker_id: str, spent: Spent, reason: 
 
 def _log_overrun(claim: Claim, overrun: int) -> None:
     log.error(
-        "trajectory %d attempt %d used %d tokens past its budget (the engine sent more than "
-        "PACORE_TOKEN_CHUNK_SLACK tokens in one chunk)",
+        "trajectory %d attempt %d took its run %d tokens past its budget: the engine generated more than "
+        "the max_tokens it was asked for",
         claim.trajectory_id,
         claim.attempt,
         overrun,

@@ -1,9 +1,10 @@
 """The engine seam: vLLM's OpenAI-compatible server over HTTP, streamed.
 
 A fresh generation goes through the chat API (the server renders the prompt and parses the reasoning
-out). A continuation (a checkpointed trajectory resumed, ARCHITECTURE.md §3) goes through the raw
-completions API: the exact rendered prompt (the server's /tokenize with the chat template) followed by
-the checkpoint text, split into reasoning and content on the client. The chat API's
+out). A continuation (the next segment of a trajectory, or a checkpointed one resumed, ARCHITECTURE.md
+§3) goes through the raw completions API: the exact rendered prompt followed by the token ids generated
+so far, as the engine sent them (`return_token_ids`; only an engine that sends none has the text
+tokenized again), split into reasoning and content on the client. The chat API's
 `continue_final_message` cannot do this for Qwen3-family templates, which re-render a final assistant
 turn with a closed think block (vllm-project/vllm#28089).
 
@@ -32,8 +33,11 @@ class GenerationRequest:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
-    # Raw text generated so far by earlier attempts (reasoning, `</think>`, content): continue after it.
+    # Raw text generated so far by earlier segments or attempts (reasoning, `</think>`, content):
+    # continue after it, from its token ids when they are known.
     prefix: str = ""
+    prefix_ids: tuple[int, ...] | None = None
+    prompt_ids: tuple[int, ...] | None = None  # the rendered chat prompt, when an earlier segment learned it
 
 
 @dataclass
@@ -45,6 +49,10 @@ class GenerationResult:
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+    prompt_ids: tuple[int, ...] | None = None  # the rendered chat prompt's ids, when known
+    context_bound: bool = False  # its max_tokens was lowered to the room left in the model's context
+    raw: str = ""  # this request's raw text (reasoning, `</think>`, content), as checkpoints keep it
+    token_ids: tuple[int, ...] | None = None  # this request's generated ids (None: the engine sent none)
 
 
 class EngineError(Exception):
@@ -57,6 +65,7 @@ class EngineError(Exception):
         self.kind = kind
         self.status = status
         self.streamed = streamed
+        self.prompt_ids: tuple[int, ...] | None = None  # the rendered prompt, if the stream got that far
 
 
 class CannotContinue(EngineError):
@@ -75,9 +84,11 @@ class HandBack(Exception):
         self.reason = reason
 
 
-# Called with the raw text that arrived since the last call and the tokens this request streamed so
-# far; False stops the stream there (finish reason `budget`). It may also raise to stop the stream.
-Guard = Callable[[str, int], bool]
+# Called with the raw text that arrived since the last call, the tokens this request streamed so far and
+# the token ids that arrived since the last call (None: the engine sends none); False stops the stream
+# there (finish reason `budget`). It may also raise to stop the stream. What comes with the finish reason
+# is not passed to it: the result has all (`raw`, `token_ids`).
+Guard = Callable[[str, int, "list[int] | None"], bool]
 BUDGET = "budget"
 
 
@@ -103,6 +114,8 @@ def request_body(request: GenerationRequest, prompt: list[int] | None = None) ->
         "stream": True,
         # continuous_usage_stats: every chunk carries the running count, so a dropped stream still has one.
         "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+        # the generated token ids, to continue from exactly them (vLLM >= 0.10.2; others ignore it)
+        "return_token_ids": True,
     }
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
@@ -127,12 +140,21 @@ class StreamAccumulator:
         self.raw: list[str] = []
         self.taken = 0
         self.deltas = 0
+        self.prompt_ids: list[int] | None = None
+        self.ids: list[int] = []
+        self.ids_taken = 0
+        self.has_ids = False
 
     def add(self, chunk: dict[str, Any]) -> None:
         _check_chunk(chunk)
         if chunk.get("usage"):
             self.usage = chunk["usage"]
+        if chunk.get("prompt_token_ids") is not None:  # the chat API's first chunk
+            self.prompt_ids = _token_ids(chunk["prompt_token_ids"], chunk)
         for choice in chunk.get("choices") or []:
+            if choice.get("token_ids") is not None:
+                self.ids.extend(_token_ids(choice["token_ids"], chunk))
+                self.has_ids = True
             delta = choice.get("delta") or {}
             piece = delta.get("reasoning", delta.get("reasoning_content"))
             if piece is not None:
@@ -159,28 +181,44 @@ class StreamAccumulator:
         self.taken = len(self.raw)
         return new
 
+    def take_ids(self) -> list[int] | None:
+        """The token ids that arrived since the last call; None when the engine sends none."""
+        if not self.has_ids:
+            return None
+        new = self.ids[self.ids_taken :]
+        self.ids_taken = len(self.ids)
+        return new
+
     @property
     def tokens(self) -> int:
         """Tokens so far: the server's continuous count, else one per delta received."""
         return int(self.usage["completion_tokens"]) if "completion_tokens" in self.usage else self.deltas
 
     def result(self) -> GenerationResult:
+        prompt_ids = None if self.prompt_ids is None else tuple(self.prompt_ids)
+        token_ids = tuple(self.ids) if self.has_ids else None
+        raw = "".join(self.raw)
         if self.prefix or self.text:
             reasoning, content = parse_output(self.prefix + "".join(self.text))
-            return GenerationResult(
-                content,
-                reasoning,
-                self.finish_reason,
-                int(self.usage.get("prompt_tokens", 0)),
-                self.tokens,
-            )
+        else:
+            content = "".join(self.content)
+            reasoning = "".join(self.reasoning) if self.saw_reasoning else None
         return GenerationResult(
-            content="".join(self.content),
-            reasoning="".join(self.reasoning) if self.saw_reasoning else None,
-            finish_reason=self.finish_reason,
-            prompt_tokens=int(self.usage.get("prompt_tokens", 0)),
-            completion_tokens=self.tokens,
+            content,
+            reasoning,
+            self.finish_reason,
+            int(self.usage.get("prompt_tokens", 0)),
+            self.tokens,
+            prompt_ids,
+            raw=raw,
+            token_ids=token_ids,
         )
+
+
+def _token_ids(value: Any, chunk: Any) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(t, int) for t in value):
+        raise _malformed("token ids that are not a list of integers", chunk)
+    return value
 
 
 def _malformed(what: str, sample: Any) -> EngineError:
@@ -239,6 +277,7 @@ class OpenAIEngine:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
         self.patience = Patience(first_token_timeout, idle_timeout)
+        self._context: dict[str, int | None] = {}
         self.client = httpx.Client(
             base_url=self.base_url,
             headers=headers,
@@ -257,9 +296,12 @@ class OpenAIEngine:
         return [m["id"] for m in self._models()]
 
     def context_length(self, model: str) -> int | None:
-        """The model's context length as the server states it (vLLM: `max_model_len`), None if unstated."""
-        length = next((m.get("max_model_len") for m in self._models() if m.get("id") == model), None)
-        return int(length) if isinstance(length, int) and length > 0 else None
+        """The model's context length as the server states it (vLLM: `max_model_len`), None if unstated.
+        Asked once per model."""
+        if model not in self._context:
+            length = next((m.get("max_model_len") for m in self._models() if m.get("id") == model), None)
+            self._context[model] = int(length) if isinstance(length, int) and length > 0 else None
+        return self._context[model]
 
     def _models(self) -> list[dict[str, Any]]:
         response = self.client.get("/v1/models", timeout=10.0)
@@ -267,19 +309,43 @@ class OpenAIEngine:
         return list(response.json().get("data", []))
 
     def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult:
-        if guard is not None and not guard("", 0):
+        if guard is not None and not guard("", 0, None):
             return refused_before_start()
-        if request.prefix:
+        context_bound = False
+        if request.prefix or request.prefix_ids:
             prompt, room = self._continuation_prompt(request)
-            if request.max_tokens is None:  # the completions API's default is 16 tokens, not "to the end"
-                request = replace(request, max_tokens=room)
+            # the completions API's default is 16 tokens, not "to the end"; more than the room is refused
+            if room is not None and (request.max_tokens is None or request.max_tokens > room):
+                request, context_bound = replace(request, max_tokens=room), True
+            if request.max_tokens == 0:  # the context is full: nothing more can be generated
+                reasoning, content = parse_output(request.prefix)
+                return GenerationResult(content, reasoning, "length", 0, 0, request.prompt_ids, True)
             path, body = "/v1/completions", request_body(request, prompt)
         else:
             path, body = "/v1/chat/completions", request_body(request)
         acc = StreamAccumulator(request.prefix)
         try:
+            self._stream(path, body, request, acc, guard)
+            if acc.finish_reason is None:
+                raise EngineError("stream", "the stream ended without a finish reason", streamed=acc.tokens)
+        except EngineError as exc:  # what the stream learned is not lost with it: the next try continues
+            exc.prompt_ids = None if acc.prompt_ids is None else tuple(acc.prompt_ids)
+            raise
+        result = acc.result()
+        prompt_ids = request.prompt_ids if request.prefix or request.prefix_ids else result.prompt_ids
+        return replace(result, prompt_ids=prompt_ids, context_bound=context_bound)
+
+    def _stream(
+        self,
+        path: str,
+        body: dict[str, Any],
+        request: GenerationRequest,
+        acc: StreamAccumulator,
+        guard: Guard | None,
+    ) -> None:
+        try:
             with self.client.stream("POST", path, json=body) as response:
-                if request.prefix and response.status_code in (404, 405):
+                if (request.prefix or request.prefix_ids) and response.status_code in (404, 405):
                     raise CannotContinue(f"the engine at {self.base_url} has no {path} endpoint")
                 if response.status_code >= 400:
                     raise EngineError("http", _error_message(response), response.status_code)
@@ -292,21 +358,27 @@ class OpenAIEngine:
             raise EngineError("connect", f"{type(exc).__name__}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise EngineError("connection", f"{type(exc).__name__}: {exc}", streamed=acc.tokens) from exc
-        if acc.finish_reason is None:
-            raise EngineError("stream", "the stream ended without a finish reason", streamed=acc.tokens)
-        return acc.result()
 
-    def _continuation_prompt(self, request: GenerationRequest) -> tuple[list[int], int]:
-        """Token ids of the rendered chat prompt followed by the prefix, from the server's tokenizer, and
-        the room left in the model's context after them."""
-        rendered, max_len = self._tokenize(
-            {"model": request.model, "messages": request.messages, "add_generation_prompt": True}
-        )
-        prefix, _ = self._tokenize(
-            {"model": request.model, "prompt": request.prefix, "add_special_tokens": False}
-        )
+    def _continuation_prompt(self, request: GenerationRequest) -> tuple[list[int], int | None]:
+        """Token ids of the rendered chat prompt (known from an earlier segment, else from the server's
+        tokenizer) followed by the prefix's ids (as the engine generated them; tokenized again only when
+        the engine sent none), and the room left in the model's context after them (None: unstated)."""
+        max_len = self.context_length(request.model)
+        if request.prompt_ids is not None:
+            rendered = list(request.prompt_ids)
+        else:
+            rendered, stated = self._tokenize(
+                {"model": request.model, "messages": request.messages, "add_generation_prompt": True}
+            )
+            max_len = stated or max_len
+        if request.prefix_ids is not None:
+            prefix = list(request.prefix_ids)
+        else:
+            prefix, _ = self._tokenize(
+                {"model": request.model, "prompt": request.prefix, "add_special_tokens": False}
+            )
         prompt = rendered + prefix
-        return prompt, max(1, max_len - len(prompt))
+        return prompt, None if max_len is None else max(0, max_len - len(prompt))
 
     def _tokenize(self, body: dict[str, Any]) -> tuple[list[int], int]:
         try:
@@ -354,7 +426,11 @@ def _follow(
             raise EngineError(
                 "timeout", f"no {what} for {waited:.0f} s (keep-alives do not count)", streamed=acc.tokens
             )
-        if acc.finish_reason is None and guard is not None and not guard(acc.take_raw(), acc.tokens):
+        if (
+            acc.finish_reason is None
+            and guard is not None
+            and not guard(acc.take_raw(), acc.tokens, acc.take_ids())
+        ):
             acc.finish_reason = BUDGET  # closing the stream aborts the request in vLLM
             return
 

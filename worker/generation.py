@@ -1,7 +1,8 @@
 """One attempt at a trajectory: stream from the engine (continuing the checkpoint an earlier attempt
-left, if any), reserve tokens block by block as the stream grows, checkpoint the text, retry transient
-engine faults with tenacity, give the trajectory back when the worker drains or its engine dies, and
-account for every token the attempt cost."""
+left, if any) in segments that never ask for more than the attempt holds (`pacore.core.segments`),
+reserve the next block as the stream nears the end of what is held, checkpoint the text and its token
+ids, retry transient engine faults with tenacity, give the trajectory back when the worker drains or its
+engine dies, and account for every token the attempt cost."""
 
 from __future__ import annotations
 
@@ -21,13 +22,14 @@ from pacore import metrics
 from pacore.core.budget import block_size, needs_block
 from pacore.core.compaction import parse_output
 from pacore.core.retry import fitting_max_tokens, retry_decision
+from pacore.core.segments import after_segment, segment_max_tokens, segment_seed
 from pacore.logs import ids
 from pacore.settings import Settings
 from pacore.store import budgets
 from pacore.store.database import Database
 from worker.checkpoint import Recorder
 from worker.claims import Claim, Spent
-from worker.engine import CannotContinue, EngineError, GenerationResult, HandBack
+from worker.engine import BUDGET, CannotContinue, EngineError, GenerationResult, HandBack
 from worker.node import Node
 
 log = logging.getLogger("pacore.worker")
@@ -37,13 +39,13 @@ DRAIN_MARGIN_SECONDS = 3.0
 
 
 class BudgetGuard:
-    """Says whether the stream may go on, given the tokens the attempt has spent so far.
+    """Keeps the attempt's reservation ahead of its stream.
 
-    The stream goes on only while what is reserved covers the next chunk: up to `token_chunk_slack`
-    tokens (an engine under load merges tokens into one chunk; the end-of-sequence token comes last),
-    never more than `limit` (the most this attempt may spend) allows. Blocks are reserved ahead of need,
-    so the stream never waits on the database while budget remains; once refused, it stops before it
-    could pass its reservation.
+    Every request asks the engine for at most what the attempt holds and has not spent (`unspent`), so
+    the engine stops itself at the budget whatever its chunk size. The guard reserves the next block
+    when the stream comes within a quarter of a block of what is held (never past `limit`, the most this
+    attempt may spend), so that the next segment starts without waiting on the database; once refused,
+    it asks no more in this attempt. An engine that sends more than it was asked for is stopped.
     """
 
     def __init__(self, db: Database, claim: Claim, settings: Settings) -> None:
@@ -52,26 +54,56 @@ class BudgetGuard:
         self.reserved = claim.reserved  # the first block came with the claim
         self.refused = False
 
-    def allow(self, spent: int) -> bool:
-        slack = self.settings.token_chunk_slack
-        headroom = slack if self.limit is None else max(0, min(slack, self.limit - spent))
+    def ahead(self, spent: int) -> None:
         block = self.settings.token_block
-        while not self.refused and (
-            needs_block(spent, self.reserved, block) or spent + headroom > self.reserved
-        ):
+        while not self.refused and needs_block(spent, self.reserved, block):
             want = block_size(self.reserved, self.limit, block)
             if want == 0:
                 break
-            got = self.db.through_outages(self._reserve, want, spent)
+            got = self.db.through_outages(self._reserve, want, spent, 1)
             self.reserved += got
             self.refused = got == 0
-        return spent + headroom <= self.reserved
 
-    def _reserve(self, want: int, spent: int) -> int:
+    def unspent(self, spent: int) -> int:
+        """What the next request may ask for (reserving ahead first)."""
+        self.ahead(spent)
+        return max(0, self.reserved - spent)
+
+    def hold_all(self, spent: int, total: int) -> bool:
+        """Hold `total` tokens past `spent` at once (an engine that cannot continue a segment needs the
+        whole of it up front); False when the budget cannot give all of it."""
+        want = spent + total - self.reserved
+        if want > 0:
+            got = self.db.through_outages(self._reserve, want, spent, want)
+            self.reserved += got
+        return self.reserved - spent >= total
+
+    def allow(self, spent: int) -> bool:
+        self.ahead(spent)
+        return spent <= self.reserved
+
+    def _reserve(self, want: int, spent: int, minimum: int) -> int:
         with self.db.store() as store:
             return budgets.reserve(
-                store, self.claim.holder, want, spent, self.settings.token_grant, held=self.reserved
+                store,
+                self.claim.holder,
+                want,
+                spent,
+                self.settings.token_grant,
+                held=self.reserved,
+                minimum=minimum,
             )
+
+
+class Refused(Exception):
+    """The budget cannot hold what this attempt needs before it may start: the attempt fails with why."""
+
+
+def _cannot_hold_whole(left: int | None) -> str:
+    why = "the engine cannot continue a trajectory in segments (it has no raw completions or tokenize API)"
+    if left is None:
+        return f"{why}, and the trajectory has no max_tokens to reserve up front: set --max-tokens"
+    return f"{why}, so its whole max_tokens ({left}) must be reserved before it starts: the budget cannot hold it"
 
 
 @dataclass(frozen=True)
@@ -96,8 +128,15 @@ class Generation:
         self.cap = claim.request.max_tokens  # for the whole trajectory, checkpoint included
         self.notes: list[str] = []
         self.tries = 0
-        self.try_streamed = 0
+        self.segments = 0  # requests that ended on a segment boundary and were continued
+        self.try_streamed = 0  # tokens the current request streamed, as the guard saw them
+        self.try_raw = 0  # characters of its raw text recorded
+        self.try_ids = 0  # token ids of it recorded
         self.try_started = 0.0
+        self.prompt_ids: tuple[int, ...] | None = None  # the rendered prompt's ids, once the engine said
+        self.prompt_spent = 0  # prompt tokens of every request that completed (continuations included)
+        self.first_prompt: int | None = None  # the problem's own prompt tokens
+        self.whole = False  # the engine cannot continue a segment: hold the whole max_tokens up front
 
     def where(self) -> dict[str, object]:
         h = self.claim.holder
@@ -108,11 +147,13 @@ class Generation:
     def remaining(self) -> int | None:
         return None if self.cap is None else self.cap - self.recorder.tokens
 
-    def guard(self, raw: str, streamed: int) -> bool:
+    def guard(self, raw: str, streamed: int, ids: list[int] | None) -> bool:
         """Per chunk: record the text, hand back if the process drains or the engine died, then budget."""
-        self.recorder.add(raw, streamed - self.try_streamed)
+        self.recorder.add(raw, streamed - self.try_streamed, ids)
         metrics.GENERATED_TOKENS.inc(streamed - self.try_streamed)
         self.try_streamed = streamed
+        self.try_raw += len(raw)
+        self.try_ids += len(ids or ())
         if self.node.is_superseded(self.claim.trajectory_id):  # cancelled, or re-driven elsewhere
             raise HandBack("superseded")
         if self.node.engine_lost.is_set():  # noticed by the health gate; this stream itself still flows
@@ -129,29 +170,74 @@ class Generation:
         return left / (self.try_streamed / elapsed) < self.node.seconds_left() - DRAIN_MARGIN_SECONDS
 
     def one_try(self) -> GenerationResult:
+        """One try: requests, segment after segment, until the trajectory ends (or the budget does)."""
         self.tries += 1
-        left = self.remaining()
-        if left is not None and left <= 0:  # an earlier attempt streamed right up to max_tokens
-            reasoning, content = parse_output(self.recorder.text)
-            return GenerationResult(content, reasoning, "length", 0, 0)
-        self.budget.limit = None if left is None else self.recorder.spent + left
-        request = replace(self.claim.request, prefix=self.recorder.text, max_tokens=left)
-        self.try_streamed, self.try_started = 0, time.monotonic()
+        while True:
+            left = self.remaining()
+            if (
+                left is not None and left <= 0
+            ):  # streamed right up to max_tokens (maybe by an earlier attempt)
+                return self._so_far("length")
+            self.budget.limit = None if left is None else self.recorder.spent + left
+            if self.whole and (left is None or not self.budget.hold_all(self.recorder.spent, left)):
+                raise Refused(_cannot_hold_whole(left))
+            ask = segment_max_tokens(left, self.budget.unspent(self.recorder.spent))
+            if ask == 0:
+                return self._so_far(BUDGET)
+            result = self._request(ask)
+            if result is None:  # could not continue: started afresh, the whole max_tokens held first
+                continue
+            if after_segment(result.finish_reason, ask, left, result.context_bound) == "done":
+                return result
+            self.segments += 1
+
+    def _request(self, ask: int) -> GenerationResult | None:
+        """One request of at most `ask` tokens, continuing everything generated so far."""
+        request = replace(
+            self.claim.request,
+            prefix=self.recorder.text,
+            prefix_ids=self.recorder.ids,
+            prompt_ids=self.prompt_ids,
+            max_tokens=ask,
+            seed=segment_seed(self.claim.request.seed, self.recorder.tokens),
+        )
+        self.try_streamed, self.try_raw, self.try_ids = 0, 0, 0
+        self.try_started = time.monotonic()
         try:
-            return self.node.engine.generate(request, self.guard)
+            result = self.node.engine.generate(request, self.guard)
         except CannotContinue as exc:
             self.db.through_outages(self.node.checkpoints.restart, self.db, self.recorder)
             self.notes.append(f"could not continue the checkpoint ({exc}): started afresh")
             log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1], extra=self.where())
-            self.tries -= 1  # the same try, started over
-            return self.one_try()
+            self.whole = True
+            return None
         except EngineError as exc:
+            self.prompt_ids = self.prompt_ids or exc.prompt_ids
             metrics.ENGINE_ERRORS.labels(exc.kind).inc()
             if not self.node.engine.health():
                 # Refused: the engine was already gone. Broken mid-request: this request was there
                 # when it died, which counts toward quarantine.
                 raise HandBack("engine down" if exc.kind == "connect" else "engine lost") from exc
             raise
+        self._record_tail(result)
+        self.prompt_ids = result.prompt_ids or self.prompt_ids
+        self.prompt_spent += result.prompt_tokens
+        if self.first_prompt is None:
+            self.first_prompt = result.prompt_tokens
+        return result
+
+    def _record_tail(self, result: GenerationResult) -> None:
+        """What came with the finish reason (the guard sees the stream up to it): the rest of the
+        request's raw text and ids, and its last tokens (the end-of-sequence token has no text)."""
+        tokens = max(0, result.completion_tokens - self.try_streamed)
+        ids = None if result.token_ids is None else list(result.token_ids[self.try_ids :])
+        self.recorder.add(result.raw[self.try_raw :], tokens, ids)
+        metrics.GENERATED_TOKENS.inc(tokens)
+        self.try_streamed = result.completion_tokens
+
+    def _so_far(self, finish_reason: str) -> GenerationResult:
+        reasoning, content = parse_output(self.recorder.text)
+        return GenerationResult(content, reasoning, finish_reason, 0, 0)
 
     def run(self) -> Attempted:
         self.node.checkpoints.open(self.recorder)
@@ -175,14 +261,16 @@ class Generation:
             result = self._retrying(retrying)
         except HandBack as stop:
             self.db.through_outages(self.node.checkpoints.flush, self.db, self.recorder)
-            return Attempted(None, None, self._spent(0), handed_back=stop.reason)
+            return Attempted(None, None, self._spent(), handed_back=stop.reason)
         except EngineError as exc:
-            return Attempted(None, f"{exc} (after {self.tries} tries)", self._spent(0))
-        # The last chunk (with the finish reason) is not seen by the guard.
-        self.recorder.add("", result.completion_tokens - self.try_streamed)
-        metrics.GENERATED_TOKENS.inc(max(0, result.completion_tokens - self.try_streamed))
-        result = replace(result, completion_tokens=self.recorder.tokens)
-        return Attempted(result, None, self._spent(result.prompt_tokens))
+            return Attempted(None, f"{exc} (after {self.tries} tries)", self._spent())
+        except Refused as exc:
+            return Attempted(None, str(exc), self._spent())
+        if self.segments:
+            self.notes.append(f"generated in {self.segments + 1} segments")
+        prompt = self.first_prompt if self.first_prompt is not None else result.prompt_tokens
+        result = replace(result, completion_tokens=self.recorder.tokens, prompt_tokens=prompt)
+        return Attempted(result, None, self._spent())
 
     def _retrying(self, retrying: Retrying) -> GenerationResult:
         try:
@@ -202,9 +290,13 @@ class Generation:
             self.cap = self.recorder.tokens + fit
             return retrying(self.one_try)
 
-    def _spent(self, prompt: int) -> Spent:
+    def _spent(self) -> Spent:
+        """The prompt counts every completed request's (continuations re-read their prefix, mostly from
+        the engine's prefix cache), apart from the generated tokens."""
         note = "; ".join(self.notes) or None
-        return Spent(self.recorder.spent, self.recorder.wasted, prompt, max(0, self.tries - 1), note)
+        return Spent(
+            self.recorder.spent, self.recorder.wasted, self.prompt_spent, max(0, self.tries - 1), note
+        )
 
 
 def generate(node: Node, db: Database, claim: Claim, settings: Settings) -> Attempted:

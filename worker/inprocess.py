@@ -59,12 +59,21 @@ class InProcessEngine:
     def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult:
         if request.model != self.served_name:
             raise EngineError("http", f"this engine serves {self.served_name!r}, not {request.model!r}", 404)
-        if guard is not None and not guard("", 0):
+        if guard is not None and not guard("", 0, None):
             return refused_before_start()
-        prompt = self.tokenizer.apply_chat_template(
-            request.messages, tokenize=False, add_generation_prompt=True
-        )
-        prompt += request.prefix  # a continuation: the rendered prompt, then the checkpoint text
+        prompt: Any
+        if (
+            request.prefix_ids is not None
+        ):  # a continuation from the exact ids: the prompt's, then the prefix's
+            rendered = request.prompt_ids or self.tokenizer.apply_chat_template(
+                request.messages, tokenize=True, add_generation_prompt=True
+            )
+            prompt = {"prompt_token_ids": [*rendered, *request.prefix_ids]}
+        else:
+            prompt = self.tokenizer.apply_chat_template(
+                request.messages, tokenize=False, add_generation_prompt=True
+            )
+            prompt += request.prefix  # a continuation: the rendered prompt, then the checkpoint text
         try:
             return self._call(self._generate(prompt, request, guard))
         except (EngineError, HandBack):
@@ -73,7 +82,7 @@ class InProcessEngine:
             raise EngineError("engine", f"{type(exc).__name__}: {exc}") from exc
 
     async def _generate(
-        self, prompt: str, request: GenerationRequest, guard: Guard | None
+        self, prompt: Any, request: GenerationRequest, guard: Guard | None
     ) -> GenerationResult:
         from vllm import SamplingParams
 
@@ -83,18 +92,19 @@ class InProcessEngine:
             max_tokens=request.max_tokens,
             seed=request.seed,
         )
-        final, request_id, stopped, seen = None, f"pacore-{next(self._ids)}", False, 0
+        final, request_id, stopped, seen, seen_ids = None, f"pacore-{next(self._ids)}", False, 0, 0
         try:
             async for output in self.engine.generate(prompt, params, request_id):
                 final = output
-                streamed = len(output.outputs[0].token_ids) if output.outputs else 0
+                ids = list(output.outputs[0].token_ids) if output.outputs else []
                 text = output.outputs[0].text if output.outputs else ""
                 delta, seen = text[seen:], len(text)
+                new_ids, seen_ids = ids[seen_ids:], len(ids)
                 # The guard may reserve a block in the database: off the event loop, which all generations share.
                 if (
                     guard is not None
                     and not output.finished
-                    and not await asyncio.to_thread(guard, delta, streamed)
+                    and not await asyncio.to_thread(guard, delta, len(ids), new_ids)
                 ):
                     await self.engine.abort(request_id)
                     stopped = True
@@ -108,12 +118,18 @@ class InProcessEngine:
         # The generation prompt ends inside the think block, so the raw text is reasoning, `</think>`,
         # conclusion: split on the client, as the server's reasoning parser would.
         reasoning, content = parse_output(request.prefix + completion.text)
+        prompt_ids = request.prompt_ids
+        if prompt_ids is None and request.prefix_ids is None and not request.prefix:
+            prompt_ids = tuple(final.prompt_token_ids or ())
         return GenerationResult(
             content=content,
             reasoning=reasoning,
             finish_reason=BUDGET if stopped else completion.finish_reason,
             prompt_tokens=len(final.prompt_token_ids or []),
             completion_tokens=len(completion.token_ids),
+            prompt_ids=prompt_ids,
+            raw=completion.text,
+            token_ids=tuple(completion.token_ids),
         )
 
     def close(self) -> None:

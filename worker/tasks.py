@@ -71,22 +71,21 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
         return trajectory_id
     if attempted.handed_back == "superseded":  # cancelled, or re-driven elsewhere: nothing to write
         log.info(
-            "trajectory %d attempt %d is no longer ours; stopped generating it",
+            "trajectory %d attempt %d is no longer ours; stopped generating it after %d tokens (settled "
+            "with it, as all the attempt held)",
             trajectory_id,
             attempt,
+            attempted.spent.tokens,
             extra=where,
         )
         return trajectory_id
     if attempted.handed_back:
         metrics.HANDED_BACK.labels(attempted.handed_back).inc()
-        db.through_outages(
-            claims.hand_back,
-            db,
-            claim,
-            node.worker_id,
-            attempted.spent,
-            attempted.handed_back,
-        )
+        if not db.through_outages(
+            claims.hand_back, db, claim, node.worker_id, attempted.spent, attempted.handed_back
+        ):
+            _late(trajectory_id, attempt, attempted.spent.tokens, "hand-back", where)
+            return trajectory_id
         log.info(
             "trajectory %d attempt %d handed back (%s) after %d tokens, checkpointed",
             trajectory_id,
@@ -100,14 +99,23 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
         log.warning(
             "trajectory %d attempt %d failed: %s", trajectory_id, attempt, attempted.error, extra=where
         )
-    db.through_outages(
-        claims.finish,
-        db,
-        claim,
-        node.worker_id,
-        attempted.result,
-        attempted.error,
-        attempted.spent,
-    )
+    if not db.through_outages(
+        claims.finish, db, claim, node.worker_id, attempted.result, attempted.error, attempted.spent
+    ):
+        _late(trajectory_id, attempt, attempted.spent.tokens, "result", where)
     metrics.ATTEMPTS.labels(Outcome.DONE if attempted.result else Outcome.FAILED).inc()
     return trajectory_id
+
+
+def _late(trajectory_id: int, attempt: int, tokens: int, what: str, where: dict[str, object]) -> None:
+    """The attempt was fenced off before it could write (re-driven after its lease ran out, or cancelled):
+    its tokens were settled then, as all it held; what it brings now is discarded, and said."""
+    log.warning(
+        "trajectory %d attempt %d: a late %s of %d tokens was discarded (the attempt was fenced off: "
+        "re-driven or cancelled; it was settled then for all it held)",
+        trajectory_id,
+        attempt,
+        what,
+        tokens,
+        extra=where,
+    )

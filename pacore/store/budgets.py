@@ -32,25 +32,33 @@ class Holder:
     campaign_id: int
 
 
-def reserve(store: Store, holder: Holder, want: int, streamed: int, grant: int, held: int) -> int:
-    """Reserve up to `want` tokens for a running attempt that holds `held`; 0 when the budget refuses.
-    Raises Fenced. One statement from the run's free grant; when that is spent, one more for a grant
-    from the campaign and one to take from it. Idempotent: run again after a commit whose answer was
-    lost, it finds the attempt holding more than `held` and returns that block instead of another."""
-    taken = _reserve_block(store, holder, want, streamed, held)
+def reserve(
+    store: Store, holder: Holder, want: int, streamed: int, grant: int, held: int, minimum: int = 1
+) -> int:
+    """Reserve `want` tokens (or what is left, if at least `minimum`) for a running attempt that holds
+    `held`; 0 when the budget refuses. Raises Fenced. One statement from the run's free grant; when that
+    cannot cover it, one more for a grant from the campaign and one to take from it. Idempotent: run
+    again after a commit whose answer was lost, it finds the attempt holding more than `held` and
+    returns that block instead of another."""
+    taken = _reserve_block(store, holder, want, streamed, held, minimum)
     assert taken.before is not None  # _reserve_block raised Fenced otherwise
     if taken.before > held:  # a retry: the lost commit took this block already
         return taken.before - held
     if taken.got:
         return taken.got
     ask = grant_request(taken.run, want, grant)
-    if ask <= 0 or not store.grant_to_run(holder.run_id, holder.campaign_id, ask, minimum=1):
+    needed = max(1, minimum - taken.run.free_grant)
+    if ask < needed or not store.grant_to_run(holder.run_id, holder.campaign_id, ask, minimum=needed):
         return 0
-    return _reserve_block(store, holder, want, streamed, held).got
+    return _reserve_block(store, holder, want, streamed, held, minimum).got
 
 
-def _reserve_block(store: Store, holder: Holder, want: int, streamed: int, held: int) -> Reserved:
-    taken = store.reserve_block(holder.trajectory_id, holder.attempt, holder.run_id, want, 1, streamed, held)
+def _reserve_block(
+    store: Store, holder: Holder, want: int, streamed: int, held: int, minimum: int
+) -> Reserved:
+    taken = store.reserve_block(
+        holder.trajectory_id, holder.attempt, holder.run_id, want, minimum, streamed, held
+    )
     if taken.before is None:
         raise Fenced(f"trajectory {holder.trajectory_id} attempt {holder.attempt} is no longer running")
     return taken

@@ -18,6 +18,7 @@ class Claimed:
     campaign_id: int
     checkpoint_text: str  # what earlier attempts streamed, to continue
     checkpoint_tokens: int
+    checkpoint_ids: list[int] | None  # its token ids (None: some chunk has none)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSON, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
 from sqlmodel import Field, SQLModel
 
 from pacore.core.vocabulary import CampaignStatus, RoundStatus, RunStatus, TrajectoryStatus
@@ -223,6 +223,8 @@ class Chunk(SQLModel, table=True):
     seq: int = Field(sa_column=Column(Integer, nullable=False))
     text: str = Field(sa_column=Column(Text, nullable=False))
     tokens: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    # the engine's ids of `text` (null: it sent none); a continuation sends them as they are
+    token_ids: list[int] | None = Field(default=None, sa_column=Column(ARRAY(Integer), nullable=True))
     created_at: datetime = _created()
 
 

@@ -12,13 +12,7 @@ import pytest
 
 from tests.fleet import Fleet, running_fleet
 
-# FakeEngine streams one token per chunk, so one token of headroom is enough.
-SMALL = {
-    "PACORE_TOKEN_BLOCK": "4",
-    "PACORE_TOKEN_GRANT": "8",
-    "PACORE_MIN_TRAJECTORY_TOKENS": "4",
-    "PACORE_TOKEN_CHUNK_SLACK": "1",
-}
+SMALL = {"PACORE_TOKEN_BLOCK": "4", "PACORE_TOKEN_GRANT": "8", "PACORE_MIN_TRAJECTORY_TOKENS": "4"}
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fake_engine import TOKEN_BASE
 from tests.integration.conftest import Fleet
 
 
@@ -50,8 +51,12 @@ def test_a_dropped_stream_is_continued_after_what_it_streamed(fleet: Fleet, tmp_
     assert ledger(fleet, status["id"]) == (5, 2, 5 * 7, 0)
     assert status["tokens"]["used"] == 5 * 7 and status["tokens"]["wasted"] == 0
     continued = [r for r in fleet_requests(fleet, "DROP first stream") if "prompt" in r]
-    prefixes = ["".join(map(chr, r["prompt"][r["prompt"].index(0) + 1 :])) for r in continued]
-    assert prefixes == ["thinking w</think> The"] * 2, "the rendered prompt, then what was streamed"
+    # the rendered prompt (as the chat API's first chunk gave it), then the ids of the 3 tokens streamed
+    # ("thinking", " w", " The"): the engine's own, not the text tokenized again
+    assert [r["prompt"][r["prompt"].index(0) + 1 :] for r in continued] == [
+        [TOKEN_BASE + k for k in range(3)]
+    ] * 2
+    assert all(r["prompt"][: r["prompt"].index(0) + 1] == fleet.engine_ref.tokenize(r) for r in continued)
     stored = fleet.query(
         "SELECT completion_tokens, reasoning, content FROM trajectory WHERE campaign_id = %s", status["id"]
     )
@@ -64,7 +69,10 @@ def test_a_dropped_stream_is_continued_after_what_it_streamed(fleet: Fleet, tmp_
 def test_where_the_engine_cannot_continue_it_starts_afresh_and_counts_the_waste(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    status = campaign(fleet, tmp_path, "afresh", "DROP NOCONT an engine without the tokenize endpoint")
+    """An engine with neither token ids nor /tokenize cannot continue a cut stream: the trajectory starts
+    afresh with its whole max_tokens held up front (it cannot be generated in segments either)."""
+    text = "DROP NOCONT NOIDS an engine without the tokenize endpoint or token ids"
+    status = campaign(fleet, tmp_path, "afresh", text, "--max-tokens", "100")
     assert status["runs"] == {"total": 1, "done": 1}
     assert ledger(fleet, status["id"]) == (5, 2, 5 * 7 + 2 * 3, 2 * 3)
     assert status["tokens"]["used"] == 5 * 7 + 6 and status["tokens"]["wasted"] == 6
@@ -72,6 +80,17 @@ def test_where_the_engine_cannot_continue_it_starts_afresh_and_counts_the_waste(
         n for (n,) in fleet.query("SELECT error FROM trajectory WHERE campaign_id = %s", status["id"]) if n
     ]
     assert len(notes) == 2 and all("started afresh" in n for n in notes)
+    sent = fleet_requests(fleet, "DROP NOCONT NOIDS an engine")
+    assert len(sent) == 5 + 2 and not any("prompt" in r for r in sent), "2 cut streams started again"
+
+
+def test_an_engine_that_cannot_continue_needs_a_max_tokens_to_hold(fleet: Fleet, tmp_path: Path) -> None:
+    status = campaign(fleet, tmp_path, "nohold", "DROP NOCONT NOIDS and no max_tokens to hold up front")
+    assert status["runs"] == {"total": 1, "failed": 1}
+    (error,) = fleet.query(
+        "SELECT error FROM trajectory WHERE campaign_id = %s AND status = 'failed'", status["id"]
+    )[0]
+    assert "cannot continue a trajectory in segments" in error and "set --max-tokens" in error
 
 
 def test_a_context_length_error_retries_once_with_a_max_tokens_that_fits(
@@ -107,7 +126,8 @@ def fleet_requests(fleet: Fleet, marker: str) -> list[dict]:
 
 def test_json_logs_carry_the_ids(fake_fleet, tmp_path: Path) -> None:
     with fake_fleet(extra_env={"PACORE_LOG_FORMAT": "json"}) as fleet:
-        status = campaign(fleet, tmp_path, "logged", "DROP NOCONT a cut stream that cannot be continued")
+        text = "DROP NOCONT NOIDS a cut stream that cannot be continued"
+        status = campaign(fleet, tmp_path, "logged", text, "--max-tokens", "100")
         assert status["runs"] == {"total": 1, "done": 1}
     lines = [
         json.loads(line)

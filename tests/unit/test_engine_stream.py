@@ -102,7 +102,7 @@ def test_the_guard_is_asked_on_keep_alives_too() -> None:
     """So that cancel and drain act on a stream that sends nothing else."""
     asked: list[tuple[str, int]] = []
 
-    def guard(raw: str, streamed: int) -> bool:
+    def guard(raw: str, streamed: int, ids: list[int] | None) -> bool:
         asked.append((raw, streamed))
         return True
 
@@ -119,3 +119,40 @@ def test_request_body_sends_no_seed_unless_given() -> None:
         "continuous_usage_stats": True,
     }
     assert request_body(GenerationRequest([], "m", 100, 0.7, 0.9, 5))["seed"] == 5
+
+
+def test_token_ids_are_kept_as_vllm_streams_them() -> None:
+    """vLLM's chat stream with return_token_ids: the rendered prompt's ids on the first chunk, then each
+    chunk's ids on its choice, including a chunk with no text (`</think>`, taken out by the parser)."""
+    acc = StreamAccumulator()
+    first = chunk({"role": "assistant", "content": ""})
+    first["prompt_token_ids"] = [151644, 872, 198]
+    acc.add(first)
+    for delta, ids in [({"reasoning": "think"}, [1]), ({}, [151668]), ({"content": " 4"}, [2, 3])]:
+        c = chunk(delta)
+        c["choices"][0]["token_ids"] = ids
+        acc.add(c)
+    assert acc.take_ids() == [1, 151668, 2, 3] and acc.take_ids() == []
+    done = chunk({}, finish="length")
+    done["choices"][0]["token_ids"] = []
+    acc.add(done)
+    result = acc.result()
+    assert result.prompt_ids == (151644, 872, 198) and result.token_ids == (1, 151668, 2, 3)
+    assert result.raw == "think</think> 4" and (result.reasoning, result.content) == ("think", " 4")
+
+
+def test_an_engine_without_token_ids_gives_none() -> None:
+    acc = StreamAccumulator()
+    acc.add(chunk({"content": "x"}))
+    assert acc.take_ids() is None and acc.result().token_ids is None
+
+
+def test_token_ids_that_are_not_integers_are_malformed() -> None:
+    c = chunk({"content": "x"})
+    c["choices"][0]["token_ids"] = ["a"]
+    with pytest.raises(EngineError, match="malformed: the engine sent token ids that are not a list"):
+        StreamAccumulator().add(c)
+
+
+def test_every_request_asks_for_token_ids() -> None:
+    assert request_body(GenerationRequest([], "m"))["return_token_ids"] is True

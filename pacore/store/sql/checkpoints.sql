@@ -10,6 +10,7 @@ WHERE t.id = c.tid AND t.attempt = c.attempt AND t.status = 'running'
 RETURNING t.id;
 
 -- name: append_chunk
--- Append one checkpoint chunk; a chunk already written (its answer lost) is not written twice.
-INSERT INTO chunk (trajectory_id, attempt, seq, text, tokens) VALUES (:tid, :attempt, :seq, :text, :tokens)
+-- Append one checkpoint chunk (its text, tokens and token ids, null when the engine sent none); a chunk already written (its answer lost) is not written twice.
+INSERT INTO chunk (trajectory_id, attempt, seq, text, tokens, token_ids)
+VALUES (:tid, :attempt, :seq, :text, :tokens, CAST(:token_ids AS int[]))
 ON CONFLICT (trajectory_id, attempt, seq) DO NOTHING;

@@ -1,5 +1,5 @@
 -- name: claim_trajectory
--- A worker claims a pending trajectory (or re-claims its own, whose answer was lost), fenced by attempt, and reads what its request needs and the checkpoint earlier attempts left.
+-- A worker claims a pending trajectory (or re-claims its own, whose answer was lost), fenced by attempt, and reads what its request needs and the checkpoint earlier attempts left (text, tokens, and token ids when every chunk has them).
 UPDATE trajectory t SET status = 'running', worker_id = :worker, started_at = now(),
        lease_until = now() + make_interval(secs => :lease)
 FROM round r JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id
@@ -11,7 +11,13 @@ RETURNING t.sampling_seed AS sampling_seed, r.input_messages AS messages, r.max_
           (SELECT coalesce(string_agg(ch.text, '' ORDER BY ch.attempt, ch.seq), '') FROM chunk ch
            WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_text,
           (SELECT coalesce(sum(ch.tokens), 0) FROM chunk ch
-           WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_tokens;
+           WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_tokens,
+          (SELECT CASE WHEN bool_and(ch.token_ids IS NOT NULL) IS NOT FALSE
+                       THEN coalesce((SELECT array_agg(u.id ORDER BY c2.attempt, c2.seq, u.n)
+                                      FROM chunk c2, unnest(c2.token_ids) WITH ORDINALITY AS u(id, n)
+                                      WHERE c2.trajectory_id = t.id AND c2.attempt < :attempt),
+                                     CAST('{}' AS int[])) END
+           FROM chunk ch WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_ids;
 
 -- name: finish_and_settle
 -- Write an attempt's result (done or failed), fenced by attempt, in one statement: stamp finish_seq (completion order), drop its checkpoint, append it to the ledger once and settle its run's tokens (an attempt that used more than it held grows its run's grant by the excess, charged to the campaign; `overrun` says how far that went past the problem or campaign budget).

@@ -1,5 +1,5 @@
 -- name: fence_attempts
--- Fence off the current attempt of the chosen trajectories (the ids in :ids, a campaign's, or some rounds'; in a status of :from; at :attempt when given) and start the next: status :to, attempt + 1, unheld and unpublished. A running attempt ends in the same statement: appended to the ledger once (:outcome, preempted) and settled on its run (its blocks go back; what it spent counts: :spent and :wasted when its worker says, else what it streamed or checkpointed, bounded by its reservation, all wasted when cancelled and otherwise the part not checkpointed). Returns each fenced trajectory's old attempt.
+-- Fence off the current attempt of the chosen trajectories (the ids in :ids, a campaign's, or some rounds'; in a status of :from; at :attempt when given) and start the next: status :to, attempt + 1, unheld and unpublished. A running attempt ends in the same statement: appended to the ledger once (:outcome, preempted) and settled on its run (its blocks go back; what it spent counts: :spent and :wasted when its worker says, else all it held, since no request of it could ask the engine for more and its end was not seen: all wasted when cancelled, otherwise the part not checkpointed). Returns each fenced trajectory's old attempt.
 WITH old AS (
   SELECT t.id, t.attempt, t.status, t.campaign_id, r.run_id, t.worker_id, t.started_at,
          t.tokens_reserved AS reserved, t.tokens_streamed AS streamed,
@@ -21,8 +21,7 @@ bumped AS (
   FROM old WHERE t.id = old.id
 ),
 ended AS (
-  SELECT old.*, coalesce(CAST(:spent AS bigint), least(greatest(old.streamed, old.checkpointed), old.reserved))
-           AS used
+  SELECT old.*, coalesce(CAST(:spent AS bigint), old.reserved) AS used
   FROM old WHERE old.status = 'running'
 ),
 ledger AS (

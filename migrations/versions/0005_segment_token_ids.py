@@ -1,0 +1,29 @@
+"""token ids in checkpoints
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-04
+
+Budgets are hard by construction: a request asks the engine for no more than its attempt holds, and a
+trajectory longer than that goes on in a new segment from the exact token ids generated so far (the
+engine's `return_token_ids`). A checkpoint keeps those ids beside its text, so that the next segment or
+attempt continues from them instead of tokenizing the text again (which need not give the same ids).
+`chunk.token_ids` is null for a chunk whose engine sent no ids (and for chunks written before this).
+"""
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("chunk", sa.Column("token_ids", postgresql.ARRAY(sa.Integer()), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("chunk", "token_ids")
