@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     token_grant: int = Field(
         131072, ge=1, description="Tokens a run takes from its campaign budget at a time."
     )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="Attempts a trajectory's own request may fail (errors after retries, its engine dying) "
+        "before the trajectory fails with the last error.",
+    )
     min_trajectory_tokens: int = Field(256, ge=1, description="The least a final trajectory is started with.")
     worker_concurrency: int = Field(64, ge=1, description="Concurrent generations per worker process.")
     lease_seconds: int = Field(60, ge=5, description="How long a claimed trajectory stays leased.")

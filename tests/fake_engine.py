@@ -17,6 +17,7 @@ the synthesis prompt that quotes it, of later rounds). `nth` counts requests per
 - `CRASH`: while `crashes` is set, the engine dies (see `go_down`) after the 3rd token of the request (the 1st of a continuation).
 - `MALFORMED`: the stream sends a data line that is not JSON.  - `NULLCHOICE`: a chunk with `choices: [null]`.
 - `KEEPALIVE`: the stream sends only keep-alive comments (every 50 ms, for at most 20 s), never a token.
+- `FAILFIRST<n>`: the first n requests fail with HTTP 500.
 - `MERGE<n>`: n tokens per chunk (vLLM merges tokens for a slow reader); never past max_tokens.
 
 Otherwise: reasoning `thinking w w ...` and content ` The answer is \\boxed{<request number>}.`; the
@@ -227,6 +228,8 @@ class FakeEngine:
             return 500, "scripted internal error (until the switch is turned off)"
         if "FAIL500" in text or ("FAILHALF" in text and nth % 2 == 0) or ("FLAKY500" in text and nth == 1):
             return 500, "scripted internal error"
+        if (first := re.search(r"FAILFIRST(\d+)", text)) and nth <= int(first.group(1)):
+            return 500, f"scripted internal error (request {nth} of the first {first.group(1)})"
         if "RATE429" in text and nth == 1:
             return 429, "scripted rate limit"
         if "BAD400" in text:

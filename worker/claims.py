@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pacore.core.budget import block_size
 from pacore.core.campaign import CampaignConfig
+from pacore.core.retry import after_failed_attempt
 from pacore.core.vocabulary import Outcome, TrajectoryStatus
 from pacore.store import budgets
 from pacore.store.database import Database
@@ -29,6 +30,7 @@ class Claim:
     request: GenerationRequest
     checkpoint: Checkpoint = Checkpoint()  # what earlier attempts streamed, to continue
     reserved: int = 0  # the first block, taken with the claim
+    failed_before: int = 0  # attempts of this trajectory its own request failed
 
     @property
     def trajectory_id(self) -> int:
@@ -82,7 +84,7 @@ def claim(
             want = block_size(0, None if cap is None else cap - base.tokens, block)
             reserved = budgets.reserve(store, holder, want, 0, grant, held=0) if want > 0 else 0
     request = GenerationRequest(row.messages, cfg.model, cap, cfg.temperature, cfg.top_p, row.sampling_seed)
-    return Claim(holder, request, base, reserved)
+    return Claim(holder, request, base, reserved, row.failed_attempts)
 
 
 def finish(
@@ -92,14 +94,19 @@ def finish(
     result: GenerationResult | None,
     error: str | None,
     spent: Spent | None = None,
+    max_attempts: int = 1,
 ) -> bool:
-    """Write the outcome, fenced by attempt, and settle the attempt's tokens exactly once."""
+    """Write the outcome, fenced by attempt, and settle the attempt's tokens exactly once. A failure
+    is followed by another attempt (afresh: its tokens are all waste) until `max_attempts` failed."""
     spent = spent or Spent(
         result.completion_tokens if result else 0, 0, result.prompt_tokens if result else 0
     )
     status = TrajectoryStatus.DONE if result else TrajectoryStatus.FAILED
     error = "; ".join(e for e in (error, spent.note) if e) or None
     wasted = spent.wasted if result else spent.tokens
+    if result is None and after_failed_attempt(claim.failed_before, max_attempts) == "again":
+        note = f"attempt {claim.failed_before + 1} of {max_attempts} failed: {error}"
+        return _again(db, claim, worker_id, spent, Outcome.FAILED, note, discard=True)
     with db.store() as store:
         finished = store.finish_and_settle(
             claim.trajectory_id,
@@ -123,6 +130,29 @@ def finish(
     return finished.written
 
 
+def _again(
+    db: Database, claim: Claim, worker_id: str, spent: Spent, outcome: Outcome, error: str, discard: bool
+) -> bool:
+    """The attempt failed and another follows: fenced off, in the ledger, its tokens settled (all waste
+    when it is discarded), the trajectory pending again with the failure counted and its error shown."""
+    with db.store() as store:
+        fenced = store.fence_attempts(
+            Scope(ids=[claim.trajectory_id], attempt=claim.attempt),
+            [TrajectoryStatus.RUNNING],
+            TrajectoryStatus.PENDING,
+            outcome,
+            error,
+            worker=worker_id,
+            spent=spent.tokens,
+            wasted=spent.tokens if discard else spent.wasted,
+            prompt=spent.prompt,
+            failure=True,
+            discard=discard,
+        )
+    log.warning("trajectory %d: %s; another attempt follows", claim.trajectory_id, error)
+    return bool(fenced)
+
+
 # Why a trajectory went back, as the ledger's outcome: a drain (SIGTERM), the health gate saw the engine
 # down, or this trajectory's own request failed against an engine that then did not answer /health.
 # Only the last counts toward quarantine. (When an engine process dies, every stream it serves fails at
@@ -135,24 +165,31 @@ HANDED_BACK = {
 QUARANTINE_AFTER_WORKERS = 2
 
 
-def hand_back(db: Database, claim: Claim, worker_id: str, spent: Spent, reason: str) -> bool:
+def hand_back(
+    db: Database, claim: Claim, worker_id: str, spent: Spent, reason: str, max_attempts: int = 1
+) -> bool:
     """Give the trajectory back: a new attempt (fencing this one), pending and unpublished, so that the
     scheduler's next tick publishes it again; the checkpoint stays for the next attempt to continue.
     Settles this attempt's tokens once; counts nothing against the trajectory (a preemption, not a
     failure). A run whose trajectory coincided with engine deaths on two distinct workers is
     quarantined: it waits for an operator (`pacore quarantine lift`)."""
     outcome = HANDED_BACK[reason]
+    error = "; ".join(e for e in (f"handed back: {reason}", spent.note) if e)
+    if outcome == Outcome.ENGINE_LOST and after_failed_attempt(claim.failed_before, max_attempts) == "fail":
+        # its engine died under it on its last allowed attempt: the trajectory fails with that
+        return finish(db, claim, worker_id, None, error, spent)
     with db.store() as store:
         fenced = store.fence_attempts(
             Scope(ids=[claim.trajectory_id], attempt=claim.attempt),
             [TrajectoryStatus.RUNNING],
             TrajectoryStatus.PENDING,
             outcome,
-            "; ".join(e for e in (f"handed back: {reason}", spent.note) if e),
+            error,
             worker=worker_id,
             spent=spent.tokens,
             wasted=spent.wasted,
             prompt=spent.prompt,
+            failure=outcome == Outcome.ENGINE_LOST,
         )
         if not fenced:
             return False

@@ -114,6 +114,7 @@ class Attempted:
     error: str | None
     spent: Spent
     handed_back: str | None = None
+    definitive: bool = False  # an error the engine would give any attempt (a 4xx no retry fixes)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -263,7 +264,8 @@ class Generation:
             self.db.through_outages(self.node.checkpoints.flush, self.db, self.recorder)
             return Attempted(None, None, self._spent(), handed_back=stop.reason)
         except EngineError as exc:
-            return Attempted(None, f"{exc} (after {self.tries} tries)", self._spent())
+            definitive = retry_decision(exc.kind, exc.status, str(exc)) == "fail"
+            return Attempted(None, f"{exc} (after {self.tries} tries)", self._spent(), definitive=definitive)
         except Refused as exc:
             return Attempted(None, str(exc), self._spent())
         if self.segments:

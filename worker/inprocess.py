@@ -61,19 +61,13 @@ class InProcessEngine:
             raise EngineError("http", f"this engine serves {self.served_name!r}, not {request.model!r}", 404)
         if guard is not None and not guard("", 0, None):
             return refused_before_start()
-        prompt: Any
-        if (
-            request.prefix_ids is not None
-        ):  # a continuation from the exact ids: the prompt's, then the prefix's
-            rendered = request.prompt_ids or self.tokenizer.apply_chat_template(
-                request.messages, tokenize=True, add_generation_prompt=True
-            )
+        text = self.tokenizer.apply_chat_template(
+            request.messages, tokenize=False, add_generation_prompt=True
+        )
+        prompt: Any = text + request.prefix  # fresh, or a continuation of text without ids
+        if request.prefix_ids:  # a continuation from the exact ids: the rendered prompt's, then the prefix's
+            rendered = request.prompt_ids or self.tokenizer.encode(text, add_special_tokens=False)
             prompt = {"prompt_token_ids": [*rendered, *request.prefix_ids]}
-        else:
-            prompt = self.tokenizer.apply_chat_template(
-                request.messages, tokenize=False, add_generation_prompt=True
-            )
-            prompt += request.prefix  # a continuation: the rendered prompt, then the checkpoint text
         try:
             return self._call(self._generate(prompt, request, guard))
         except (EngineError, HandBack):

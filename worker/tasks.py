@@ -82,7 +82,13 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
     if attempted.handed_back:
         metrics.HANDED_BACK.labels(attempted.handed_back).inc()
         if not db.through_outages(
-            claims.hand_back, db, claim, node.worker_id, attempted.spent, attempted.handed_back
+            claims.hand_back,
+            db,
+            claim,
+            node.worker_id,
+            attempted.spent,
+            attempted.handed_back,
+            rt.settings.max_attempts,
         ):
             _late(trajectory_id, attempt, attempted.spent.tokens, "hand-back", where)
             return trajectory_id
@@ -100,7 +106,14 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
             "trajectory %d attempt %d failed: %s", trajectory_id, attempt, attempted.error, extra=where
         )
     if not db.through_outages(
-        claims.finish, db, claim, node.worker_id, attempted.result, attempted.error, attempted.spent
+        claims.finish,
+        db,
+        claim,
+        node.worker_id,
+        attempted.result,
+        attempted.error,
+        attempted.spent,
+        1 if attempted.definitive else rt.settings.max_attempts,  # a 4xx: the same for any attempt
     ):
         _late(trajectory_id, attempt, attempted.spent.tokens, "result", where)
     metrics.ATTEMPTS.labels(Outcome.DONE if attempted.result else Outcome.FAILED).inc()

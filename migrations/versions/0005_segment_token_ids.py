@@ -1,4 +1,4 @@
-"""token ids in checkpoints
+"""token ids in checkpoints; failed attempts
 
 Revision ID: 0005
 Revises: 0004
@@ -9,6 +9,10 @@ trajectory longer than that goes on in a new segment from the exact token ids ge
 engine's `return_token_ids`). A checkpoint keeps those ids beside its text, so that the next segment or
 attempt continues from them instead of tokenizing the text again (which need not give the same ids).
 `chunk.token_ids` is null for a chunk whose engine sent no ids (and for chunks written before this).
+
+`trajectory.failed_attempts` counts the attempts its own request failed (the engine's errors after the
+attempt's retries, or its engine dying under it): a failed attempt is followed by another until
+`PACORE_MAX_ATTEMPTS`, then the trajectory fails with the last error. `retry --failed` resets it.
 """
 
 import sqlalchemy as sa
@@ -23,7 +27,11 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("chunk", sa.Column("token_ids", postgresql.ARRAY(sa.Integer()), nullable=True))
+    op.add_column(
+        "trajectory", sa.Column("failed_attempts", sa.Integer(), nullable=False, server_default="0")
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("trajectory", "failed_attempts")
     op.drop_column("chunk", "token_ids")

@@ -16,6 +16,7 @@ class Claimed:
     config: dict[str, Any]
     run_id: int
     campaign_id: int
+    failed_attempts: int  # attempts its own request failed so far
     checkpoint_text: str  # what earlier attempts streamed, to continue
     checkpoint_tokens: int
     checkpoint_ids: list[int] | None  # its token ids (None: some chunk has none)

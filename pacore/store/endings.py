@@ -56,10 +56,13 @@ class EndingQueries(StoreBase):
         spent: int | None = None,
         wasted: int | None = None,
         prompt: int | None = None,
+        failure: bool = False,
+        discard: bool = False,
     ) -> list[FencedAttempt]:
         """Fence off the attempts in `scope` whose status is in `from_`, and start the next ones in `to`.
         Running attempts end in the ledger as `outcome` and are settled on their runs, with `spent`,
-        `wasted` and `prompt` when the worker says (a hand-back), else what the row says was streamed."""
+        `wasted` and `prompt` when the worker says (a hand-back), else all they held. `failure`: the
+        attempt's own request failed (counted toward PACORE_MAX_ATTEMPTS); `discard`: drop the checkpoint."""
         params = {
             "ids": None if scope.ids is None else list(scope.ids),
             "attempt": scope.attempt,
@@ -73,6 +76,8 @@ class EndingQueries(StoreBase):
             "spent": spent,
             "wasted": wasted,
             "prompt": prompt,
+            "failure": failure,
+            "discard": discard,
         }
         return self.all(FencedAttempt, "fence_attempts", params)
 

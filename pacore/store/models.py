@@ -157,6 +157,8 @@ class Trajectory(SQLModel, table=True):
         sa_column=Column(Text, nullable=False, server_default=TrajectoryStatus.PENDING.value),
     )
     attempt: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
+    # attempts its own request failed (errors after retries, its engine dying); at PACORE_MAX_ATTEMPTS it fails
+    failed_attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     sampling_seed: int | None = Field(default=None, sa_column=Column(BigInteger))
     worker_id: str | None = Field(default=None, sa_column=Column(Text))
     lease_until: datetime | None = _when()

@@ -85,12 +85,17 @@ def test_where_the_engine_cannot_continue_it_starts_afresh_and_counts_the_waste(
 
 
 def test_an_engine_that_cannot_continue_needs_a_max_tokens_to_hold(fleet: Fleet, tmp_path: Path) -> None:
+    """With no max_tokens to hold up front, the attempt that could not continue fails with that reason;
+    the next attempt starts afresh (and, its stream not cut, finishes)."""
     status = campaign(fleet, tmp_path, "nohold", "DROP NOCONT NOIDS and no max_tokens to hold up front")
-    assert status["runs"] == {"total": 1, "failed": 1}
-    (error,) = fleet.query(
-        "SELECT error FROM trajectory WHERE campaign_id = %s AND status = 'failed'", status["id"]
-    )[0]
-    assert "cannot continue a trajectory in segments" in error and "set --max-tokens" in error
+    assert status["runs"] == {"total": 1, "done": 1}
+    failed = fleet.query(
+        "SELECT a.error FROM attempt a JOIN trajectory t ON t.id = a.trajectory_id "
+        "WHERE t.campaign_id = %s AND a.outcome = 'failed'",
+        status["id"],
+    )
+    assert len(failed) == 2, "the first attempt of each round's first cut stream"
+    assert all("cannot continue a trajectory in segments" in e and "set --max-tokens" in e for (e,) in failed)
 
 
 def test_a_context_length_error_retries_once_with_a_max_tokens_that_fits(
@@ -180,5 +185,24 @@ def test_engine_misbehaviour_ends_the_attempt_with_the_engines_words(
         )
     assert len(rows) == 5
     for t_status, attempt, error, settled in rows:
-        assert (t_status, attempt, settled) == ("failed", 1, 1), "one attempt, settled once: no re-drive loop"
+        # PACORE_MAX_ATTEMPTS (3) attempts, each settled once, then failed: no re-drive loop
+        assert (t_status, attempt, settled) == ("failed", 3, 3)
         assert error.startswith(words) and error.endswith("(after 2 tries)"), error
+
+
+def test_a_failed_attempt_is_followed_by_another(fake_fleet, tmp_path: Path) -> None:
+    """The first 2 requests of each round's prompt fail (500): with 2 tries an attempt, the first attempt
+    fails, and the next one (afresh) succeeds; the failed one is in the ledger, all waste."""
+    with fake_fleet(extra_env={"PACORE_ENGINE_RETRIES": "2"}) as fleet:
+        path = tmp_path / "again.jsonl"
+        path.write_text(json.dumps({"id": "again", "problem": "FAILFIRST2 a problem"}) + "\n")
+        fleet.submit(path, "--rounds", "1")
+        status = fleet.wait_finished("again")
+        assert status["runs"] == {"total": 1, "done": 1}
+        rows = fleet.query(
+            "SELECT t.status, t.attempt, t.failed_attempts, "
+            "(SELECT array_agg(a.outcome ORDER BY a.attempt) FROM attempt a WHERE a.trajectory_id = t.id) "
+            "FROM trajectory t WHERE t.campaign_id = %s",
+            status["id"],
+        )
+    assert rows == [("done", 2, 1, ["failed", "done"])] * 2

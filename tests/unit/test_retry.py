@@ -1,6 +1,6 @@
 import pytest
 
-from pacore.core.retry import fitting_max_tokens, retry_decision
+from pacore.core.retry import after_failed_attempt, fitting_max_tokens, retry_decision
 
 VLLM_CONTEXT_ERROR = (
     "This model's maximum context length is 4096 tokens. However, you requested 4196 tokens "
@@ -43,3 +43,11 @@ def test_fitting_max_tokens() -> None:
         )
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("failed_before", "max_attempts", "then"),
+    [(0, 3, "again"), (1, 3, "again"), (2, 3, "fail"), (0, 1, "fail"), (5, 3, "fail")],
+)
+def test_a_failed_attempt_is_followed_by_another_until_the_cap(failed_before, max_attempts, then) -> None:
+    assert after_failed_attempt(failed_before, max_attempts) == then

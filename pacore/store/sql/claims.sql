@@ -7,7 +7,7 @@ WHERE t.id = :id AND t.attempt = :attempt AND r.id = t.round_id
   AND (t.status = 'pending' OR (t.status = 'running' AND t.worker_id = :worker))
   AND c.status = 'active' AND run.status = 'running'
 RETURNING t.sampling_seed AS sampling_seed, r.input_messages AS messages, r.max_tokens AS round_max_tokens,
-          c.config AS config, run.id AS run_id, c.id AS campaign_id,
+          c.config AS config, run.id AS run_id, c.id AS campaign_id, t.failed_attempts AS failed_attempts,
           (SELECT coalesce(string_agg(ch.text, '' ORDER BY ch.attempt, ch.seq), '') FROM chunk ch
            WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_text,
           (SELECT coalesce(sum(ch.tokens), 0) FROM chunk ch
@@ -25,6 +25,7 @@ WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR NO KE
 fin AS (
   UPDATE trajectory t SET status = :status, content = :content, reasoning = :reasoning,
          finish_reason = :finish, prompt_tokens = :prompt, completion_tokens = :completion, error = :error,
+         failed_attempts = t.failed_attempts + CAST(CAST(:status AS text) = 'failed' AS int),
          finish_seq = nextval('trajectory_finish_seq'),
          finished_at = now(), lease_until = NULL, tokens_reserved = 0, tokens_streamed = 0
   FROM old

@@ -1,5 +1,5 @@
 -- name: fence_attempts
--- Fence off the current attempt of the chosen trajectories (the ids in :ids, a campaign's, or some rounds'; in a status of :from; at :attempt when given) and start the next: status :to, attempt + 1, unheld and unpublished. A running attempt ends in the same statement: appended to the ledger once (:outcome, preempted) and settled on its run (its blocks go back; what it spent counts: :spent and :wasted when its worker says, else all it held, since no request of it could ask the engine for more and its end was not seen: all wasted when cancelled, otherwise the part not checkpointed). Returns each fenced trajectory's old attempt.
+-- Fence off the current attempt of the chosen trajectories (the ids in :ids, a campaign's, or some rounds'; in a status of :from; at :attempt when given) and start the next: status :to, attempt + 1, unheld and unpublished. A running attempt ends in the same statement: appended to the ledger once (:outcome, preempted) and settled on its run (its blocks go back; what it spent counts: :spent and :wasted when its worker says, else all it held, since no request of it could ask the engine for more and its end was not seen: all wasted when cancelled, otherwise the part not checkpointed). With :failure the attempt's own request failed: it counts toward the trajectory's failed attempts (a failed trajectory retried starts at 0 again); with :discard its checkpoint goes (the next attempt starts afresh). Returns each fenced trajectory's old attempt.
 WITH old AS (
   SELECT t.id, t.attempt, t.status, t.campaign_id, r.run_id, t.worker_id, t.started_at,
          t.tokens_reserved AS reserved, t.tokens_streamed AS streamed,
@@ -16,10 +16,14 @@ WITH old AS (
 ),
 bumped AS (
   UPDATE trajectory t SET status = :to, attempt = t.attempt + 1, worker_id = NULL, lease_until = NULL,
-         published_at = NULL, tokens_reserved = 0, tokens_streamed = 0, error = NULL, finish_seq = NULL,
+         published_at = NULL, tokens_reserved = 0, tokens_streamed = 0, finish_seq = NULL,
+         error = CASE WHEN CAST(:failure AS boolean) THEN :error END,
+         failed_attempts = CASE WHEN old.status = 'failed' THEN 0
+                                ELSE t.failed_attempts + CAST(CAST(:failure AS boolean) AS int) END,
          finished_at = CASE WHEN CAST(:to AS text) = 'cancelled' THEN now() END
   FROM old WHERE t.id = old.id
 ),
+dropped AS (DELETE FROM chunk c USING old WHERE CAST(:discard AS boolean) AND c.trajectory_id = old.id),
 ended AS (
   SELECT old.*, coalesce(CAST(:spent AS bigint), old.reserved) AS used
   FROM old WHERE old.status = 'running'
@@ -27,7 +31,8 @@ ended AS (
 ledger AS (
   INSERT INTO attempt (trajectory_id, attempt, worker_id, outcome, preempted, prompt_tokens, completion_tokens,
                        wasted_tokens, retries, error, started_at)
-  SELECT e.id, e.attempt, coalesce(CAST(:worker AS text), e.worker_id), :outcome, true,
+  SELECT e.id, e.attempt, coalesce(CAST(:worker AS text), e.worker_id), :outcome,
+         CAST(:outcome AS text) <> 'failed',
          coalesce(CAST(:prompt AS bigint), 0), e.used,
          coalesce(CAST(:wasted AS bigint),
                   CASE WHEN CAST(:outcome AS text) = 'cancelled' THEN e.used
