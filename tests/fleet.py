@@ -100,7 +100,8 @@ class Fleet:
             "SELECT status, reason, tokens_used, token_limit, tokens_reserved FROM run WHERE campaign_id = %s",
             status["id"],
         )
-        assert all(s in ("done", "failed", "budget_exhausted") and reason for s, reason, *_ in runs), runs
+        ended = ("done", "no_conclusion", "failed", "budget_exhausted")
+        assert all(s in ended and reason for s, reason, *_ in runs), runs
         assert all(
             reserved == 0 and (limit is None or used <= limit) for *_, used, limit, reserved in runs
         ), runs

@@ -153,7 +153,8 @@ def watch_panel(view: dict[str, Any], rate: float | None, eta: float | None) -> 
         f"[bold]{view['name']}[/] {view['status']}",
         f"runs {runs.get('done', 0)}/{runs['total']} done, {runs.get('running', 0)} running, "
         f"{runs.get('pending', 0)} pending, {runs.get('failed', 0)} failed, "
-        f"{runs.get('quarantined', 0)} quarantined, {runs.get('budget_exhausted', 0)} out of budget",
+        f"{runs.get('quarantined', 0)} quarantined, {runs.get('budget_exhausted', 0)} out of budget, "
+        f"{runs.get('no_conclusion', 0)} without a conclusion",
     )
     budget = tokens["campaign_budget"]
     head.add_row(

@@ -81,6 +81,15 @@ def grant_request(run: RunTokens, want: int, grant: int = DEFAULT_GRANT) -> int:
     return size if run.grantable is None else min(size, run.grantable)
 
 
+def fair_ask(ask: int, available: int | None, sharing: int, minimum: int) -> int:
+    """What a run may ask its campaign for: at most an even share of what is left among the `sharing`
+    runs still going (itself included), so that the first runs to ask cannot hold a budget the others
+    need (their grants return when they end); never less than `minimum`. Unlimited: all of `ask`."""
+    if available is None:
+        return ask
+    return min(ask, max(minimum, available // max(1, sharing)))
+
+
 def apply_grant(
     run: RunTokens, campaign: CampaignTokens, ask: int, minimum: int
 ) -> tuple[RunTokens, CampaignTokens, int]:

@@ -19,7 +19,7 @@ class Decision:
     the reference each trajectory gives (None: none), by index; `references` the next synthesis prompt's,
     in order. A run ends here when `run_status` is set."""
 
-    kind: Literal["next_round", "finish", "fail"]
+    kind: Literal["next_round", "finish", "no_conclusion", "fail"]
     order: list[int]
     finish_order: list[int]
     reason: str
@@ -31,7 +31,12 @@ class Decision:
 
     @property
     def run_status(self) -> RunStatus | None:
-        return {"finish": RunStatus.DONE, "fail": RunStatus.FAILED}.get(self.kind)
+        statuses = {
+            "finish": RunStatus.DONE,
+            "no_conclusion": RunStatus.NO_CONCLUSION,
+            "fail": RunStatus.FAILED,
+        }
+        return statuses.get(self.kind)
 
 
 def after_round(
@@ -61,8 +66,10 @@ def after_round(
         if final.status != TrajectoryStatus.DONE:
             return Decision("fail", order, finish_order, "the final round's trajectory failed", [], messages)
         answer = messages[final.index]
-        reason = "final round done" if answer else "final round done without a conclusion"
-        return Decision("finish", order, finish_order, reason, refs, messages, answer=answer)
+        if answer is None:  # nothing after its reasoning (cut at max_tokens, or empty): wrong, not done
+            reason = "the final round gave no conclusion"
+            return Decision("no_conclusion", order, finish_order, reason, refs, messages)
+        return Decision("finish", order, finish_order, "final round done", refs, messages, answer=answer)
     return Decision(
         "next_round",
         order,

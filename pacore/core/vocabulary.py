@@ -19,6 +19,7 @@ class RunStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    NO_CONCLUSION = "no_conclusion"  # its final round ended without a conclusion: graded as no answer
     CANCELLED = "cancelled"
     QUARANTINED = "quarantined"
 

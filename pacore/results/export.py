@@ -34,7 +34,7 @@ def _lines(store: Store, campaign_id: int, grader: Any, pass_truncated: bool) ->
         if not runs:
             return
         rounds = _rounds(store, [r.run_id for r in runs], pass_truncated)
-        done = [r for r in runs if r.status == RunStatus.DONE]
+        done = [r for r in runs if r.status in (RunStatus.DONE, RunStatus.NO_CONCLUSION)]
         verdicts = (
             dict(
                 zip(

@@ -38,7 +38,7 @@ def campaign_report(store: Store, name: str, workers: int | None = None) -> dict
     rounds = _round_messages(store, campaign.id)
     round1 = store.round_one_tokens(campaign.id)
     votes = {run_id: _majority(messages.get(1, [])) for run_id, messages in rounds.items()}
-    finished = [r for r in runs if r.status == RunStatus.DONE]
+    finished = [r for r in runs if r.status in (RunStatus.DONE, RunStatus.NO_CONCLUSION)]
     verdicts = grade_many(
         [(r.final_message, r.truth) for r in finished]
         + [(_boxed(votes.get(r.run_id)), r.truth) for r in runs],

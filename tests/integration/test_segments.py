@@ -91,7 +91,11 @@ def test_an_engine_merging_chunks_cannot_pass_the_budget(
         )
         engine_tokens = generated(fake_engine, marker)
         asked = [r["max_tokens"] for r in sent(fake_engine, marker)]
-    assert status["runs"] in ({"total": 1, "budget_exhausted": 1}, {"total": 1, "done": 1})
+    assert status["runs"] in (
+        {"total": 1, "budget_exhausted": 1},
+        {"total": 1, "no_conclusion": 1},
+        {"total": 1, "done": 1},
+    )
     assert (limit, reserved) == (300, 0) and used <= 300, f"used {used} of a budget of 300"
     assert engine_tokens == used, "every token the engine generated is in the books, none more"
     assert max(asked) <= 64

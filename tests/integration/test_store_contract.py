@@ -23,6 +23,7 @@ from pacore.core.budget import (
     apply_reopen,
     apply_reserve,
     apply_settle,
+    fair_ask,
     grant_request,
 )
 from pacore.core.campaign import CampaignConfig
@@ -357,7 +358,9 @@ class SideBySide:
             got = budgets.reserve(store, claim.holder, want, 0, self.grant, self.holds[tid])
         run, expected = apply_reserve(self.runs[claim.holder.run_id], want, 1)
         if not expected:
-            run, self.campaign, _ = apply_grant(run, self.campaign, grant_request(run, want, self.grant), 1)
+            going = len(self.runs) - len(self.ended)
+            ask = fair_ask(grant_request(run, want, self.grant), self.campaign.available, going, 1)
+            run, self.campaign, _ = apply_grant(run, self.campaign, ask, 1)
             run, expected = apply_reserve(run, want, 1)
         self.runs[claim.holder.run_id] = run
         assert got == expected, f"a block of {want}"

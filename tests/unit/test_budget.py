@@ -12,6 +12,7 @@ from pacore.core.budget import (
     apply_reserve,
     apply_settle,
     block_size,
+    fair_ask,
     grant_request,
     needs_block,
     take,
@@ -107,3 +108,12 @@ def test_reopening_a_finished_run_undoes_its_finish() -> None:
     assert reopened_campaign == CampaignTokens(limit=5000, used=1000, reserved=900 - 600 + 450)
     again_run, again_campaign = apply_finish(reopened_run, reopened_campaign)
     assert (again_run, again_campaign) == (finished_run, finished_campaign)
+
+
+def test_a_grant_is_at_most_an_even_share_of_what_is_left() -> None:
+    assert fair_ask(131_072, None, 8, 1) == 131_072, "unlimited"
+    assert fair_ask(131_072, 300_000, 8, 1) == 37_500, "8 runs share 300,000"
+    assert fair_ask(10_000, 300_000, 8, 1) == 10_000, "no more than asked"
+    assert fair_ask(131_072, 300_000, 1, 1) == 131_072, "the last run may take its ask"
+    assert fair_ask(8_192, 1_000, 8, 8_192) == 8_192, "never below the minimum (the grant then refuses)"
+    assert fair_ask(100, 0, 0, 1) == 1

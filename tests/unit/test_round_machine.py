@@ -141,7 +141,7 @@ def test_a_middle_round_creates_the_next_with_the_synthesis_prompt() -> None:
             ("done", "final round done", " The answer is \\boxed{4}.", "4"),
             False,
         ),
-        ([done(0, "")], ("done", "final round done without a conclusion", None, None), False),
+        ([done(0, "")], ("no_conclusion", "the final round gave no conclusion", None, None), False),
         ([failed(0)], ("failed", "the final round's trajectory failed", None, None), True),
     ],
 )

@@ -33,7 +33,8 @@ def test_the_final_round_gives_the_answer() -> None:
 def test_a_final_round_without_content_finishes_with_no_answer() -> None:
     truncated = Outcome(0, "done", "", "endless", "length")
     decision = after_round(None, 2, PROBLEM, [truncated], seed=42)
-    assert decision.kind == "finish" and decision.answer is None and "without a conclusion" in decision.reason
+    assert decision.kind == "no_conclusion" and decision.run_status == "no_conclusion"
+    assert decision.answer is None and decision.reason == "the final round gave no conclusion"
 
 
 def test_a_failed_final_trajectory_fails_the_run() -> None:

@@ -36,16 +36,23 @@ SELECT (SELECT tokens_reserved FROM mine) AS before, coalesce((SELECT n FROM too
 FROM (SELECT 1) AS one LEFT JOIN free f ON true;
 
 -- name: grant_to_run
--- A campaign grants a run up to :ask tokens (at least :minimum) of what it has left, in one statement over the campaign and the run (whose row this transaction holds already); returns what it gave.
+-- A campaign grants a run up to :ask tokens, never more than an even share of what it has left among its runs still going (pending or running, this one included: pacore.core.budget.fair_ask), and at least :minimum, in one statement over the campaign and the run (whose row this transaction holds already); returns what it gave.
 WITH c AS (
-  SELECT id, CASE WHEN campaign_budget IS NULL THEN CAST(:ask AS bigint)
-                  ELSE greatest(0, campaign_budget - tokens_used - tokens_reserved) END AS available
+  SELECT id, campaign_budget IS NULL AS unlimited,
+         greatest(0, coalesce(campaign_budget, 0) - tokens_used - tokens_reserved) AS available
   FROM campaign WHERE id = :campaign FOR NO KEY UPDATE
 ),
-g AS (
-  SELECT CASE WHEN available >= CAST(:ask AS bigint) THEN CAST(:ask AS bigint)
-              WHEN available >= CAST(:minimum AS bigint) THEN available ELSE 0 END AS n
+fair AS (
+  SELECT c.*, CASE WHEN c.unlimited THEN CAST(:ask AS bigint)
+                   ELSE least(CAST(:ask AS bigint), greatest(CAST(:minimum AS bigint), c.available / greatest(1,
+                          (SELECT count(*) FROM run WHERE campaign_id = :campaign AND status IN ('pending', 'running')))))
+              END AS ask
   FROM c
+),
+g AS (
+  SELECT CASE WHEN unlimited OR available >= ask THEN ask
+              WHEN available >= CAST(:minimum AS bigint) THEN available ELSE 0 END AS n
+  FROM fair
 ),
 given AS (
   UPDATE campaign SET tokens_reserved = campaign.tokens_reserved + g.n FROM g

@@ -87,9 +87,9 @@ SELECT count(*) AS workers, coalesce(sum(concurrency), 0) AS slots FROM worker
 WHERE status = 'up' AND heartbeat_at > now() - interval '60 seconds' AND model = :m;
 
 -- name: finished_run_cost
--- How many runs of a campaign finished (done or out of budget) and their mean tokens.
+-- How many runs of a campaign finished (done, without a conclusion, or out of budget) and their mean tokens.
 SELECT count(*) AS runs, coalesce(avg(tokens_used), 0) AS mean_tokens FROM run
-WHERE campaign_id = :c AND status IN ('done', 'budget_exhausted');
+WHERE campaign_id = :c AND status IN ('done', 'no_conclusion', 'budget_exhausted');
 
 -- name: settled_tokens
 -- Completion tokens of every settled attempt of a campaign.
