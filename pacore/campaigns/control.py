@@ -126,13 +126,40 @@ def delete(store: Store, name: str) -> Changed:
     return Changed(name, "deleted", runs)
 
 
-def set_campaign_budget(store: Store, name: str, limit: int | None) -> tuple[int, int]:
-    """Set the campaign budget (under the campaign row lock that every grant takes); returns the
-    campaign's (used, reserved) at that moment."""
-    cid, _ = _campaign(store, name)
-    store.set_campaign_budget(cid, limit)
+def set_campaign_budget(store: Store, name: str, limit: int | None) -> tuple[int, int, int]:
+    """Set the campaign budget. Lowered, it binds every new reservation at once: what runs hold
+    granted and unreserved goes back (the blocks trajectories hold may still be spent). Raised (or
+    lifted), it resumes the runs that ran out of it. Returns the campaign's (used, reserved) after, and
+    how many runs resumed."""
+    cid, status = _campaign(store, name)
+    old = store.set_campaign_budget(cid, limit)
+    raised = old is not None and (limit is None or limit > old)
+    resumed = _reopen_exhausted(store, cid, status) if raised and status != CampaignStatus.CANCELLED else 0
     tokens = summaries(store, name)[0]["tokens"]
-    return tokens["used"], tokens["reserved"]
+    return tokens["used"], tokens["reserved"], resumed
+
+
+def retry_exhausted(store: Store, name: str) -> Changed:
+    """Runs that ran out of budget go on: their last round is advanced again (the next round is planned
+    with what the budget now allows), and a run that never started a round starts."""
+    cid, status = _campaign(store, name)
+    if status == CampaignStatus.CANCELLED:
+        raise ControlError(f"campaign {name!r} is cancelled: there is nothing to retry")
+    resumed = _reopen_exhausted(store, cid, status)
+    after = CampaignStatus.ACTIVE if resumed and status == CampaignStatus.DONE else status
+    return Changed(name, after, resumed)
+
+
+def _reopen_exhausted(store: Store, cid: int, status: str) -> int:
+    rows = store.exhausted_runs_last_rounds(cid)
+    if not rows:
+        return 0
+    # a reopened round has nothing unfinished: the dispatch tick advances it again (`stuck_rounds`)
+    store.reopen_rounds([round_id for _, round_id in rows if round_id is not None])
+    reopened = store.reopen_runs([run_id for run_id, _ in rows])
+    if status == CampaignStatus.DONE:
+        store.reopen_campaign(cid)
+    return len(reopened)
 
 
 def lift_quarantine(store: Store, name: str) -> list[tuple[int, str | None]]:

@@ -154,11 +154,13 @@ def budget(obj: Context, campaign: str, budget: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--campaign-budget") from exc
     try:
         with obj.db().store() as store:
-            used, reserved = set_campaign_budget(store, campaign, limit)
+            used, reserved, resumed = set_campaign_budget(store, campaign, limit)
     except UnknownCampaign as exc:
         raise click.ClickException(str(exc)) from exc
     shown = "unlimited" if limit is None else f"{limit:,}"
     click.echo(f"campaign {campaign!r}: budget {shown} tokens ({used:,} used, {reserved:,} reserved)")
+    if resumed:
+        click.echo(f"campaign {campaign!r}: {resumed} run(s) that ran out of budget resume")
     if limit is not None and used + reserved > limit:
         click.echo("note: already above the new budget; no new tokens will be granted", err=True)
 
@@ -207,13 +209,22 @@ def cancel(obj: Context, campaign: str) -> None:
 
 @main.command()
 @click.argument("campaign")
+@click.option("--failed", is_flag=True, help="Retry the failed runs (their failed last round).")
 @click.option(
-    "--failed", is_flag=True, required=True, help="Retry the failed runs (their failed last round)."
+    "--budget-exhausted",
+    is_flag=True,
+    help="Resume the runs that ran out of budget (their next round is planned again).",
 )
 @pass_ctx
-def retry(obj: Context, campaign: str, failed: bool) -> None:
-    """Give failed runs another go: their failed last round runs again with new attempts."""
-    _control(obj, "retry_failed", campaign)
+def retry(obj: Context, campaign: str, failed: bool, budget_exhausted: bool) -> None:
+    """Give failed runs another go (their failed last round runs again with new attempts), or resume
+    runs that ran out of budget (after `pacore budget` raised it, which resumes them itself)."""
+    if not (failed or budget_exhausted):
+        raise click.UsageError("say which runs to retry: --failed, --budget-exhausted, or both")
+    if failed:
+        _control(obj, "retry_failed", campaign)
+    if budget_exhausted:
+        _control(obj, "retry_exhausted", campaign)
 
 
 @main.command()

@@ -217,9 +217,17 @@ class CampaignQueries(StoreBase):
     def delete_campaign(self, campaign_id: int) -> None:
         self.execute("delete_campaign", {"id": campaign_id})
 
-    def set_campaign_budget(self, campaign_id: int, limit: int | None) -> None:
-        """One update: it waits for the campaign row lock that every grant takes."""
-        self.execute("set_campaign_budget", {"b": limit, "id": campaign_id})
+    def set_campaign_budget(self, campaign_id: int, limit: int | None) -> int | None:
+        """The new budget, its unfinished runs' free grants taken back (their rows locked first, then the
+        campaign's, as every grant takes them); returns the budget it had (None: unlimited)."""
+        self.execute("lock_unfinished_runs", {"id": campaign_id})
+        old = self.scalar("set_campaign_budget", {"b": limit, "id": campaign_id})
+        return None if old is None else int(old)
+
+    def exhausted_runs_last_rounds(self, campaign_id: int) -> list[tuple[int, int | None]]:
+        """(run id, its last round's id or None) of the campaign's runs that ended out of budget."""
+        rows = self.execute("exhausted_runs_last_rounds", {"id": campaign_id})
+        return [(int(r), None if x is None else int(x)) for r, x in rows]
 
     def lift_quarantine(self, campaign_id: int) -> list[tuple[int, str | None]]:
         return [(int(r), reason) for r, reason in self.execute("lift_quarantine", {"cid": campaign_id})]

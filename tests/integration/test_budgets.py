@@ -158,3 +158,39 @@ def test_a_campaign_budget_is_shared_by_its_runs(fake_fleet, tmp_path: Path) -> 
         fleet.assert_within_budget(status)
     assert status["runs"] == {"total": 8, "done": 8}
     assert status["tokens"]["used"] == 8 * 5 * 10, "LONG5: 10 tokens a trajectory, 5 trajectories a run"
+
+
+def test_a_budget_lowered_then_raised_resumes_the_runs_it_stopped(
+    budget_fleet: Fleet, tmp_path: Path
+) -> None:
+    """Issue #13: lowering a budget for a moment ended runs for good and raising it revived none. Here
+    the budget (12) stops both runs; raised to 1,000 it resumes them, planned again from where they
+    stopped, and they finish."""
+    stopped = run_campaign(budget_fleet, tmp_path, "raised", 2, "--preset", "low", "--campaign-budget", "12")
+    assert stopped["runs"] == {"total": 2, "budget_exhausted": 2}
+    raised = budget_fleet.pacore("budget", "raised", "--campaign-budget", "1000")
+    assert raised.returncode == 0 and "2 run(s) that ran out of budget resume" in raised.stdout, raised
+    status = budget_fleet.wait_finished("raised")
+    budget_fleet.assert_within_budget(status)
+    assert status["runs"] == {"total": 2, "done": 2}
+    assert status["tokens"]["used"] <= 1000
+
+
+def test_a_lowered_budget_takes_back_what_runs_hold_unreserved(budget_fleet: Fleet, tmp_path: Path) -> None:
+    path = tmp_path / "lowered.jsonl"
+    path.write_text(json.dumps({"id": "p", "problem": "LONG5 PACE200 a slow problem"}) + "\n")
+    budget_fleet.submit(path, "--name", "lowered", "--preset", "low", "--campaign-budget", "1000")
+    budget_fleet.until(
+        "SELECT EXISTS (SELECT 1 FROM run r JOIN campaign c ON c.id = r.campaign_id WHERE c.name = 'lowered' "
+        "AND r.tokens_granted > r.tokens_used + r.tokens_reserved)"
+    )
+    assert budget_fleet.pacore("budget", "lowered", "--campaign-budget", "30").returncode == 0
+    ((free, held, c_reserved),) = budget_fleet.query(
+        "SELECT r.tokens_granted - r.tokens_used - r.tokens_reserved, r.tokens_reserved, c.tokens_reserved "
+        "FROM run r JOIN campaign c ON c.id = r.campaign_id WHERE c.name = 'lowered'"
+    )
+    assert free == 0 and c_reserved >= held, "only the blocks trajectories hold stay reserved"
+    status = budget_fleet.wait_finished("lowered")
+    # after a lowering, usage stays within the new budget, or within what the run had used and held at the
+    # edit when that was more (the campaign's reservation right after it: the run's usage and held blocks)
+    assert status["tokens"]["used"] <= max(30, c_reserved) and status["tokens"]["reserved"] == 0

@@ -153,9 +153,32 @@ SELECT count(*) FROM run WHERE campaign_id = :id;
 -- Delete a campaign and everything under it (cascades).
 DELETE FROM campaign WHERE id = :id;
 
+-- name: lock_unfinished_runs
+-- Lock a campaign's unfinished runs (before its own row, in the order every grant takes them: runs, then the campaign).
+SELECT id FROM run WHERE campaign_id = :id AND status IN ('pending', 'running', 'quarantined') ORDER BY id
+FOR NO KEY UPDATE;
+
 -- name: set_campaign_budget
--- Change a campaign's budget (the update waits for the row lock every grant takes).
-UPDATE campaign SET campaign_budget = :b WHERE id = :id;
+-- Change a campaign's budget and take back what its unfinished runs hold granted and not reserved, so that a lowered budget binds every new reservation (blocks trajectories already hold may still be spent); runs take grants again as they need them. Returns the budget it had.
+WITH free AS (
+  SELECT id, tokens_granted - tokens_used - tokens_reserved AS n FROM run
+  WHERE campaign_id = :id AND status IN ('pending', 'running', 'quarantined')
+    AND tokens_granted > tokens_used + tokens_reserved
+),
+taken AS (
+  UPDATE run SET tokens_granted = run.tokens_granted - free.n FROM free WHERE run.id = free.id RETURNING free.n
+),
+old AS (SELECT campaign_budget FROM campaign WHERE id = :id)
+UPDATE campaign SET campaign_budget = :b,
+       tokens_reserved = tokens_reserved - (SELECT coalesce(sum(n), 0) FROM taken)
+WHERE id = :id
+RETURNING (SELECT campaign_budget FROM old);
+
+-- name: exhausted_runs_last_rounds
+-- A campaign's runs that ended out of budget, and their last rounds (null: they never started one).
+SELECT run.id AS run_id,
+       (SELECT r.id FROM round r WHERE r.run_id = run.id ORDER BY r.index DESC LIMIT 1) AS round_id
+FROM run WHERE run.campaign_id = :id AND run.status = 'budget_exhausted' ORDER BY run.id;
 
 -- name: lift_quarantine
 -- Quarantined runs of a campaign go back to work; only engine deaths after now count toward a new quarantine. Returns each run and its quarantine reason.

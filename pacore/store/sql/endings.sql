@@ -99,14 +99,15 @@ moved AS (
 SELECT id FROM ended ORDER BY id;
 
 -- name: reopen_runs
--- Failed runs run again (a retry), in one statement: the inverse of end_runs, so that ending them again counts once (their usage goes back from the campaign's used to a grant each run holds). Returns the ids of the runs it reopened.
+-- Failed or out-of-budget runs run again (a retry), in one statement: the inverse of end_runs, so that ending them again counts once (their usage goes back from the campaign's used to a grant each run holds). A run that never started a round is pending again (the dispatch tick starts it). Returns the ids of the runs it reopened.
 WITH r AS (
-  SELECT id, campaign_id, tokens_used FROM run WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'failed'
+  SELECT id, campaign_id, tokens_used, EXISTS (SELECT 1 FROM round WHERE round.run_id = run.id) AS started
+  FROM run WHERE id = ANY(CAST(:ids AS bigint[])) AND status IN ('failed', 'budget_exhausted')
   ORDER BY id FOR NO KEY UPDATE
 ),
 reopened AS (
-  UPDATE run SET status = 'running', reason = NULL, finished_at = NULL, answer = NULL, final_message = NULL,
-         tokens_granted = r.tokens_used
+  UPDATE run SET status = CASE WHEN r.started THEN 'running' ELSE 'pending' END, reason = NULL,
+         finished_at = NULL, answer = NULL, final_message = NULL, tokens_granted = r.tokens_used
   FROM r WHERE run.id = r.id
   RETURNING run.id
 ),
