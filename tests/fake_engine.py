@@ -290,9 +290,9 @@ class FakeEngine:
         cut: int | None,
         pace: float,
         crash_after: int | None,
-        prompt_ids: list[int] | None,
-        merge: int,
-        tag: str,
+        prompt_ids: list[int] | None = None,
+        merge: int = 1,
+        tag: str = "",
     ) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")

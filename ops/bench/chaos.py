@@ -12,7 +12,9 @@ a scheduler and workers with short leases, heartbeats and reconcile periods. The
 first N of ../shared/data/math500.jsonl.
 
 Figures (a table, then a last line `RESULT {json}`):
-- runs completed and lost (lost: not done or budget-exhausted at the end; must be 0);
+- runs completed and lost (lost: not done, without a conclusion or budget-exhausted at the end; must be 0);
+- the accounting bounds: vLLM's generated tokens <= the campaign's used (waste included) <= those plus
+  what the attempts whose end no worker saw (re-driven, cancelled) held;
 - trajectories counted twice (more than one settled result, or ledger and counters that disagree;
   must be 0);
 - the most the campaign's used (and used + reserved) tokens ever exceeded its budget (must be <= 0);
@@ -497,7 +499,7 @@ class Chaos:
 
     def figures(self, disturbed: dict[str, Any], elapsed: float, generated: float) -> dict[str, Any]:
         runs = dict(self.query("SELECT status, count(*) FROM run GROUP BY status"))
-        completed = runs.get("done", 0) + runs.get("budget_exhausted", 0)
+        completed = sum(runs.get(s, 0) for s in ("done", "no_conclusion", "budget_exhausted"))
         twice = self.query(
             "SELECT count(*) FROM (SELECT trajectory_id FROM attempt WHERE outcome = 'done' "
             "GROUP BY trajectory_id HAVING count(*) > 1) x"
@@ -514,6 +516,10 @@ class Chaos:
             "WHERE outcome IN ('preempted', 'returned', 'engine_lost')"
         )[0]
         regenerated = max(0, int(generated) - int(kept))
+        # attempts whose end no worker saw (re-driven, cancelled) are settled for all they held
+        unobserved = self.query(
+            "SELECT coalesce(sum(completion_tokens), 0) FROM attempt WHERE outcome IN ('preempted', 'cancelled')"
+        )[0][0]
         redrives = [s for kill in self.seen.kills for s in kill.redriven.values()]
         never = sum(len(k.held) - len(k.redriven) for k in self.seen.kills)
         return {
@@ -535,6 +541,10 @@ class Chaos:
             "redrive_seconds_median": round(statistics.median(redrives), 2) if redrives else None,
             "redrive_seconds_max": round(max(redrives), 2) if redrives else None,
             "engine_generated_tokens": int(generated),
+            "unobserved_attempt_tokens": int(unobserved),
+            # issue #13 item 5: engine tokens <= used <= engine tokens + what unobserved attempts held
+            "accounting_engine_le_used": int(generated) <= int(used),
+            "accounting_used_le_engine_plus_unobserved": int(used) <= int(generated) + int(unobserved),
             "kept_tokens": int(kept),
             "regenerated_tokens": regenerated,
             "interrupted_attempts": int(continued),
