@@ -16,7 +16,7 @@ from pacore.core.retry import after_failed_attempt
 from pacore.core.vocabulary import Outcome, TrajectoryStatus
 from pacore.store import budgets
 from pacore.store.database import Database
-from pacore.store.endings import Scope
+from pacore.store.endings import FencedAttempt, Scope
 from pacore.store.store import Store
 from worker.checkpoint import Checkpoint
 from worker.engine import GenerationRequest, GenerationResult
@@ -136,21 +136,40 @@ def _again(
     """The attempt failed and another follows: fenced off, in the ledger, its tokens settled (all waste
     when it is discarded), the trajectory pending again with the failure counted and its error shown."""
     with db.store() as store:
-        fenced = store.fence_attempts(
-            Scope(ids=[claim.trajectory_id], attempt=claim.attempt),
-            [TrajectoryStatus.RUNNING],
-            TrajectoryStatus.PENDING,
-            outcome,
-            error,
-            worker=worker_id,
-            spent=spent.tokens,
-            wasted=spent.tokens if discard else spent.wasted,
-            prompt=spent.prompt,
-            failure=True,
-            discard=discard,
-        )
+        fenced = _to_pending(store, claim, worker_id, spent, outcome, error, failure=True, discard=discard)
     log.warning("trajectory %d: %s; another attempt follows", claim.trajectory_id, error)
-    return bool(fenced)
+    return fenced is not None
+
+
+def _to_pending(
+    store: Store,
+    claim: Claim,
+    worker_id: str,
+    spent: Spent,
+    outcome: Outcome,
+    error: str,
+    failure: bool,
+    discard: bool = False,
+) -> FencedAttempt | None:
+    """Fence off this attempt and start the next, pending and unpublished (the scheduler's next tick
+    publishes it), settling what the worker says it spent (all of it waste when the checkpoint is
+    discarded). None: the attempt no longer ran the trajectory."""
+    fenced = store.fence_attempts(
+        Scope(ids=[claim.trajectory_id], attempt=claim.attempt),
+        [TrajectoryStatus.RUNNING],
+        TrajectoryStatus.PENDING,
+        outcome,
+        error,
+        worker=worker_id,
+        spent=spent.tokens,
+        wasted=spent.tokens if discard else spent.wasted,
+        prompt=spent.prompt,
+        failure=failure,
+        discard=discard,
+    )
+    if fenced and fenced[0].overrun:
+        _log_overrun(claim, fenced[0].overrun)
+    return fenced[0] if fenced else None
 
 
 # Why a trajectory went back, as the ledger's outcome: a drain (SIGTERM), the health gate saw the engine
@@ -170,32 +189,20 @@ def hand_back(
 ) -> bool:
     """Give the trajectory back: a new attempt (fencing this one), pending and unpublished, so that the
     scheduler's next tick publishes it again; the checkpoint stays for the next attempt to continue.
-    Settles this attempt's tokens once; counts nothing against the trajectory (a preemption, not a
-    failure). A run whose trajectory coincided with engine deaths on two distinct workers is
-    quarantined: it waits for an operator (`pacore quarantine lift`)."""
+    Settles this attempt's tokens once. A drain or an engine seen down counts nothing against the
+    trajectory (a preemption); its engine dying under it counts toward `max_attempts`. A run whose
+    trajectory coincided with engine deaths on two distinct workers is quarantined: it waits for an
+    operator (`pacore quarantine lift`)."""
     outcome = HANDED_BACK[reason]
     error = "; ".join(e for e in (f"handed back: {reason}", spent.note) if e)
     if outcome == Outcome.ENGINE_LOST and after_failed_attempt(claim.failed_before, max_attempts) == "fail":
         # its engine died under it on its last allowed attempt: the trajectory fails with that
         return finish(db, claim, worker_id, None, error, spent)
     with db.store() as store:
-        fenced = store.fence_attempts(
-            Scope(ids=[claim.trajectory_id], attempt=claim.attempt),
-            [TrajectoryStatus.RUNNING],
-            TrajectoryStatus.PENDING,
-            outcome,
-            error,
-            worker=worker_id,
-            spent=spent.tokens,
-            wasted=spent.wasted,
-            prompt=spent.prompt,
-            failure=outcome == Outcome.ENGINE_LOST,
-        )
-        if not fenced:
+        lost = outcome == Outcome.ENGINE_LOST
+        if _to_pending(store, claim, worker_id, spent, outcome, error, failure=lost) is None:
             return False
-        if fenced[0].overrun:
-            _log_overrun(claim, fenced[0].overrun)
-        if outcome == Outcome.ENGINE_LOST:
+        if lost:
             _quarantine_if_poison(store, claim)
     return True
 
