@@ -8,6 +8,9 @@ from collections.abc import Callable
 from celery import Celery
 
 from pacore import metrics
+from pacore.core.budget import starved_end, wake_tokens
+from pacore.core.vocabulary import RunStatus
+from pacore.settings import Settings
 from scheduler.advance import advance_and_publish
 from scheduler.app import runtime
 from scheduler.publish import publish
@@ -46,6 +49,7 @@ def dispatch_tick(app: Celery) -> int:
     with rt.db.store() as store:
         started = start_runs(store, rt.settings, rt.settings.dispatch_batch, rt.admission)
     sent += publish(app, started)
+    _end_starved_runs(app)
     with rt.db.store() as store:
         stuck = store.stuck_rounds()
     for round_id in stuck:
@@ -62,7 +66,7 @@ def _publish_unpublished(app: Celery, admit: Callable[[int], bool] | None) -> in
     """Publish pending trajectories that have no message: rounds admission control deferred, work
     handed back, and rows whose publish was lost between commit and publish. Latest rounds first."""
     with runtime(app).db.store() as store:
-        rows = store.unpublished_trajectories(UNPUBLISHED_GRACE_SECONDS)
+        rows = store.unpublished_trajectories(UNPUBLISHED_GRACE_SECONDS, _wake(runtime(app).settings))
     by_round: dict[int, Publish] = {}
     for row in rows:
         item = by_round.setdefault(row.round_id, Publish(row.round_id, row.model, []))
@@ -73,3 +77,22 @@ def _publish_unpublished(app: Celery, admit: Callable[[int], bool] | None) -> in
             break
         admitted.append(item)
     return publish(app, admitted)
+
+
+def _end_starved_runs(app: Celery) -> None:
+    """Runs whose trajectories all wait for budget that none can give them end `budget_exhausted`
+    (`starved_end`); their waiting trajectories stay pending, so that a raised budget (or `retry
+    --budget-exhausted`) resumes them where they stopped."""
+    rt = runtime(app)
+    with rt.db.store() as store:
+        for run in store.starved_runs():
+            reason = starved_end(run.own, run.shared, run.all_starved, _wake(rt.settings))
+            if reason is None:
+                continue
+            if store.end_runs(RunStatus.BUDGET_EXHAUSTED, reason, ids=[run.run_id]):
+                log.warning("run %d of campaign %d ended %s", run.run_id, run.campaign_id, reason)
+                store.finish_campaign_if_done(run.campaign_id)
+
+
+def _wake(settings: Settings) -> int:
+    return wake_tokens(settings.token_block, settings.min_trajectory_tokens)

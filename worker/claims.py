@@ -150,6 +150,7 @@ def _to_pending(
     error: str,
     failure: bool,
     discard: bool = False,
+    waiting: bool = False,
 ) -> FencedAttempt | None:
     """Fence off this attempt and start the next, pending and unpublished (the scheduler's next tick
     publishes it), settling what the worker says it spent (all of it waste when the checkpoint is
@@ -166,6 +167,7 @@ def _to_pending(
         prompt=spent.prompt,
         failure=failure,
         discard=discard,
+        waiting=waiting,
     )
     if fenced and fenced[0].overrun:
         _log_overrun(claim, fenced[0].overrun)
@@ -180,6 +182,7 @@ HANDED_BACK = {
     "drained": Outcome.RETURNED,
     "engine down": Outcome.RETURNED,
     "engine lost": Outcome.ENGINE_LOST,
+    "waiting for budget": Outcome.RETURNED,  # refused a block: it waits, pending, for one
 }
 QUARANTINE_AFTER_WORKERS = 2
 
@@ -200,7 +203,8 @@ def hand_back(
         return finish(db, claim, worker_id, None, error, spent)
     with db.store() as store:
         lost = outcome == Outcome.ENGINE_LOST
-        if _to_pending(store, claim, worker_id, spent, outcome, error, failure=lost) is None:
+        waiting = reason == "waiting for budget"
+        if _to_pending(store, claim, worker_id, spent, outcome, error, lost, waiting=waiting) is None:
             return False
         if lost:
             _quarantine_if_poison(store, claim)

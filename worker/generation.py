@@ -29,7 +29,7 @@ from pacore.store import budgets
 from pacore.store.database import Database
 from worker.checkpoint import Recorder
 from worker.claims import Claim, Spent
-from worker.engine import BUDGET, CannotContinue, EngineError, GenerationResult, HandBack
+from worker.engine import CannotContinue, EngineError, GenerationResult, HandBack
 from worker.node import Node
 
 log = logging.getLogger("pacore.worker")
@@ -183,8 +183,8 @@ class Generation:
             if self.whole and (left is None or not self.budget.hold_all(self.recorder.spent, left)):
                 raise Refused(_cannot_hold_whole(left))
             ask = segment_max_tokens(left, self.budget.unspent(self.recorder.spent))
-            if ask == 0:
-                return self._so_far(BUDGET)
+            if ask == 0:  # refused a block: stop at this boundary and wait, pending, for one
+                raise HandBack("waiting for budget")
             result = self._request(ask)
             if result is None:  # could not continue: started afresh, the whole max_tokens held first
                 continue

@@ -1,4 +1,4 @@
-"""token ids in checkpoints; failed attempts
+"""token ids in checkpoints; failed attempts; waiting for budget
 
 Revision ID: 0005
 Revises: 0004
@@ -13,6 +13,9 @@ attempt continues from them instead of tokenizing the text again (which need not
 `trajectory.failed_attempts` counts the attempts its own request failed (the engine's errors after the
 attempt's retries, or its engine dying under it): a failed attempt is followed by another until
 `PACORE_MAX_ATTEMPTS`, then the trajectory fails with the last error. `retry --failed` resets it.
+
+`trajectory.waiting_since`: a trajectory refused a block stops at its segment boundary and waits, pending
+with its checkpoint, until its run and campaign have a block for it again.
 """
 
 import sqlalchemy as sa
@@ -30,8 +33,10 @@ def upgrade() -> None:
     op.add_column(
         "trajectory", sa.Column("failed_attempts", sa.Integer(), nullable=False, server_default="0")
     )
+    op.add_column("trajectory", sa.Column("waiting_since", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("trajectory", "waiting_since")
     op.drop_column("trajectory", "failed_attempts")
     op.drop_column("chunk", "token_ids")

@@ -128,3 +128,26 @@ def apply_finish(run: RunTokens, campaign: CampaignTokens) -> tuple[RunTokens, C
     assert run.reserved == 0
     campaign = replace(campaign, used=campaign.used + run.used, reserved=campaign.reserved - run.granted)
     return replace(run, granted=run.used), campaign
+
+
+def wake_tokens(block: int, min_trajectory: int) -> int:
+    """The room a trajectory waiting for budget needs before it is published again: a block, or the
+    least a trajectory is started with when that is smaller (a problem budget under one block)."""
+    return min(block, min_trajectory)
+
+
+def starved_end(own: int | None, shared: int | None, all_starved: bool, wake: int) -> str | None:
+    """A run whose trajectories all wait for budget: why it ends `budget_exhausted`, or None while it may
+    still get the `wake` tokens that publish a waiting trajectory again. Its own problem budget with less
+    left can give it none; its campaign's can, when other runs end and return their grants, unless every
+    run of it waits too. (`own`, `shared`: what is left to it at each level; None: unlimited.)"""
+    if own is not None and own < wake:
+        return (
+            f"out of budget: its problem budget has {max(0, own)} tokens left, less than the {wake} to go on"
+        )
+    if shared is not None and shared < wake and all_starved:
+        return (
+            f"out of budget: its campaign's budget has {max(0, shared)} tokens left, less than the {wake} to "
+            "go on, and every run of it waits for budget"
+        )
+    return None

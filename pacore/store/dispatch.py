@@ -11,6 +11,17 @@ from pacore.store.base import StoreBase
 
 
 @dataclass(frozen=True)
+class Starved:
+    """A run whose unfinished trajectories all wait for budget."""
+
+    run_id: int
+    campaign_id: int
+    own: int | None  # what its problem budget has left (None: unlimited)
+    shared: int | None  # what its campaign's budget has left for it (None: unlimited)
+    all_starved: bool  # every other unfinished run of its campaign is starved too
+
+
+@dataclass(frozen=True)
 class Unpublished:
     round_id: int
     model: str
@@ -28,8 +39,13 @@ class DispatchQueries(StoreBase):
     def mark_published(self, trajectory_ids: list[int]) -> None:
         self.execute("mark_published", {"ids": trajectory_ids})
 
-    def unpublished_trajectories(self, grace_seconds: int) -> list[Unpublished]:
-        return self.all(Unpublished, "unpublished_trajectories", {"grace": grace_seconds})
+    def unpublished_trajectories(self, grace_seconds: int, block: int) -> list[Unpublished]:
+        """`block`: the room a trajectory waiting for budget needs before it is published again
+        (`pacore.core.budget.wake_tokens`)."""
+        return self.all(Unpublished, "unpublished_trajectories", {"grace": grace_seconds, "block": block})
+
+    def starved_runs(self) -> list[Starved]:
+        return self.all(Starved, "starved_runs")
 
     def active_models(self) -> list[str]:
         return self.scalars("active_models")

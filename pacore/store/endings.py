@@ -58,6 +58,7 @@ class EndingQueries(StoreBase):
         prompt: int | None = None,
         failure: bool = False,
         discard: bool = False,
+        waiting: bool = False,
     ) -> list[FencedAttempt]:
         """Fence off the attempts in `scope` whose status is in `from_`, and start the next ones in `to`.
         Running attempts end in the ledger as `outcome` and are settled on their runs, with `spent`,
@@ -78,6 +79,7 @@ class EndingQueries(StoreBase):
             "prompt": prompt,
             "failure": failure,
             "discard": discard,
+            "waiting": waiting,
         }
         return self.all(FencedAttempt, "fence_attempts", params)
 

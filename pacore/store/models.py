@@ -159,6 +159,8 @@ class Trajectory(SQLModel, table=True):
     attempt: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
     # attempts its own request failed (errors after retries, its engine dying); at PACORE_MAX_ATTEMPTS it fails
     failed_attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    # refused a block: pending, it waits until its run and campaign have one for it again
+    waiting_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     sampling_seed: int | None = Field(default=None, sa_column=Column(BigInteger))
     worker_id: str | None = Field(default=None, sa_column=Column(Text))
     lease_until: datetime | None = _when()

@@ -87,12 +87,22 @@ def test_k_shrinks_and_refused_blocks_stop_streams(budget_fleet: Fleet, tmp_path
     status = run_campaign(budget_fleet, tmp_path, "shrink", 1, "--rounds", "8", "--problem-budget", "30")
     first = rounds(budget_fleet, status["id"])[0]
     assert first[2] == 6 and "K shrunk from 8 to 6 to fit 30 tokens left" in first[5]
-    cut = budget_fleet.query(
-        "SELECT count(*) FROM trajectory WHERE campaign_id = %s AND finish_reason = 'budget'", status["id"]
+    waited = budget_fleet.query(
+        "SELECT count(*) FROM attempt a JOIN trajectory t ON t.id = a.trajectory_id "
+        "WHERE t.campaign_id = %s AND a.error = 'handed back: waiting for budget'",
+        status["id"],
     )[0][0]
-    assert cut >= 1, "six 10-token trajectories cannot all finish in 30 tokens"
+    assert waited >= 1, "six 10-token trajectories cannot all finish in 30 tokens: the refused ones wait"
     ((run_status, reason, used, *_),) = runs(budget_fleet, status["id"])
-    assert run_status in ("done", "no_conclusion", "budget_exhausted") and reason and used <= 30
+    assert run_status == "budget_exhausted" and used <= 30
+    assert reason.startswith("out of budget: its problem budget has") and reason.endswith(
+        "less than the 4 to go on"
+    )
+    left = budget_fleet.query(
+        "SELECT count(*) FROM trajectory WHERE campaign_id = %s AND status = 'pending' AND waiting_since IS NOT NULL",
+        status["id"],
+    )[0][0]
+    assert left >= 1, "the waiting trajectories keep their place (a raised budget resumes them)"
     budget_fleet.assert_within_budget(status)
 
 
@@ -194,3 +204,27 @@ def test_a_lowered_budget_takes_back_what_runs_hold_unreserved(budget_fleet: Fle
     # after a lowering, usage stays within the new budget, or within what the run had used and held at the
     # edit when that was more (the campaign's reservation right after it: the run's usage and held blocks)
     assert status["tokens"]["used"] <= max(30, c_reserved) and status["tokens"]["reserved"] == 0
+
+
+def test_runs_short_of_a_shared_budget_wait_and_end_only_when_none_can_go_on(
+    budget_fleet: Fleet, tmp_path: Path
+) -> None:
+    """Three runs need 150 tokens and share 120: trajectories refused a block wait (their checkpoints
+    kept) and go on as other runs end and return their grants; when every unfinished run waits and less
+    than a block is left, those runs end budget_exhausted. The campaign ends; nothing hangs or overspends."""
+    status = run_campaign(
+        budget_fleet, tmp_path, "shared120", 3, "--preset", "low", "--campaign-budget", "120"
+    )
+    budget_fleet.assert_within_budget(status)
+    waited = budget_fleet.query(
+        "SELECT count(*) FROM attempt a JOIN trajectory t ON t.id = a.trajectory_id "
+        "WHERE t.campaign_id = %s AND a.error = 'handed back: waiting for budget'",
+        status["id"],
+    )[0][0]
+    assert waited >= 1 and status["tokens"]["used"] <= 120
+    reasons = [r for s, r, *_ in runs(budget_fleet, status["id"]) if s == "budget_exhausted"]
+    assert reasons, "150 tokens of work cannot fit in 120"
+    # ended waiting (none could go on), or at a round boundary by the round-start policy
+    assert all(
+        r.startswith("out of budget: its campaign's budget has") or "budget exhausted" in r for r in reasons
+    ), reasons

@@ -15,7 +15,9 @@ from pacore.core.budget import (
     fair_ask,
     grant_request,
     needs_block,
+    starved_end,
     take,
+    wake_tokens,
 )
 
 
@@ -117,3 +119,15 @@ def test_a_grant_is_at_most_an_even_share_of_what_is_left() -> None:
     assert fair_ask(131_072, 300_000, 1, 1) == 131_072, "the last run may take its ask"
     assert fair_ask(8_192, 1_000, 8, 8_192) == 8_192, "never below the minimum (the grant then refuses)"
     assert fair_ask(100, 0, 0, 1) == 1
+
+
+def test_a_starved_run_ends_only_when_no_block_can_come() -> None:
+    assert starved_end(3, None, False, 4) == (
+        "out of budget: its problem budget has 3 tokens left, less than the 4 to go on"
+    )
+    assert wake_tokens(8192, 256) == 256 and wake_tokens(4, 256) == 4
+    assert starved_end(None, 3, False, 4) is None, "other runs may end and return their grants"
+    assert starved_end(None, 3, True, 4).startswith("out of budget: its campaign's budget has 3 tokens left")
+    assert starved_end(100, 100, True, 4) is None, "a block is there: it is published again"
+    assert starved_end(None, None, True, 4) is None
+    assert starved_end(-2, None, False, 4).startswith("out of budget: its problem budget has 0 tokens left")

@@ -8,17 +8,42 @@ WHERE status = 'up' AND heartbeat_at > now() - make_interval(secs => :stale);
 SELECT count(*) FROM trajectory WHERE status = 'running' OR (status = 'pending' AND published_at IS NOT NULL);
 
 -- name: mark_published
--- Stamp trajectories whose messages were just published.
-UPDATE trajectory SET published_at = now() WHERE id = ANY(:ids);
+-- Stamp trajectories whose messages were just published (one that waited for budget waits no more).
+UPDATE trajectory SET published_at = now(), waiting_since = NULL WHERE id = ANY(:ids);
 
 -- name: unpublished_trajectories
--- Pending trajectories with no message (deferred by admission, handed back, or a publish lost after commit), latest rounds first.
+-- Pending trajectories with no message (deferred by admission, handed back, or a publish lost after commit), latest rounds first; one waiting for budget only once its run and campaign have :block tokens for it again (pacore.core.budget.wake_tokens; the oldest runs first).
 SELECT t.round_id AS round_id, c.config ->> 'model' AS model, t.id AS trajectory_id, t.attempt AS attempt
 FROM trajectory t JOIN campaign c ON c.id = t.campaign_id JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id
 WHERE t.status = 'pending' AND t.published_at IS NULL AND run.status = 'running'
   AND t.created_at < now() - make_interval(secs => :grace) AND c.status = 'active'
-ORDER BY r.index DESC, t.round_id, t.index
+  AND (t.waiting_since IS NULL
+       OR ((run.token_limit IS NULL OR run.token_limit - run.tokens_used - run.tokens_reserved >= :block)
+           AND (c.campaign_budget IS NULL
+                OR c.campaign_budget - c.tokens_used - c.tokens_reserved
+                   + run.tokens_granted - run.tokens_used - run.tokens_reserved >= :block)))
+ORDER BY t.waiting_since IS NOT NULL, run.id, r.index DESC, t.round_id, t.index
 LIMIT 10000;
+
+-- name: starved_runs
+-- Running runs whose unfinished trajectories all wait for budget (none running or pending otherwise), with what is left to them: `own` of their problem budget and `shared` of their campaign's (with their free grant; null: unlimited), and whether every other unfinished run of their campaign is starved too.
+WITH s AS (
+  SELECT run.id, run.campaign_id,
+         run.token_limit - run.tokens_used - run.tokens_reserved AS own,
+         c.campaign_budget - c.tokens_used - c.tokens_reserved
+           + run.tokens_granted - run.tokens_used - run.tokens_reserved AS shared
+  FROM run JOIN campaign c ON c.id = run.campaign_id
+  WHERE run.status = 'running' AND c.status = 'active'
+    AND EXISTS (SELECT 1 FROM trajectory t JOIN round r ON r.id = t.round_id
+                WHERE r.run_id = run.id AND t.status = 'pending' AND t.waiting_since IS NOT NULL)
+    AND NOT EXISTS (SELECT 1 FROM trajectory t JOIN round r ON r.id = t.round_id
+                    WHERE r.run_id = run.id
+                      AND (t.status = 'running' OR (t.status = 'pending' AND t.waiting_since IS NULL)))
+)
+SELECT s.id AS run_id, s.campaign_id, s.own, s.shared,
+       NOT EXISTS (SELECT 1 FROM run o WHERE o.campaign_id = s.campaign_id AND o.status IN ('pending', 'running')
+                   AND o.id NOT IN (SELECT id FROM s)) AS all_starved
+FROM s ORDER BY s.id;
 
 -- name: active_models
 -- The models that active campaigns generate with (their queues are the ones to watch).

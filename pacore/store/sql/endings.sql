@@ -1,5 +1,5 @@
 -- name: fence_attempts
--- Fence off the current attempt of the chosen trajectories (the ids in :ids, a campaign's, or some rounds'; in a status of :from; at :attempt when given) and start the next: status :to, attempt + 1, unheld and unpublished. A running attempt ends in the same statement: appended to the ledger once (:outcome, preempted) and settled on its run (its blocks go back; what it spent counts: :spent and :wasted when its worker says, else all it held, since no request of it could ask the engine for more and its end was not seen: all wasted when cancelled, otherwise the part not checkpointed). With :failure the attempt's own request failed: it counts toward the trajectory's failed attempts (a failed trajectory retried starts at 0 again); with :discard its checkpoint goes (the next attempt starts afresh). Returns each fenced trajectory's old attempt.
+-- Fence off the current attempt of the chosen trajectories (the ids in :ids, a campaign's, or some rounds'; in a status of :from; at :attempt when given) and start the next: status :to, attempt + 1, unheld and unpublished. A running attempt ends in the same statement: appended to the ledger once (:outcome, preempted) and settled on its run (its blocks go back; what it spent counts: :spent and :wasted when its worker says, else all it held, since no request of it could ask the engine for more and its end was not seen: all wasted when cancelled, otherwise the part not checkpointed). With :failure the attempt's own request failed: it counts toward the trajectory's failed attempts (a failed trajectory retried starts at 0 again); with :discard its checkpoint goes (the next attempt starts afresh); with :waiting it waits for budget (published again once its run and campaign have a block for it). Returns each fenced trajectory's old attempt.
 WITH old AS (
   SELECT t.id, t.attempt, t.status, t.campaign_id, r.run_id, t.worker_id, t.started_at,
          t.tokens_reserved AS reserved, t.tokens_streamed AS streamed,
@@ -20,6 +20,7 @@ bumped AS (
          error = CASE WHEN CAST(:failure AS boolean) THEN :error END,
          failed_attempts = CASE WHEN old.status = 'failed' THEN 0
                                 ELSE t.failed_attempts + CAST(CAST(:failure AS boolean) AS int) END,
+         waiting_since = CASE WHEN CAST(:waiting AS boolean) THEN now() END,
          finished_at = CASE WHEN CAST(:to AS text) = 'cancelled' THEN now() END
   FROM old WHERE t.id = old.id
 ),
