@@ -185,15 +185,22 @@ class Generation:
             ask = segment_max_tokens(left, self.budget.unspent(self.recorder.spent))
             if ask == 0:  # refused a block: stop at this boundary and wait, pending, for one
                 raise HandBack("waiting for budget")
-            result = self._request(ask)
+            # Held past the model's context, with no cap of its own: the context is the limit, which the
+            # engine applies itself (an explicit max_tokens over max_model_len is refused outright).
+            whole_context = (
+                left is None and self.node.max_model_len is not None and ask >= self.node.max_model_len
+            )
+            result = self._request(None if whole_context else ask)
             if result is None:  # could not continue: started afresh, the whole max_tokens held first
                 continue
-            if after_segment(result.finish_reason, ask, left, result.context_bound) == "done":
+            context_bound = result.context_bound or whole_context
+            if after_segment(result.finish_reason, ask, left, context_bound) == "done":
                 return result
             self.segments += 1
 
-    def _request(self, ask: int) -> GenerationResult | None:
-        """One request of at most `ask` tokens, continuing everything generated so far."""
+    def _request(self, ask: int | None) -> GenerationResult | None:
+        """One request of at most `ask` tokens (None: as many as the model's context leaves), continuing
+        everything generated so far."""
         request = replace(
             self.claim.request,
             prefix=self.recorder.text,
