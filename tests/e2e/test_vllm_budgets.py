@@ -118,3 +118,26 @@ def test_a_campaign_budget_smaller_than_its_natural_need(fleet: Fleet, tmp_path:
         "no_conclusion",
         "budget_exhausted",
     }
+
+
+def test_segments_continue_through_the_prefix_cache_and_the_books_hold_what_vllm_generated(
+    fleet: Fleet, vllm_server, tmp_path: Path
+) -> None:
+    """Blocks of 8 tokens: every trajectory (17 tokens or more) is generated in segments, each a new
+    request from the exact token ids so far. vLLM's own counters: its prefix cache serves the
+    continuations, and it generated exactly the tokens the ledger holds."""
+    names = (
+        "vllm:generation_tokens_total",
+        "vllm:prefix_cache_hits_total",
+        "vllm:prefix_cache_queries_total",
+    )
+    before = {m: vllm_server.metric(m) for m in names}
+    status = run(fleet, tmp_path, "segmented", 2, "--rounds", "2")
+    served = {m: vllm_server.metric(m) - before[m] for m in names}
+    segmented = fleet.query(
+        "SELECT count(*) FROM trajectory WHERE campaign_id = %s AND error LIKE %s", status["id"], "%segments%"
+    )[0][0]
+    assert status["runs"].get("done", 0) + status["runs"].get("no_conclusion", 0) == 2
+    assert segmented == status["trajectories"]["total"] == 2 * 3, "every trajectory went on in segments"
+    assert status["tokens"]["used"] == served["vllm:generation_tokens_total"]
+    assert served["vllm:prefix_cache_hits_total"] > 0, served
