@@ -175,10 +175,8 @@ class Generation:
         self.tries += 1
         while True:
             left = self.remaining()
-            if (
-                left is not None and left <= 0
-            ):  # streamed right up to max_tokens (maybe by an earlier attempt)
-                return self._so_far("length")
+            if left is not None and left <= 0:
+                return self._so_far("length")  # streamed right up to max_tokens (maybe an earlier attempt)
             self.budget.limit = None if left is None else self.recorder.spent + left
             if self.whole and (left is None or not self.budget.hold_all(self.recorder.spent, left)):
                 raise Refused(_cannot_hold_whole(left))

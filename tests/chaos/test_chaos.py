@@ -41,6 +41,8 @@ def test_a_campaign_survives_kills_a_redis_flush_a_postgres_restart_and_a_drain(
     result = json.loads(done.stdout.strip().splitlines()[-1].removeprefix("RESULT "))
     assert result["runs_lost"] == 0 and result["runs_completed"] == result["runs"] == 16
     assert result["trajectories_counted_twice"] == 0
+    # issue #13 item 5: vLLM's generated tokens <= used (waste included) <= those + what unobserved attempts held
+    assert result["accounting_engine_le_used"] and result["accounting_used_le_engine_plus_unobserved"], result
     assert result["ledger_tokens"] == result["campaign_tokens_used"]
     assert result["max_used_minus_budget"] <= 0 and result["max_used_plus_reserved_minus_budget"] <= 0
     assert result["budget_samples"] > 10
