@@ -67,8 +67,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         3,
         ge=1,
-        description="Attempts a trajectory's own request may fail (errors after retries, its engine dying) "
-        "before the trajectory fails with the last error.",
+        description="Attempts a trajectory's own request may fail (the engine's errors after the attempt's "
+        "retries) before the trajectory fails with the last error.",
     )
     min_trajectory_tokens: int = Field(256, ge=1, description="The least a final trajectory is started with.")
     worker_concurrency: int = Field(64, ge=1, description="Concurrent generations per worker process.")

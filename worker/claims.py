@@ -187,26 +187,23 @@ HANDED_BACK = {
 QUARANTINE_AFTER_WORKERS = 2
 
 
-def hand_back(
-    db: Database, claim: Claim, worker_id: str, spent: Spent, reason: str, max_attempts: int = 1
-) -> bool:
+def hand_back(db: Database, claim: Claim, worker_id: str, spent: Spent, reason: str) -> bool:
     """Give the trajectory back: a new attempt (fencing this one), pending and unpublished, so that the
     scheduler's next tick publishes it again; the checkpoint stays for the next attempt to continue.
-    Settles this attempt's tokens once. A drain or an engine seen down counts nothing against the
-    trajectory (a preemption); its engine dying under it counts toward `max_attempts`. A run whose
-    trajectory coincided with engine deaths on two distinct workers is quarantined: it waits for an
-    operator (`pacore quarantine lift`)."""
+    Settles this attempt's tokens once; counts nothing toward PACORE_MAX_ATTEMPTS (a preemption, not a
+    failure of the request): engine deaths have their own rule, quarantine. A run whose trajectory
+    coincided with engine deaths on two distinct workers is quarantined: it waits for an operator
+    (`pacore quarantine lift`)."""
     outcome = HANDED_BACK[reason]
     error = "; ".join(e for e in (f"handed back: {reason}", spent.note) if e)
-    if outcome == Outcome.ENGINE_LOST and after_failed_attempt(claim.failed_before, max_attempts) == "fail":
-        # its engine died under it on its last allowed attempt: the trajectory fails with that
-        return finish(db, claim, worker_id, None, error, spent)
     with db.store() as store:
-        lost = outcome == Outcome.ENGINE_LOST
         waiting = reason == "waiting for budget"
-        if _to_pending(store, claim, worker_id, spent, outcome, error, lost, waiting=waiting) is None:
+        if (
+            _to_pending(store, claim, worker_id, spent, outcome, error, failure=False, waiting=waiting)
+            is None
+        ):
             return False
-        if lost:
+        if outcome == Outcome.ENGINE_LOST:
             _quarantine_if_poison(store, claim)
     return True
 

@@ -88,7 +88,6 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
             node.worker_id,
             attempted.spent,
             attempted.handed_back,
-            rt.settings.max_attempts,
         ):
             _late(trajectory_id, attempt, attempted.spent.tokens, "hand-back", where)
             return trajectory_id

@@ -11,7 +11,7 @@ attempt continues from them instead of tokenizing the text again (which need not
 `chunk.token_ids` is null for a chunk whose engine sent no ids (and for chunks written before this).
 
 `trajectory.failed_attempts` counts the attempts its own request failed (the engine's errors after the
-attempt's retries, or its engine dying under it): a failed attempt is followed by another until
+attempt's retries; engine deaths have their own rule, quarantine): a failed attempt is followed by another until
 `PACORE_MAX_ATTEMPTS`, then the trajectory fails with the last error. `retry --failed` resets it.
 
 `trajectory.waiting_since`: a trajectory refused a block stops at its segment boundary and waits, pending

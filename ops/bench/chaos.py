@@ -21,7 +21,10 @@ Figures (a table, then a last line `RESULT {json}`):
 - tokens regenerated: what vLLM generated (its own counter) minus what the finished trajectories
   hold, as a share of what the interrupted attempts had generated (target <= 5%);
 - seconds from each kill to the re-drive of every trajectory the killed worker held (target <= 90);
-- the drain: exit code and seconds (within the grace), trajectories handed back.
+- the drain: exit code and seconds (within the grace), trajectories handed back;
+- the scheduler killed (-9) with two coming back, a Redis process restart (its queue lost with it), and
+  a worker SIGSTOP'd until its leases ran out and its trajectories were re-driven, then SIGCONT'd: all
+  covered by the figures above (nothing lost, nothing counted twice, the budget and accounting bounds).
 """
 
 from __future__ import annotations
@@ -150,24 +153,21 @@ class PrivatePostgres:
 
 class PrivateRedis:
     def __init__(self, root: Path) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=(root / "redis.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
+        self.port, self.log = free_port(), (root / "redis.log").open("a")
+        self.proc = self._start()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        wait_for(lambda: redis.Redis.from_url(self.url).ping(), "redis-server", 30)
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        proc = subprocess.Popen(["redis-server", *args], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: redis.Redis.from_url(f"redis://127.0.0.1:{self.port}/0").ping(), "redis-server", 30)
+        return proc
+
+    def restart(self) -> None:
+        """The process dies (kill -9) and a new one comes up on the same port, empty (no persistence)."""
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = self._start()
 
     def stop(self) -> None:
         self.proc.kill()
@@ -426,10 +426,44 @@ class Chaos:
         self.fleet.start_worker()  # the spot node comes back
         return True
 
+    def kill_when_held(self) -> None:
+        while not self.kill_one():
+            if self.progress()[0] == self.progress()[1]:
+                raise SystemExit("the campaign finished before every kill: raise --problems")
+            time.sleep(0.2)
+
+    def kill_scheduler(self) -> int:
+        """kill -9 every scheduler; two come back and run side by side from then on."""
+        for proc in [p for p in self.fleet.others if p.poll() is None]:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        self.fleet.start_scheduler()
+        self.fleet.start_scheduler()
+        return sum(p.poll() is None for p in self.fleet.others)
+
+    def stop_one(self) -> dict[str, Any]:
+        """SIGSTOP a worker that holds trajectories until the reconciler has re-driven them all (its
+        leases ran out), then SIGCONT: what it brings back late is discarded, and counted once."""
+        chosen = self.victim()
+        if chosen is None:
+            return {"held": 0}
+        proc, held = chosen
+        began = time.monotonic()
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(
+                lambda: not self.held_by(proc.pid), "the stopped worker's trajectories to be re-driven", 60
+            )
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        return {"held": len(held), "seconds_stopped": round(time.monotonic() - began, 2)}
+
     def drain_one(self) -> dict[str, Any]:
         chosen = None
         while chosen is None:
             chosen = self.victim()
+            if chosen is None and self.progress()[0] == self.progress()[1]:
+                raise SystemExit("the campaign finished before the drain: raise --problems")
             time.sleep(0.2)
         proc, held = chosen
         began = time.monotonic()
@@ -475,24 +509,26 @@ class Chaos:
         return self.figures(result, elapsed, generated)
 
     def disturb(self) -> dict[str, Any]:
-        """Kills spread over the campaign; FLUSHALL, the PostgreSQL restart and the drain at fixed points."""
+        """Kills spread over the campaign; FLUSHALL, a Redis restart, the scheduler's kill -9 (two come
+        back), a SIGSTOP'd worker, the PostgreSQL restart and the drain at fixed points."""
         plan = ["kill"] * self.args.kills
-        for event, at in (("flushall", 0.3), ("pg_restart", 0.5), ("drain", 0.7)):
+        fixed = [("flushall", 0.15), ("drain", 0.3), ("scheduler_kill", 0.4), ("pg_restart", 0.5)]
+        fixed += [("redis_restart", 0.6), ("sigstop", 0.75)]
+        for event, at in fixed:
             plan.insert(int(len(plan) * at), event)
         out: dict[str, Any] = {}
+        handlers = {
+            "kill": self.kill_when_held,
+            "flushall": lambda: redis.Redis.from_url(self.redis.url).flushall(),
+            "pg_restart": lambda: out.update(pg_seconds_down=round(self.pg.crash_restart(), 2)),
+            "drain": lambda: out.update(drain=self.drain_one()),
+            "redis_restart": self.redis.restart,
+            "scheduler_kill": lambda: out.update(schedulers_after_kill=self.kill_scheduler()),
+            "sigstop": lambda: out.update(sigstop=self.stop_one()),
+        }
         for event in plan:
             time.sleep(self.args.every * self.rng.uniform(0.5, 1.5))
-            if event == "kill":
-                while not self.kill_one():
-                    if self.progress()[0] == self.progress()[1]:
-                        raise SystemExit("the campaign finished before every kill: raise --problems")
-                    time.sleep(0.2)
-            elif event == "flushall":
-                redis.Redis.from_url(self.redis.url).flushall()
-            elif event == "pg_restart":
-                out["pg_seconds_down"] = round(self.pg.crash_restart(), 2)
-            elif event == "drain":
-                out["drain"] = self.drain_one()
+            handlers[event]()
             self.seen.events.append(f"{time.strftime('%H:%M:%S')} {event}")
             print(self.seen.events[-1], flush=True)
         return out

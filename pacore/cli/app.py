@@ -22,12 +22,19 @@ class Context:
         self.settings = settings
         self._db: Database | None = None
 
-    def db(self, require_schema: bool = True, pool_size: int = 5, pre_ping: bool = True) -> Database:
+    def db(
+        self, require_schema: bool = True, pool_size: int = 5, pre_ping: bool = True, wait: bool = False
+    ) -> Database:
+        """`wait`: a long-running process (scheduler, worker) started while PostgreSQL restarts waits for
+        it (up to PACORE_DB_OUTAGE_SECONDS, saying so) instead of exiting."""
         if self._db is None:
             self._db = Database.from_settings(self.settings, pool_size, pre_ping)
         if require_schema:
             try:
-                self._db.require_schema()
+                if wait:
+                    self._db.through_outages(self._db.require_schema)
+                else:
+                    self._db.require_schema()
             except SchemaError as exc:
                 raise click.ClickException(str(exc)) from exc
         return self._db

@@ -34,7 +34,7 @@ def fitting_max_tokens(message: str) -> int | None:
 
 
 def after_failed_attempt(failed_before: int, max_attempts: int) -> Literal["again", "fail"]:
-    """An attempt's own request failed (the engine's error after the attempt's retries, or its engine
-    died under it): another attempt follows (from another worker, maybe another engine), until
-    `max_attempts` of them failed; then the trajectory fails with the last error."""
+    """An attempt's own request failed (the engine's error after the attempt's retries): another
+    attempt follows (from another worker, maybe another engine), until `max_attempts` of them failed;
+    then the trajectory fails with the last error."""
     return "again" if failed_before + 1 < max_attempts else "fail"

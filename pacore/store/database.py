@@ -3,6 +3,7 @@ and schema migrations."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from pacore.settings import Settings
 from pacore.store.queries import clause
 from pacore.store.store import Store
+
+log = logging.getLogger("pacore.store")
 
 
 class SchemaError(RuntimeError):
@@ -68,8 +71,18 @@ class Database:
             wait=wait_exponential_jitter(multiplier=0.2, max=5),
             stop=stop_after_delay(self.outage_seconds),
             reraise=True,
+            before_sleep=self._waiting,
         )
         return retrying(fn, *args)
+
+    def _waiting(self, state: object) -> None:
+        attempt = getattr(state, "attempt_number", 0)
+        if attempt in (1, 10) or attempt % 50 == 0:  # said, not repeated every backoff
+            log.warning(
+                "PostgreSQL cannot be reached; waiting for it (up to %d s in all, try %d)",
+                self.outage_seconds,
+                attempt,
+            )
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -157,7 +157,7 @@ class Trajectory(SQLModel, table=True):
         sa_column=Column(Text, nullable=False, server_default=TrajectoryStatus.PENDING.value),
     )
     attempt: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
-    # attempts its own request failed (errors after retries, its engine dying); at PACORE_MAX_ATTEMPTS it fails
+    # attempts its own request failed (the engine's errors after retries); at PACORE_MAX_ATTEMPTS it fails
     failed_attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     # refused a block: pending, it waits until its run and campaign have one for it again
     waiting_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

@@ -1,5 +1,6 @@
 """The chaos suite, small: `ops/bench/chaos.py` at CI size (its own PostgreSQL, Redis and CPU vLLM
-server; real workers killed with -9, Redis flushed, PostgreSQL crash-restarted, a worker drained with
+server; real workers killed with -9, Redis flushed and its process restarted, the scheduler killed with
+two coming back, a worker SIGSTOP'd past its leases, PostgreSQL crash-restarted, a worker drained with
 SIGTERM), run as the real command. Its guarantees are asserted; its performance figures (regenerated
 share, re-drive latency) are the benchmark's to report, at full size."""
 
@@ -52,3 +53,6 @@ def test_a_campaign_survives_kills_a_redis_flush_a_postgres_restart_and_a_drain(
     assert result["drain"]["exit_code"] == 0  # its time against the grace: the benchmark's report
     assert result["drain"]["handed_back_wasted_tokens"] == 0
     assert result["pg_seconds_down"] > 0
+    # issue #13 item 6 (part): the scheduler killed (-9) with two coming back, a Redis process restart and
+    # a SIGSTOP'd worker (its trajectories re-driven while it was stopped) hold the guarantees above too
+    assert result["schedulers_after_kill"] == 2 and "sigstop" in result
