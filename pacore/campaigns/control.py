@@ -92,7 +92,8 @@ def retry_failed(store: Store, name: str) -> Changed:
     cid, status = _campaign(store, name)
     if status == CampaignStatus.CANCELLED:
         raise ControlError(f"campaign {name!r} is cancelled: there is nothing to retry")
-    rounds = store.failed_runs_last_rounds(cid)
+    # a run that failed to start has no round to run again: it is not retried
+    rounds = [(r, x) for r, x in store.runs_last_rounds(cid, RunStatus.FAILED) if x is not None]
     if not rounds:
         return Changed(name, status)
     round_ids = [round_id for _, round_id in rounds]
@@ -151,7 +152,7 @@ def retry_exhausted(store: Store, name: str) -> Changed:
 
 
 def _reopen_exhausted(store: Store, cid: int, status: str) -> int:
-    rows = store.exhausted_runs_last_rounds(cid)
+    rows = store.runs_last_rounds(cid, RunStatus.BUDGET_EXHAUSTED)
     if not rows:
         return 0
     # a reopened round has nothing unfinished: the dispatch tick advances it again (`stuck_rounds`)

@@ -195,9 +195,10 @@ class CampaignQueries(StoreBase):
     def cancel_campaign(self, campaign_id: int) -> None:
         self.execute("cancel_campaign", {"id": campaign_id})
 
-    def failed_runs_last_rounds(self, campaign_id: int) -> list[tuple[int, int]]:
-        """(run id, its last round's id) of the campaign's failed runs."""
-        return [(int(r), int(x)) for r, x in self.execute("failed_runs_last_rounds", {"id": campaign_id})]
+    def runs_last_rounds(self, campaign_id: int, status: str) -> list[tuple[int, int | None]]:
+        """(run id, its last round's id or None) of the campaign's runs that ended with `status`."""
+        rows = self.execute("runs_last_rounds", {"id": campaign_id, "status": str(status)})
+        return [(int(r), None if x is None else int(x)) for r, x in rows]
 
     def reopen_rounds(self, round_ids: list[int]) -> None:
         self.execute("reopen_rounds", {"ids": round_ids})
@@ -223,11 +224,6 @@ class CampaignQueries(StoreBase):
         self.execute("lock_unfinished_runs", {"id": campaign_id})
         old = self.scalar("set_campaign_budget", {"b": limit, "id": campaign_id})
         return None if old is None else int(old)
-
-    def exhausted_runs_last_rounds(self, campaign_id: int) -> list[tuple[int, int | None]]:
-        """(run id, its last round's id or None) of the campaign's runs that ended out of budget."""
-        rows = self.execute("exhausted_runs_last_rounds", {"id": campaign_id})
-        return [(int(r), None if x is None else int(x)) for r, x in rows]
 
     def lift_quarantine(self, campaign_id: int) -> list[tuple[int, str | None]]:
         return [(int(r), reason) for r, reason in self.execute("lift_quarantine", {"cid": campaign_id})]

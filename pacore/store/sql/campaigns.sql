@@ -120,12 +120,6 @@ WHERE run.id = r.run_id AND run.campaign_id = :id AND r.status = 'generating';
 -- The campaign is cancelled.
 UPDATE campaign SET status = 'cancelled', finished_at = now() WHERE id = :id;
 
--- name: failed_runs_last_rounds
--- A campaign's failed runs and their last rounds.
-SELECT DISTINCT ON (run.id) run.id AS run_id, r.id AS round_id FROM run JOIN round r ON r.run_id = run.id
-WHERE run.campaign_id = :id AND run.status = 'failed'
-ORDER BY run.id, r.index DESC;
-
 -- name: reopen_rounds
 -- Rounds generate again (a retry).
 UPDATE round SET status = 'generating', finished_at = NULL, decision = NULL WHERE id = ANY(:ids);
@@ -174,11 +168,11 @@ UPDATE campaign SET campaign_budget = :b,
 WHERE id = :id
 RETURNING (SELECT campaign_budget FROM old);
 
--- name: exhausted_runs_last_rounds
--- A campaign's runs that ended out of budget, and their last rounds (null: they never started one).
+-- name: runs_last_rounds
+-- A campaign's runs that ended with :status (failed, or out of budget), and their last rounds (null: they never started one).
 SELECT run.id AS run_id,
        (SELECT r.id FROM round r WHERE r.run_id = run.id ORDER BY r.index DESC LIMIT 1) AS round_id
-FROM run WHERE run.campaign_id = :id AND run.status = 'budget_exhausted' ORDER BY run.id;
+FROM run WHERE run.campaign_id = :id AND run.status = :status ORDER BY run.id;
 
 -- name: lift_quarantine
 -- Quarantined runs of a campaign go back to work; only engine deaths after now count toward a new quarantine. Returns each run and its quarantine reason.

@@ -27,15 +27,17 @@ LIMIT 10000;
 
 -- name: starved_runs
 -- Running runs whose unfinished trajectories all wait for budget (none running or pending otherwise), with what is left to them: `own` of their problem budget and `shared` of their campaign's (with their free grant; null: unlimited), and whether every other unfinished run of their campaign is starved too.
-WITH s AS (
+WITH waiting AS (  -- from the waiting trajectories (none, most ticks), not from every running run
+  SELECT DISTINCT r.run_id FROM trajectory t JOIN round r ON r.id = t.round_id
+  WHERE t.status = 'pending' AND t.waiting_since IS NOT NULL
+),
+s AS (
   SELECT run.id, run.campaign_id,
          run.token_limit - run.tokens_used - run.tokens_reserved AS own,
          c.campaign_budget - c.tokens_used - c.tokens_reserved
            + run.tokens_granted - run.tokens_used - run.tokens_reserved AS shared
-  FROM run JOIN campaign c ON c.id = run.campaign_id
+  FROM waiting w JOIN run ON run.id = w.run_id JOIN campaign c ON c.id = run.campaign_id
   WHERE run.status = 'running' AND c.status = 'active'
-    AND EXISTS (SELECT 1 FROM trajectory t JOIN round r ON r.id = t.round_id
-                WHERE r.run_id = run.id AND t.status = 'pending' AND t.waiting_since IS NOT NULL)
     AND NOT EXISTS (SELECT 1 FROM trajectory t JOIN round r ON r.id = t.round_id
                     WHERE r.run_id = run.id
                       AND (t.status = 'running' OR (t.status = 'pending' AND t.waiting_since IS NULL)))
