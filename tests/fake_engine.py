@@ -17,6 +17,8 @@ the synthesis prompt that quotes it, of later rounds). `nth` counts requests per
 - `CRASH`: while `crashes` is set, the engine dies (see `go_down`) after the 3rd token of the request (the 1st of a continuation).
 - `MALFORMED`: the stream sends a data line that is not JSON.  - `NULLCHOICE`: a chunk with `choices: [null]`.
 - `KEEPALIVE`: the stream sends only keep-alive comments (every 50 ms, for at most 20 s), never a token.
+- `SILENT`: the response's headers, then nothing; `STALL`: nothing at all, not even headers. Both until
+  the client goes (or 60 s); `streaming` counts them while they last.
 - `FAILFIRST<n>`: the first n requests fail with HTTP 500.
 - `MERGE<n>`: n tokens per chunk (vLLM merges tokens for a slow reader); never past max_tokens.
 
@@ -36,6 +38,8 @@ from __future__ import annotations
 
 import json
 import re
+import select
+import socket
 import threading
 import time
 from collections import Counter
@@ -202,6 +206,9 @@ class FakeEngine:
         if misbehaviour := next((m for m in ("MALFORMED", "NULLCHOICE", "KEEPALIVE") if m in text), None):
             self.misbehave(handler, misbehaviour)
             return
+        if hung := next((m for m in ("SILENT", "STALL") if m in text), None):
+            self.hang(handler, headers=hung == "SILENT")
+            return
         long = re.search(r"LONG(\d+)", text)
         reasoning = ["thinking"] + ["w"] * (int(long.group(1)) - 1 if long else 1)
         content = [" The", " answer", " is", f" \\boxed{{{n}}}."]
@@ -353,6 +360,28 @@ class FakeEngine:
                 self._raw(handler, b": keepalive\n\n")
                 time.sleep(0.05)
         handler.wfile.write(b"0\r\n\r\n")
+
+    def hang(self, handler: Any, headers: bool) -> None:
+        """Send nothing (after the headers, or not even those) until the client goes, or for 60 s."""
+        with self.lock:
+            self.streaming += 1
+        try:
+            if headers:
+                handler.send_response(200)
+                handler.send_header("Content-Type", "text/event-stream")
+                handler.send_header("Transfer-Encoding", "chunked")
+                handler.end_headers()
+                handler.wfile.flush()
+            connection = handler.connection
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                readable, _, _ = select.select([connection], [], [], 0.1)
+                if readable and not connection.recv(1, socket.MSG_PEEK):
+                    break  # the client closed (or cut) the connection
+        finally:
+            with self.lock:
+                self.streaming -= 1
+        handler.close_connection = True
 
     @staticmethod
     def _raw(handler: Any, data: bytes) -> None:

@@ -8,7 +8,7 @@ import os
 import random
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +138,14 @@ def claim_redis_db(redis_url: str) -> str:
                 return f"{redis_url}/{n}"
             client.delete("pacore-test:owner")
     raise RuntimeError(f"no empty Redis database left at {redis_url}")
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    """Wait for a condition of the test process itself (the database has `Fleet.until`)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 @contextmanager

@@ -9,17 +9,23 @@ tokenized again), split into reasoning and content on the client. The chat API's
 turn with a closed think block (vllm-project/vllm#28089).
 
 The HTTP client does no retrying of its own, so that retry policy lives in one place (tenacity at the
-task edge). The client is shared by all generation threads of a process.
+task edge). The client is shared by all generation threads of a process. A stream that sends nothing at
+all (a hung engine: no headers, or headers then silence) never reaches the per-chunk guard, so another
+thread can `cut` the socket a generation thread is blocked reading (the worker's watchdog does, for
+cancel, drain, a lost engine and the first-token and idle timeouts).
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import httpcore
 import httpx
 
 from pacore.core.compaction import THINK_END, parse_output
@@ -102,6 +108,61 @@ class Engine(Protocol):
     def health(self) -> bool: ...
 
     def close(self) -> None: ...
+
+
+class _Reading(httpcore.NetworkStream):
+    """A connection that notes, while a thread is blocked reading it, which socket that thread reads."""
+
+    def __init__(self, inner: httpcore.NetworkStream, reading: dict[int, socket.socket]) -> None:
+        self.inner, self.reading = inner, reading
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        me = threading.get_ident()
+        self.reading[me] = self.inner.get_extra_info("socket")
+        try:
+            return self.inner.read(max_bytes, timeout)
+        finally:
+            self.reading.pop(me, None)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        return _Reading(self.inner.start_tls(*args, **kwargs), self.reading)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
+class _CuttableBackend(httpcore.NetworkBackend):
+    """httpcore's blocking sockets, each connection a `_Reading`: `cut(thread)` shuts down the socket
+    that thread is blocked reading, which wakes it with a broken connection."""
+
+    def __init__(self) -> None:
+        self.inner = httpcore.SyncBackend()
+        self.reading: dict[int, socket.socket] = {}
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        return _Reading(self.inner.connect_tcp(*args, **kwargs), self.reading)
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        return _Reading(self.inner.connect_unix_socket(*args, **kwargs), self.reading)
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+    def cut(self, thread: int) -> bool:
+        sock = self.reading.get(thread)
+        if sock is None:
+            return False
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return False
+        return True
 
 
 def request_body(request: GenerationRequest, prompt: list[int] | None = None) -> dict[str, Any]:
@@ -278,13 +339,21 @@ class OpenAIEngine:
         self.base_url = base_url.rstrip("/")
         self.patience = Patience(first_token_timeout, idle_timeout)
         self._context: dict[str, int | None] = {}
+        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+        transport = httpx.HTTPTransport(retries=0, limits=limits)
+        # httpx has no public way to choose httpcore's network backend; its pool keeps it here.
+        self._sockets = _CuttableBackend()
+        transport._pool._network_backend = self._sockets
         self.client = httpx.Client(
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-            transport=httpx.HTTPTransport(retries=0),
+            transport=transport,
         )
+
+    def cut(self, thread: int) -> bool:
+        """Cut the stream `thread` is blocked reading (False: it is not reading one just now)."""
+        return self._sockets.cut(thread)
 
     def health(self) -> bool:
         try:

@@ -7,7 +7,9 @@ engine dies, and account for every token the attempt cost."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from tenacity import (
@@ -36,6 +38,9 @@ log = logging.getLogger("pacore.worker")
 
 # A draining generation keeps going only if, at its observed rate, it ends this long before the grace.
 DRAIN_MARGIN_SECONDS = 3.0
+# A stream that sent no line for this long while it should stop is cut by the watchdog (a flowing one
+# stops itself at its next line).
+SILENT_SECONDS = 1.0
 
 
 class BudgetGuard:
@@ -138,6 +143,13 @@ class Generation:
         self.prompt_spent = 0  # prompt tokens of every request that completed (continuations included)
         self.first_prompt: int | None = None  # the problem's own prompt tokens
         self.whole = False  # the engine cannot continue a segment: hold the whole max_tokens up front
+        # The watchdog's view: the thread that generates, whether a request is open, when its last line
+        # and its last token came, and why the watchdog cut it (how: "hand back" or "timeout").
+        self.thread = threading.get_ident()
+        self.requesting = False
+        self.last_line = self.last_token = 0.0
+        self.cut: tuple[str, str] | None = None
+        self.cut_lock = threading.Lock()
 
     def where(self) -> dict[str, object]:
         h = self.claim.holder
@@ -149,19 +161,54 @@ class Generation:
         return None if self.cap is None else self.cap - self.recorder.tokens
 
     def guard(self, raw: str, streamed: int, ids: list[int] | None) -> bool:
-        """Per chunk: record the text, hand back if the process drains or the engine died, then budget."""
+        """Per line: record the text, hand back if the process drains or the engine died, then budget."""
+        self.last_line = time.monotonic()
+        if streamed > self.try_streamed:
+            self.last_token = self.last_line
         self.recorder.add(raw, streamed - self.try_streamed, ids)
         metrics.GENERATED_TOKENS.inc(streamed - self.try_streamed)
         self.try_streamed = streamed
         self.try_raw += len(raw)
         self.try_ids += len(ids or ())
-        if self.node.is_superseded(self.claim.trajectory_id):  # cancelled, or re-driven elsewhere
-            raise HandBack("superseded")
-        if self.node.engine_lost.is_set():  # noticed by the health gate; this stream itself still flows
-            raise HandBack("engine down")
-        if self.node.draining.is_set() and not self._finishes_before_deadline():
-            raise HandBack("drained")
+        if reason := self._hand_back_reason():
+            raise HandBack(reason)
         return self.budget.allow(self.recorder.spent)
+
+    def _hand_back_reason(self) -> str | None:
+        if self.node.is_superseded(self.claim.trajectory_id):  # cancelled, or re-driven elsewhere
+            return "superseded"
+        if self.node.engine_lost.is_set():  # noticed by the health gate; this stream itself may still flow
+            return "engine down"
+        if self.node.draining.is_set() and not self._finishes_before_deadline():
+            return "drained"
+        return None
+
+    def overdue(self) -> tuple[str, str] | None:
+        """The watchdog's question, for a stream that sends no line at all (a hung engine), where the
+        guard never runs: hand it back (cancelled, drained, engine down) or time it out (no first token
+        within PACORE_FIRST_TOKEN_TIMEOUT, no token for PACORE_IDLE_TIMEOUT)."""
+        now = time.monotonic()
+        if not self.requesting or now - self.last_line < SILENT_SECONDS:
+            return None
+        if reason := self._hand_back_reason():
+            return "hand back", reason
+        if self.try_streamed:
+            waited, limit, what = now - self.last_token, self.settings.idle_timeout, "new token"
+        else:
+            waited, limit, what = now - self.try_started, self.settings.first_token_timeout, "first token"
+        if waited > limit:
+            return "timeout", f"no {what} for {waited:.0f} s (the stream went silent)"
+        return None
+
+    def cut_if_overdue(self, cut: Callable[[int], bool]) -> None:
+        """Called by the watchdog thread: cut this generation's blocked read if it is overdue."""
+        why = self.overdue()
+        if why is None:
+            return
+        with self.cut_lock:
+            self.cut = why
+            if not cut(self.thread):  # not blocked in a read just now: its next line will do
+                self.cut = None
 
     def _finishes_before_deadline(self) -> bool:
         left = self.remaining()
@@ -208,7 +255,8 @@ class Generation:
             seed=segment_seed(self.claim.request.seed, self.recorder.tokens),
         )
         self.try_streamed, self.try_raw, self.try_ids = 0, 0, 0
-        self.try_started = time.monotonic()
+        self.try_started = self.last_line = self.last_token = time.monotonic()
+        self.requesting = True
         try:
             result = self.node.engine.generate(request, self.guard)
         except CannotContinue as exc:
@@ -218,19 +266,32 @@ class Generation:
             self.whole = True
             return None
         except EngineError as exc:
-            self.prompt_ids = self.prompt_ids or exc.prompt_ids
-            metrics.ENGINE_ERRORS.labels(exc.kind).inc()
-            if not self.node.engine.health():
-                # Refused: the engine was already gone. Broken mid-request: this request was there
-                # when it died, which counts toward quarantine.
-                raise HandBack("engine down" if exc.kind == "connect" else "engine lost") from exc
-            raise
+            raise self._engine_failed(exc) from exc
+        finally:
+            self.requesting = False
         self._record_tail(result)
         self.prompt_ids = result.prompt_ids or self.prompt_ids
         self.prompt_spent += result.prompt_tokens
         if self.first_prompt is None:
             self.first_prompt = result.prompt_tokens
         return result
+
+    def _engine_failed(self, exc: EngineError) -> Exception:
+        """What a failed request means: a stream the watchdog cut hands back or times out, as it said; a
+        dead engine hands back; any other error is the engine's, to retry or fail on."""
+        self.prompt_ids = self.prompt_ids or exc.prompt_ids
+        with self.cut_lock:
+            cut, self.cut = self.cut, None
+        if cut is not None and cut[0] == "hand back":
+            return HandBack(cut[1])
+        if cut is not None:
+            exc = EngineError("timeout", cut[1], streamed=exc.streamed)
+        metrics.ENGINE_ERRORS.labels(exc.kind).inc()
+        if not self.node.engine.health():
+            # Refused: the engine was already gone. Broken mid-request: this request was there when it
+            # died, which counts toward quarantine.
+            return HandBack("engine down" if exc.kind == "connect" else "engine lost")
+        return exc
 
     def _record_tail(self, result: GenerationResult) -> None:
         """What came with the finish reason (the guard sees the stream up to it): the rest of the
@@ -247,9 +308,11 @@ class Generation:
 
     def run(self) -> Attempted:
         self.node.checkpoints.open(self.recorder)
+        self.node.watch(self)
         try:
             return self._run()
         finally:
+            self.node.unwatch(self)
             self.node.checkpoints.close(self.recorder)
 
     def _run(self) -> Attempted:

@@ -4,12 +4,25 @@ the process is draining (SIGTERM) or its engine stopped answering."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from worker.checkpoint import Checkpoints
 from worker.engine import Engine
+
+log = logging.getLogger("pacore.worker")
+
+WATCHDOG_SECONDS = 0.5
+
+
+class Watched(Protocol):
+    """A generation the watchdog looks after (worker/generation.py)."""
+
+    def cut_if_overdue(self, cut: Callable[[int], bool]) -> None: ...
 
 
 @dataclass
@@ -25,7 +38,38 @@ class Node:
     active: set[int] = field(default_factory=set)  # trajectory ids taken up (claimed or claiming)
     claimed: dict[int, int] = field(default_factory=dict)  # trajectory id -> the attempt it generates
     superseded: set[int] = field(default_factory=set)  # claimed, but no longer ours (cancelled, re-driven)
+    watched: set[Watched] = field(default_factory=set)  # generations in progress
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def watch(self, generation: Watched) -> None:
+        with self.lock:
+            self.watched.add(generation)
+
+    def unwatch(self, generation: Watched) -> None:
+        with self.lock:
+            self.watched.discard(generation)
+
+    def start_watchdog(self, every: float = WATCHDOG_SECONDS) -> threading.Event:
+        """Every `every` seconds, cut the streams that send nothing but should stop (cancelled, drained,
+        engine down) or have timed out: the per-line guard cannot see them. Until the returned event is
+        set; an engine whose reads cannot be cut (in-process) needs none."""
+        stop = threading.Event()
+        cut: Callable[[int], bool] | None = getattr(self.engine, "cut", None)
+        if cut is None:
+            return stop
+
+        def loop() -> None:
+            while not stop.wait(every):
+                with self.lock:
+                    watched = list(self.watched)
+                for generation in watched:
+                    try:
+                        generation.cut_if_overdue(cut)
+                    except Exception:
+                        log.exception("the watchdog could not look at a generation")
+
+        threading.Thread(target=loop, name="watchdog", daemon=True).start()
+        return stop
 
     def begin(self, trajectory_id: int) -> bool:
         """Take up a trajectory; False if this process is already generating it (a duplicate message)."""

@@ -102,6 +102,7 @@ def run_worker(
     _register(db, worker_id, queue, model, engine_url, concurrency)
     metrics.serve(settings.metrics_port)
     beating = heartbeat.start(db, node, settings.lease_seconds, settings.heartbeat_seconds)
+    watching = node.start_watchdog()
     worker_shutting_down.connect(lambda **_: node.drain(), weak=False)
     _gate_on_engine_health(app, node, model, queue, settings.engine_health_seconds)
     log.info("worker %s consuming %s with %d concurrent generations", worker_id, queue, concurrency)
@@ -109,6 +110,7 @@ def run_worker(
         consume(app, queue, concurrency, "gen", settings.log_level)
     finally:
         beating.set()
+        watching.set()
         with db.store() as store:
             store.mark_worker_down(worker_id)
         engine.close()  # an in-process engine's core process must not outlive the worker

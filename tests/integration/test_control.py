@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import pacore_executable
+from tests.fleet import wait_until
 from tests.integration.conftest import Fleet
 
 
@@ -97,6 +98,27 @@ def test_cancel_stops_the_streams_and_closes_the_books(fleet: Fleet, tmp_path: P
         "SELECT sum(tokens_reserved), sum(tokens_granted - tokens_used) FROM run WHERE campaign_id = %s", cid
     )[0] == (0, 0)
     assert fleet.pacore("cancel", "cancelled").returncode != 0
+
+
+def test_cancel_cuts_streams_that_send_nothing(fake_fleet, fake_engine, tmp_path: Path) -> None:
+    """An engine that sends the headers and then nothing: the per-line guard never runs, so the worker's
+    watchdog cuts the reads of the cancelled trajectories (long before the client's own read timeout,
+    here 120 s); the engine sees its requests go."""
+    with fake_fleet(extra_env={"PACORE_ENGINE_TIMEOUT": "120"}) as fleet:
+        cancel_silent(fleet, fake_engine, tmp_path)
+
+
+def cancel_silent(fleet: Fleet, engine, tmp_path: Path) -> None:
+    submit(fleet, tmp_path, "cancelsilent", "SILENT a problem", problems=1)
+    fleet.until(
+        "SELECT count(*) >= 4 FROM trajectory t JOIN campaign c ON c.id = t.campaign_id "
+        "WHERE c.name = 'cancelsilent' AND t.status = 'running'",
+    )
+    wait_until(lambda: engine.streaming >= 4, "the engine holds the silent requests")
+    assert fleet.pacore("cancel", "cancelsilent").returncode == 0
+    wait_until(lambda: engine.streaming == 0, "the engine to see the cancelled requests go")
+    final = status(fleet, "cancelsilent")
+    assert final["runs"] == {"total": 1, "cancelled": 1} and final["tokens"]["reserved"] == 0
 
 
 def test_retry_failed_reruns_the_failed_final_round(fleet: Fleet, tmp_path: Path) -> None:

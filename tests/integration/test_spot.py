@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.fake_engine import FakeEngine
-from tests.fleet import Fleet, running_fleet
+from tests.fleet import Fleet, running_fleet, wait_until
 
 GRACE = 4
 FAST = {
@@ -110,6 +110,35 @@ def test_a_drained_worker_exits_within_its_grace_and_its_work_is_continued_elsew
     assert status["runs"] == {"total": 2, "done": 2}
     assert_counted_once(spot_fleet, status, 105)
     assert spot_fleet.query("SELECT sum(wasted_tokens) FROM attempt")[0][0] == 0
+
+
+@pytest.mark.parametrize("marker", ["SILENT", "STALL"])
+def test_a_drain_cuts_streams_that_send_nothing(
+    fake_fleet, fake_engine: FakeEngine, tmp_path: Path, marker: str
+) -> None:
+    """A hung engine (headers then silence, or not even headers) never reaches the per-line guard: the
+    worker's watchdog cuts those reads, so a drained worker hands them back and exits 0 long before the
+    client's own read timeout (here 120 s) or the engine (60 s) would end them; the engine sees its
+    requests go."""
+    with fake_fleet(concurrency=4, extra_env={**FAST, "PACORE_ENGINE_TIMEOUT": "120"}) as spot_fleet:
+        hung_and_drained(spot_fleet, fake_engine, tmp_path, marker)
+
+
+def hung_and_drained(spot_fleet: Fleet, fake_engine: FakeEngine, tmp_path: Path, marker: str) -> None:
+    slow_campaign(spot_fleet, tmp_path, f"hung{marker.lower()}", f"{marker} a problem", problems=1)
+    spot_fleet.until("SELECT count(*) >= 4 FROM trajectory WHERE status = 'running'")
+    wait_until(lambda: fake_engine.streaming >= 4, "the engine holds the hung requests")
+    worker = spot_fleet.procs[1]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, "the drained worker exited on its own, within its grace"
+    wait_until(lambda: fake_engine.streaming == 0, "the engine to see the cut requests go")
+    returned = spot_fleet.query(
+        "SELECT count(*), coalesce(sum(wasted_tokens), 0) FROM attempt WHERE outcome = 'returned'"
+    )[0]
+    assert returned == (4, 0), "each handed back, nothing wasted (nothing was generated)"
+    assert spot_fleet.query("SELECT count(*) FROM trajectory WHERE status = 'running'")[0][0] == 0
+    log = (tmp_path / "worker-0.log").read_text()
+    assert log.count("handed back (drained)") == 4
 
 
 def test_losing_every_queue_delays_the_campaign_but_does_not_break_it(
