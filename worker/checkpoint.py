@@ -69,6 +69,11 @@ class Recorder:
         """Tokens this attempt streamed, kept or not."""
         return self.kept + self.wasted
 
+    def charge(self, tokens: int) -> None:
+        """Waste that was not streamed: what the engine may have generated past what arrived."""
+        with self.lock:
+            self.wasted += tokens
+
     def restart(self) -> None:
         """Start afresh: the checkpoint and everything streamed so far become waste."""
         with self.lock:

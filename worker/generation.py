@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception,
     stop_after_attempt,
@@ -139,6 +140,7 @@ class Generation:
         self.try_raw = 0  # characters of its raw text recorded
         self.try_ids = 0  # token ids of it recorded
         self.try_started = 0.0
+        self.try_ask: int | None = None  # the max_tokens the current request asked for
         self.prompt_ids: tuple[int, ...] | None = None  # the rendered prompt's ids, once the engine said
         self.prompt_spent = 0  # prompt tokens of every request that completed (continuations included)
         self.first_prompt: int | None = None  # the problem's own prompt tokens
@@ -254,7 +256,7 @@ class Generation:
             max_tokens=ask,
             seed=segment_seed(self.claim.request.seed, self.recorder.tokens),
         )
-        self.try_streamed, self.try_raw, self.try_ids = 0, 0, 0
+        self.try_streamed, self.try_raw, self.try_ids, self.try_ask = 0, 0, 0, ask
         self.try_started = self.last_line = self.last_token = time.monotonic()
         self.requesting = True
         try:
@@ -267,6 +269,9 @@ class Generation:
             return None
         except EngineError as exc:
             raise self._engine_failed(exc) from exc
+        except HandBack:  # the guard stopped a flowing stream (drain, cancel, engine down)
+            self._charge_unseen()
+            raise
         finally:
             self.requesting = False
         self._record_tail(result)
@@ -283,15 +288,31 @@ class Generation:
         with self.cut_lock:
             cut, self.cut = self.cut, None
         if cut is not None and cut[0] == "hand back":
+            self._charge_unseen()
             return HandBack(cut[1])
         if cut is not None:
             exc = EngineError("timeout", cut[1], streamed=exc.streamed)
         metrics.ENGINE_ERRORS.labels(exc.kind).inc()
+        if exc.kind in ("malformed", "timeout"):
+            self._charge_unseen()
         if not self.node.engine.health():
             # Refused: the engine was already gone. Broken mid-request: this request was there when it
             # died, which counts toward quarantine.
             return HandBack("engine down" if exc.kind == "connect" else "engine lost")
         return exc
+
+    def _charge_unseen(self) -> None:
+        """This client closed a request the engine was serving (malformed output, a timeout, a hand-back
+        mid-stream): the engine may have generated past what arrived, unseen. That is charged as waste,
+        bounded by what the request asked for and the attempt holds unspent, so that used never falls
+        below the engine's real spend (issue #13 item 5). A stream the engine itself ended or broke (the
+        server closed it, or died) is not: that engine stopped."""
+        unspent = max(0, self.budget.reserved - self.recorder.spent)
+        asked = unspent if self.try_ask is None else max(0, self.try_ask - self.try_streamed)
+        unseen = min(unspent, asked)
+        if unseen:
+            self.recorder.charge(unseen)
+            self.notes.append(f"charged {unseen} unseen tokens of a request it closed")
 
     def _record_tail(self, result: GenerationResult) -> None:
         """What came with the finish reason (the guard sees the stream up to it): the rest of the
@@ -323,6 +344,7 @@ class Generation:
             wait=wait_exponential_jitter(multiplier=settings.engine_retry_initial, max=60),
             retry=retry_if_exception(_transient),
             reraise=True,
+            before_sleep=self._note_retry,
         )
         if self.recorder.base.tokens:
             self.notes.append(f"continued a checkpoint of {self.recorder.base.tokens} tokens")
@@ -341,6 +363,12 @@ class Generation:
         prompt = self.first_prompt if self.first_prompt is not None else result.prompt_tokens
         result = replace(result, completion_tokens=self.recorder.tokens, prompt_tokens=prompt)
         return Attempted(result, None, self._spent())
+
+    def _note_retry(self, state: RetryCallState) -> None:
+        """A try failed and is retried: the attempt's record keeps the engine's words."""
+        error = state.outcome.exception() if state.outcome else None
+        self.notes.append(f"try {state.attempt_number} failed, retried: {error}")
+        log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1], extra=self.where())
 
     def _retrying(self, retrying: Retrying) -> GenerationResult:
         try:
