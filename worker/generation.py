@@ -141,6 +141,7 @@ class Generation:
         self.try_ids = 0  # token ids of it recorded
         self.try_started = 0.0
         self.try_ask: int | None = None  # the max_tokens the current request asked for
+        self.try_lines = -1  # lines the guard saw of it (the call before it was sent is line 0)
         self.prompt_ids: tuple[int, ...] | None = None  # the rendered prompt's ids, once the engine said
         self.prompt_spent = 0  # prompt tokens of every request that completed (continuations included)
         self.first_prompt: int | None = None  # the problem's own prompt tokens
@@ -165,6 +166,7 @@ class Generation:
     def guard(self, raw: str, streamed: int, ids: list[int] | None) -> bool:
         """Per line: record the text, hand back if the process drains or the engine died, then budget."""
         self.last_line = time.monotonic()
+        self.try_lines += 1  # the engine asks before it sends the request: that call is line 0
         if streamed > self.try_streamed:
             self.last_token = self.last_line
         self.recorder.add(raw, streamed - self.try_streamed, ids)
@@ -256,7 +258,7 @@ class Generation:
             max_tokens=ask,
             seed=segment_seed(self.claim.request.seed, self.recorder.tokens),
         )
-        self.try_streamed, self.try_raw, self.try_ids, self.try_ask = 0, 0, 0, ask
+        self.try_streamed, self.try_raw, self.try_ids, self.try_ask, self.try_lines = 0, 0, 0, ask, -1
         self.try_started = self.last_line = self.last_token = time.monotonic()
         self.requesting = True
         try:
@@ -269,8 +271,9 @@ class Generation:
             return None
         except EngineError as exc:
             raise self._engine_failed(exc) from exc
-        except HandBack:  # the guard stopped a flowing stream (drain, cancel, engine down)
-            self._charge_unseen()
+        except HandBack:  # the guard stopped the request (drain, cancel, engine down)
+            if self.try_lines > 0:  # it had been sent and was streaming: the engine may be ahead of it
+                self._charge_unseen()
             raise
         finally:
             self.requesting = False
