@@ -885,23 +885,22 @@ class Chaos:
         self.seen.allowance = max(0, used_after + held_after - lowered)
         self.event(f"budget lowered to {lowered} ({running} running, {held_after} held)")
 
-        def stopped() -> bool:
-            self.unfinished("the lowered budget stopped anything")
+        def stopped_work() -> tuple[int, int]:
+            """Trajectories waiting for budget, and runs that ran out of it."""
             waiting, exhausted = self.query(
                 "SELECT (SELECT count(*) FROM trajectory WHERE campaign_id = %s AND waiting_since IS NOT NULL), "
                 "(SELECT count(*) FROM run WHERE campaign_id = %s AND status = 'budget_exhausted')",
                 cid,
                 cid,
             )[0]
-            return bool(waiting or exhausted)
+            return waiting, exhausted
+
+        def stopped() -> bool:
+            self.unfinished("the lowered budget stopped anything")
+            return any(stopped_work())
 
         wait_for(stopped, "trajectories to wait for budget", 300)
-        waiting, exhausted = self.query(
-            "SELECT (SELECT count(*) FROM trajectory WHERE campaign_id = %s AND waiting_since IS NOT NULL), "
-            "(SELECT count(*) FROM run WHERE campaign_id = %s AND status = 'budget_exhausted')",
-            cid,
-            cid,
-        )[0]
+        waiting, exhausted = stopped_work()
         self.fleet.run("budget", self.campaign, "--campaign-budget", str(budget))
         self.event(f"budget raised back to {budget} ({waiting} waiting, {exhausted} runs exhausted)")
         return {
