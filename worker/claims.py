@@ -205,6 +205,8 @@ def hand_back(db: Database, claim: Claim, worker_id: str, spent: Spent, reason: 
             return False
         if outcome == Outcome.ENGINE_LOST:
             _quarantine_if_poison(store, claim)
+        if waiting:  # a run with no trajectory running holds no grant that others could use
+            store.return_idle_grant(claim.holder.run_id)
     return True
 
 

@@ -339,6 +339,7 @@ class OpenAIEngine:
         self.base_url = base_url.rstrip("/")
         self.patience = Patience(first_token_timeout, idle_timeout)
         self._context: dict[str, int | None] = {}
+        self.health_error: str | None = None  # why the last /health failed
         limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         transport = httpx.HTTPTransport(retries=0, limits=limits)
         # httpx has no public way to choose httpcore's network backend; its pool keeps it here.
@@ -357,9 +358,12 @@ class OpenAIEngine:
 
     def health(self) -> bool:
         try:
-            return self.client.get("/health", timeout=5.0).status_code == 200
-        except httpx.HTTPError:
+            status = self.client.get("/health", timeout=5.0).status_code
+        except httpx.HTTPError as exc:
+            self.health_error = f"{type(exc).__name__}: {exc}"
             return False
+        self.health_error = None if status == 200 else f"HTTP {status}"
+        return status == 200
 
     def served_models(self) -> list[str]:
         return [m["id"] for m in self._models()]

@@ -72,7 +72,9 @@ def http_engine(
         engine_url,
         api_key,
         settings.engine_timeout,
-        pool=concurrency,
+        # a connection per generation, and spare ones for the health gate's /health and /v1/models: with
+        # every generation waiting on a first token, a health check must not wait for a pooled connection
+        pool=concurrency + 2,
         first_token_timeout=settings.first_token_timeout,
         idle_timeout=settings.idle_timeout,
     )
@@ -148,7 +150,8 @@ def _gate_on_engine_health(app: Celery, node: Node, model: str, queue: str, ever
             while not self.stop_event.wait(every):
                 healthy = engine_serves(node.engine, model)
                 if not healthy and not node.engine_lost.is_set():
-                    log.error("the engine stopped answering: handing back, not consuming %s", queue)
+                    why = getattr(node.engine, "health_error", None) or "it does not serve the model"
+                    log.error("the engine stopped answering (%s): handing back, not consuming %s", why, queue)
                     node.engine_lost.set()
                     consumer.call_soon(consumer.cancel_task_queue, queue)
                 elif healthy and node.engine_lost.is_set():

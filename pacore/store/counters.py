@@ -44,6 +44,10 @@ class CounterQueries(StoreBase):
         params = {"run": run_id, "campaign": campaign_id, "ask": ask, "minimum": minimum}
         return int(self.scalar("grant_to_run", params))
 
+    def return_idle_grant(self, run_id: int) -> int:
+        """What a run none of whose trajectories runs gave back to its campaign (0: nothing, or one runs)."""
+        return int(self.scalar("return_idle_grant", {"run": run_id}))
+
     def run_tokens(self, run_id: int) -> RunTokens:
         """Without a lock: for estimates only."""
         found = self.one(RunTokens, "run_tokens", {"id": run_id})

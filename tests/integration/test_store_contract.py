@@ -154,6 +154,24 @@ def test_a_grant_gives_the_ask_or_what_is_left_above_the_minimum(database, tmp_p
     assert c.tokens() == (0, 250) and c.run(run_id) == (250, 0, 0, 0)
 
 
+def test_a_run_whose_trajectories_all_wait_for_budget_gives_its_free_grant_back(database, tmp_path) -> None:
+    """Refused a block, a trajectory settles and waits, pending; while another of its run's trajectories
+    runs the run keeps its grant, and when none runs the free part goes back to the campaign."""
+    c = Campaign(database, tmp_path, "idle", budget=250)
+    first, second = c.trajectories
+    (run_id,) = c.runs
+    a, b = c.claim(first), c.claim(second)
+    assert grant(c, run_id, 100) == 100
+    assert reserve(c, a, 30, held=0).got == 30 and reserve(c, b, 10, held=0).got == 10
+    assert claims.hand_back(database, a, "w", claims.Spent(20, 0, 5), "waiting for budget")
+    assert c.run(run_id) == (100, 20, 10, 0), "b still runs: the run keeps its grant"
+    assert c.tokens() == (0, 100)
+    assert claims.hand_back(database, b, "w", claims.Spent(5, 0, 5), "waiting for budget")
+    assert c.run(run_id) == (25, 25, 0, 0), "none runs: granted shrinks to what was used"
+    assert c.tokens() == (0, 25), "the campaign holds only the 25 used for the run"
+    assert c.trajectory(first)[0] == c.trajectory(second)[0] == "pending"
+
+
 def test_a_result_is_written_and_settled_once_and_an_overrun_is_charged_and_reported(
     database, tmp_path
 ) -> None:

@@ -64,3 +64,23 @@ granted AS (
   RETURNING given.n
 )
 SELECT coalesce((SELECT n FROM granted), 0);
+
+-- name: return_idle_grant
+-- A run none of whose trajectories runs (the last one just went to wait for budget) gives its campaign back what it holds granted and not reserved, so that the runs still going can take it; it takes a grant again when one of its trajectories is published. Locks the run, then the campaign, as every grant does. Returns what it gave back.
+WITH free AS (
+  SELECT id, campaign_id, tokens_granted - tokens_used - tokens_reserved AS n FROM run
+  WHERE id = :run AND tokens_granted > tokens_used + tokens_reserved
+    AND NOT EXISTS (SELECT 1 FROM trajectory t JOIN round r ON r.id = t.round_id
+                    WHERE r.run_id = :run AND t.status = 'running')
+  FOR NO KEY UPDATE
+),
+taken AS (
+  UPDATE run SET tokens_granted = run.tokens_granted - free.n FROM free WHERE run.id = free.id
+  RETURNING free.n, free.campaign_id
+),
+back AS (
+  UPDATE campaign SET tokens_reserved = campaign.tokens_reserved - taken.n FROM taken
+  WHERE campaign.id = taken.campaign_id
+  RETURNING taken.n
+)
+SELECT coalesce((SELECT n FROM back), 0);
