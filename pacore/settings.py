@@ -19,6 +19,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SECRETS = ("database_url", "broker_url", "result_backend", "engine_api_key")
 
 
+# Tokens per streamed chunk a worker asks for: the sweep in ops/bench/end_to_end.py chose it.
+DEFAULT_STREAM_INTERVAL = 64
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PACORE_", env_file=".env", extra="ignore")
 
@@ -42,6 +46,13 @@ class Settings(BaseSettings):
     )
     engine_timeout: float = Field(
         600.0, description="Seconds without a byte from the engine before giving up."
+    )
+    stream_interval: int = Field(
+        DEFAULT_STREAM_INTERVAL,
+        ge=1,
+        le=4096,
+        description="Tokens per streamed chunk a worker asks the engine for (vLLM's stream_interval): "
+        "fewer chunks cost the engine less; cancel, drain and checkpoints act per chunk.",
     )
     first_token_timeout: float = Field(
         1800.0, gt=0, description="Seconds a request may wait for its first token (requests may queue)."

@@ -1,5 +1,6 @@
-"""A small real OpenAI-compatible HTTP server for integration tests: streams scripted chat completions,
-one token (word) per chunk with continuous usage, as vLLM does. Not a mock of anything pacore owns: it
+"""A small real OpenAI-compatible HTTP server for integration tests: streams scripted chat completions
+in chunks of the request's `stream_interval` tokens (words; one by default), each with the running usage
+when `continuous_usage_stats` is asked for, as vLLM does. Not a mock of anything pacore owns: it
 is the other side of the engine seam, over real HTTP.
 
 What it does is chosen by markers in the problem text (the last user message of round 1 and, through
@@ -13,7 +14,7 @@ the synthesis prompt that quotes it, of later rounds). `nth` counts requests per
 - `SLOW<ms>`: each request takes that long.           - `LONG<n>`: the reasoning is n tokens (default 2).
 - `NOCONT`: no /tokenize: a checkpoint cannot be continued.
 - `FAILWHILE`: every request fails with HTTP 500 while `failing` is set.
-- `PACE<ms>`: each token takes that long.
+- `PACE<ms>`: each token takes that long (a chunk of n tokens comes after n times that).
 - `CRASH`: while `crashes` is set, the engine dies (see `go_down`) after the 3rd token of the request (the 1st of a continuation).
 - `MALFORMED`: the stream sends a data line that is not JSON.  - `NULLCHOICE`: a chunk with `choices: [null]`.
 - `KEEPALIVE`: the stream sends only keep-alive comments (every 50 ms, for at most 20 s), never a token.
@@ -30,7 +31,8 @@ Continuations (the next segment, or a checkpoint resumed) work as in vLLM: `/tok
 and continues the same script after the prefix, streaming raw `text` with `</think>` in it. With
 `return_token_ids` (as vLLM >= 0.10.2) the chat stream's first chunk carries the rendered prompt's ids
 and every chunk its token's id (script piece k is `TOKEN_BASE + k`, the end of sequence `EOS`); a prompt
-that ends in such ids continues after that many pieces. `NOIDS` in the text: no ids are sent.
+that ends in such ids continues after that many pieces. `NOIDS` in the text: no ids are sent, and no
+`stream_interval` is honoured (a server older than both: a token per chunk).
 `generated` counts every token streamed, as vLLM's `generation_tokens_total` does.
 """
 
@@ -226,8 +228,12 @@ class FakeEngine:
             pace=int(pace.group(1)) / 1000 if pace else 0.0,
             prefix=prefix if "prompt" in body else None,
             prompt_ids=(rendered or self.tokenize(body)) if ids else None,
-            merge=int(merged.group(1)) if (merged := re.search(r"MERGE(\d+)", text)) else 1,
+            # a server that sends no token ids is older than vLLM's per-request stream_interval too
+            merge=int(merged.group(1))
+            if (merged := re.search(r"MERGE(\d+)", text))
+            else int(body.get("stream_interval") or 1) if ids else 1,
             tag=text,
+            continuous=bool((body.get("stream_options") or {}).get("continuous_usage_stats")),
         )
 
     def _failure(self, text: str, nth: int, body: dict[str, Any], prompt: int) -> tuple[int, str] | None:
@@ -265,6 +271,7 @@ class FakeEngine:
         prompt_ids: list[int] | None = None,
         merge: int = 1,
         tag: str = "",
+        continuous: bool = True,
     ) -> None:
         pieces: list[dict[str, Any]] = [
             {"reasoning": (" " if i else "") + w} for i, w in enumerate(reasoning)
@@ -283,7 +290,19 @@ class FakeEngine:
         with self.lock:
             self.streaming += 1
         try:
-            self._stream(handler, prompt, pieces, max_tokens, cut, pace, crash_after, prompt_ids, merge, tag)
+            self._stream(
+                handler,
+                prompt,
+                pieces,
+                max_tokens,
+                cut,
+                pace,
+                crash_after,
+                prompt_ids,
+                merge,
+                tag,
+                continuous,
+            )
         finally:
             with self.lock:
                 self.streaming -= 1
@@ -300,6 +319,7 @@ class FakeEngine:
         prompt_ids: list[int] | None = None,
         merge: int = 1,
         tag: str = "",
+        continuous: bool = True,
     ) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
@@ -311,8 +331,16 @@ class FakeEngine:
             self._chunk(handler, {"choices": [first], "prompt_token_ids": prompt_ids})
         limit = len(pieces) if max_tokens is None else min(len(pieces), max_tokens)
         count = 0
-        for group in _groups(pieces[:limit], merge):
-            time.sleep(pace)
+        # a chunk never spans the point where the stream is cut or the engine crashes
+        edge = cut if cut is not None else crash_after
+        head = pieces[:limit]
+        groups = (
+            _groups(head, merge)
+            if edge is None
+            else _groups(head[:edge], merge) + _groups(head[edge:], merge)
+        )
+        for group in groups:
+            time.sleep(pace * len(group))  # a chunk of n tokens comes after n tokens' time
             if crash_after is not None and count + 1 > crash_after:
                 self.go_down(3.0)
             if self.is_down():
@@ -323,15 +351,17 @@ class FakeEngine:
             count += len(group)
             usage = {"prompt_tokens": prompt, "completion_tokens": count}
             choice: dict[str, Any] = {"index": 0, "finish_reason": None}
-            kind = next(k for k in group[0] if k != "id")
-            joined = "".join(p[kind] for p in group)
-            choice.update({"text": joined} if kind == "text" else {"delta": {kind: joined}})
+            if "text" in group[0]:
+                choice["text"] = "".join(p["text"] for p in group)
+            else:  # as vLLM's reasoning parser: a chunk across `</think>` has both
+                parts = {k: [p[k] for p in group if k in p] for k in ("reasoning", "content")}
+                choice["delta"] = {k: "".join(v) for k, v in parts.items() if v}
             if ids:
                 choice["token_ids"] = [p["id"] for p in group]
-                if count == len(group) and kind == "text":  # the completions API: the prompt's ids first
+                if count == len(group) and "text" in group[0]:  # the completions API: the prompt's ids first
                     choice["prompt_token_ids"] = prompt_ids
             self._count(tag, len(group))
-            self._chunk(handler, {"choices": [choice], "usage": usage})
+            self._chunk(handler, {"choices": [choice], **({"usage": usage} if continuous else {})})
         if max_tokens is not None and len(pieces) >= max_tokens:
             self._finish(handler, "length", usage, [] if ids else None)
             return
@@ -403,13 +433,5 @@ class FakeEngine:
 
 
 def _groups(pieces: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
-    """Consecutive pieces of one kind (reasoning, content or text), at most `size` to a chunk."""
-    groups: list[list[dict[str, Any]]] = []
-    for piece in pieces:
-        kind = next(k for k in piece if k != "id")
-        last = groups[-1] if groups else None
-        if last and len(last) < size and kind in last[0]:
-            last.append(piece)
-        else:
-            groups.append([piece])
-    return groups
+    """Consecutive pieces, at most `size` to a chunk."""
+    return [pieces[i : i + size] for i in range(0, len(pieces), size)]

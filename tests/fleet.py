@@ -39,6 +39,9 @@ class Fleet:
             "PACORE_ENGINE_TIMEOUT": "2",
             "PACORE_ENGINE_RETRIES": "4",
             "PACORE_ENGINE_RETRY_INITIAL": "0.05",
+            # chunks of several tokens, as in production, yet several per scripted generation (tens of
+            # tokens), so that checkpoints, cancels and drains still land mid-stream
+            "PACORE_STREAM_INTERVAL": "4",
         }
         return pacore_env(
             PACORE_DATABASE_URL=None if url_file else self.database_url,

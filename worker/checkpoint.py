@@ -119,7 +119,10 @@ class Checkpoints:
         return recorder
 
     def close(self, recorder: Recorder) -> None:
-        with self.lock:
+        """No flush writes for the recorder once this returns. It waits for a flush under way: the
+        statement that then writes the trajectory's result deletes its chunks, and would not see rows a
+        flush committed after that statement began (a checkpoint left behind)."""
+        with self.flushing, self.lock:
             if self.live.get(recorder.trajectory_id) is recorder:
                 del self.live[recorder.trajectory_id]
 

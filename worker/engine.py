@@ -29,6 +29,7 @@ import httpcore
 import httpx
 
 from pacore.core.compaction import THINK_END, parse_output
+from pacore.settings import DEFAULT_STREAM_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -165,19 +166,34 @@ class _CuttableBackend(httpcore.NetworkBackend):
         return True
 
 
-def request_body(request: GenerationRequest, prompt: list[int] | None = None) -> dict[str, Any]:
-    """A chat request, or with `prompt` (token ids) a raw completions request."""
+def request_body(
+    request: GenerationRequest,
+    prompt: list[int] | None = None,
+    stream_interval: int = DEFAULT_STREAM_INTERVAL,
+    continuous_usage: bool = False,
+) -> dict[str, Any]:
+    """A chat request, or with `prompt` (token ids) a raw completions request, streamed in chunks of
+    `stream_interval` tokens (vLLM's per-request setting, which its first and last chunks skip; servers
+    without it ignore the field): every chunk costs the engine's API server Python time, so a coarse
+    stream keeps the engine at the speed of non-streaming requests. Tokens are counted from the ids each
+    chunk carries (`return_token_ids`); `continuous_usage` asks for a running count in every chunk
+    instead, for an engine that sends no ids (with a reasoning parser vLLM copies the whole token list
+    for it per chunk: quadratic)."""
     body: dict[str, Any] = {
         "model": request.model,
         **({"messages": request.messages} if prompt is None else {"prompt": prompt}),
         "temperature": request.temperature,
         "top_p": request.top_p,
         "stream": True,
-        # continuous_usage_stats: every chunk carries the running count, so a dropped stream still has one.
-        "stream_options": {"include_usage": True, "continuous_usage_stats": True},
-        # the generated token ids, to continue from exactly them (vLLM >= 0.10.2; others ignore it)
+        "stream_options": {
+            "include_usage": True,
+            **({"continuous_usage_stats": True} if continuous_usage else {}),
+        },
+        # the generated token ids, to count them and continue from exactly them (vLLM >= 0.10.2)
         "return_token_ids": True,
     }
+    if stream_interval > 1:
+        body["stream_interval"] = stream_interval
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
     if request.seed is not None:
@@ -252,8 +268,11 @@ class StreamAccumulator:
 
     @property
     def tokens(self) -> int:
-        """Tokens so far: the server's continuous count, else one per delta received."""
-        return int(self.usage["completion_tokens"]) if "completion_tokens" in self.usage else self.deltas
+        """Tokens so far: the ids the engine sent, else its count (every chunk's, when asked for, or the
+        last one's), else one per delta received (a server without ids streams a token per chunk); never
+        less than the engine's own count."""
+        counted = len(self.ids) if self.has_ids else self.deltas
+        return max(counted, int(self.usage.get("completion_tokens", 0)))
 
     def result(self) -> GenerationResult:
         prompt_ids = None if self.prompt_ids is None else tuple(self.prompt_ids)
@@ -334,12 +353,15 @@ class OpenAIEngine:
         pool: int = 256,
         first_token_timeout: float = 1800.0,
         idle_timeout: float = 300.0,
+        stream_interval: int = DEFAULT_STREAM_INTERVAL,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
         self.patience = Patience(first_token_timeout, idle_timeout)
         self._context: dict[str, int | None] = {}
         self.health_error: str | None = None  # why the last /health failed
+        self.stream_interval = stream_interval
+        self.sends_ids: bool | None = None  # None: not known yet (no stream has carried text)
         limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         transport = httpx.HTTPTransport(retries=0, limits=limits)
         # httpx has no public way to choose httpcore's network backend; its pool keeps it here.
@@ -393,12 +415,14 @@ class OpenAIEngine:
             if request.max_tokens == 0:  # the context is full: nothing more can be generated
                 reasoning, content = parse_output(request.prefix)
                 return GenerationResult(content, reasoning, "length", 0, 0, request.prompt_ids, True)
-            path, body = "/v1/completions", request_body(request, prompt)
+            path, body = "/v1/completions", request_body(request, prompt, **self._stream_options())
         else:
-            path, body = "/v1/chat/completions", request_body(request)
+            path, body = "/v1/chat/completions", request_body(request, **self._stream_options())
         acc = StreamAccumulator(request.prefix)
         try:
             self._stream(path, body, request, acc, guard)
+            if acc.deltas:
+                self.sends_ids = acc.has_ids
             if acc.finish_reason is None:
                 raise EngineError("stream", "the stream ended without a finish reason", streamed=acc.tokens)
         except EngineError as exc:  # what the stream learned is not lost with it: the next try continues
@@ -407,6 +431,10 @@ class OpenAIEngine:
         result = acc.result()
         prompt_ids = request.prompt_ids if request.prefix or request.prefix_ids else result.prompt_ids
         return replace(result, prompt_ids=prompt_ids, context_bound=context_bound)
+
+    def _stream_options(self) -> dict[str, Any]:
+        # an engine known to send no token ids is asked for a running count in every chunk instead
+        return {"stream_interval": self.stream_interval, "continuous_usage": self.sends_ids is False}
 
     def _stream(
         self,

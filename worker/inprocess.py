@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from pacore.core.compaction import parse_output
+from pacore.settings import DEFAULT_STREAM_INTERVAL
 from worker.engine import (
     BUDGET,
     EngineError,
@@ -26,11 +27,18 @@ from worker.engine import (
 
 
 class InProcessEngine:
-    def __init__(self, model_path: str, served_name: str, **engine_kwargs: Any) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        served_name: str,
+        stream_interval: int = DEFAULT_STREAM_INTERVAL,
+        **engine_kwargs: Any,
+    ) -> None:
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self.served_name = served_name
+        self.stream_interval = stream_interval
         self._ids = itertools.count()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True)
@@ -75,31 +83,42 @@ class InProcessEngine:
         except Exception as exc:  # the engine's own failures become the seam's error type
             raise EngineError("engine", f"{type(exc).__name__}: {exc}") from exc
 
+    def _params(self, request: GenerationRequest) -> Any:
+        """Outputs as deltas (the new tokens only: no copy of all so far per step), `stream_interval`
+        tokens at a time where this vLLM has the setting."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        fields = {
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_tokens": request.max_tokens,
+            "seed": request.seed,
+            "output_kind": RequestOutputKind.DELTA,
+        }
+        if "stream_interval" in getattr(SamplingParams, "__struct_fields__", ()):
+            fields["stream_interval"] = self.stream_interval
+        return SamplingParams(**fields)
+
     async def _generate(
         self, prompt: Any, request: GenerationRequest, guard: Guard | None
     ) -> GenerationResult:
-        from vllm import SamplingParams
-
-        params = SamplingParams(
-            temperature=request.temperature,
-            top_p=request.top_p,
-            max_tokens=request.max_tokens,
-            seed=request.seed,
-        )
-        final, request_id, stopped, seen, seen_ids = None, f"pacore-{next(self._ids)}", False, 0, 0
+        final, request_id, stopped = None, f"pacore-{next(self._ids)}", False
+        text: list[str] = []
+        ids: list[int] = []
+        told = told_ids = 0  # what the guard has been shown: pieces of text, token ids
         try:
-            async for output in self.engine.generate(prompt, params, request_id):
+            async for output in self.engine.generate(prompt, self._params(request), request_id):
                 final = output
-                ids = list(output.outputs[0].token_ids) if output.outputs else []
-                text = output.outputs[0].text if output.outputs else ""
-                delta, seen = text[seen:], len(text)
-                new_ids, seen_ids = ids[seen_ids:], len(ids)
-                # The guard may reserve a block in the database: off the event loop, which all generations share.
-                if (
-                    guard is not None
-                    and not output.finished
-                    and not await asyncio.to_thread(guard, delta, len(ids), new_ids)
-                ):
+                if output.outputs:
+                    text.append(output.outputs[0].text)
+                    ids.extend(output.outputs[0].token_ids)
+                if guard is None or output.finished or len(ids) - told_ids < self.stream_interval:
+                    continue  # the guard acts per chunk of stream_interval tokens, as over HTTP
+                delta, new_ids = "".join(text[told:]), ids[told_ids:]
+                told, told_ids = len(text), len(ids)
+                # The guard may write to the database: off the event loop, which all generations share.
+                if not await asyncio.to_thread(guard, delta, len(ids), new_ids):
                     await self.engine.abort(request_id)
                     stopped = True
                     break
@@ -108,22 +127,22 @@ class InProcessEngine:
             raise
         if final is None or not final.outputs:
             raise EngineError("stream", "the engine returned no output")
-        completion = final.outputs[0]
+        raw = "".join(text)
         # The generation prompt ends inside the think block, so the raw text is reasoning, `</think>`,
         # conclusion: split on the client, as the server's reasoning parser would.
-        reasoning, content = parse_output(request.prefix + completion.text)
+        reasoning, content = parse_output(request.prefix + raw)
         prompt_ids = request.prompt_ids
         if prompt_ids is None and request.prefix_ids is None and not request.prefix:
             prompt_ids = tuple(final.prompt_token_ids or ())
         return GenerationResult(
             content=content,
             reasoning=reasoning,
-            finish_reason=BUDGET if stopped else completion.finish_reason,
+            finish_reason=BUDGET if stopped else final.outputs[0].finish_reason,
             prompt_tokens=len(final.prompt_token_ids or []),
-            completion_tokens=len(completion.token_ids),
+            completion_tokens=len(ids),
             prompt_ids=prompt_ids,
-            raw=completion.text,
-            token_ids=tuple(completion.token_ids),
+            raw=raw,
+            token_ids=tuple(ids),
         )
 
     def close(self) -> None:

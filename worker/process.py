@@ -77,18 +77,21 @@ def http_engine(
         pool=concurrency + 2,
         first_token_timeout=settings.first_token_timeout,
         idle_timeout=settings.idle_timeout,
+        stream_interval=settings.stream_interval,
     )
     wait_for_engine(engine)
     return engine, choose_model(engine, model)
 
 
-def inprocess_engine(model_path: str, model: str | None, max_model_len: int | None) -> tuple[Engine, str]:
+def inprocess_engine(
+    model_path: str, model: str | None, max_model_len: int | None, stream_interval: int
+) -> tuple[Engine, str]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from worker.inprocess import InProcessEngine
 
     name = model or os.path.basename(os.path.normpath(model_path))
     kwargs = {"max_model_len": max_model_len} if max_model_len else {}
-    return InProcessEngine(model_path, name, **kwargs), name
+    return InProcessEngine(model_path, name, stream_interval, **kwargs), name
 
 
 def run_worker(

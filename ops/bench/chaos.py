@@ -249,6 +249,17 @@ class VllmServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+def tries_in_words(error: str, words: str) -> int:
+    """How many tries an attempt's error says failed with `words`: its last try's error, then its notes
+    ("try 2 failed, retried: ..."; "tries 1-3 failed, retried: ..." for the same words three times)."""
+    count = 0
+    for part in error.split("; "):
+        if words in part:
+            same = re.match(r"tries (\d+)-(\d+) failed", part)
+            count += int(same[2]) - int(same[1]) + 1 if same else part.count(words)
+    return count
+
+
 FAULTS = ("hang", "keepalive", "storm", "malformed", "null_choices", "empty_choices")
 # What the worker records of each fault (its tries' notes and its attempts' errors say it in the engine's words).
 FAULT_WORDS = {
@@ -1067,14 +1078,11 @@ class Chaos:
             **disturbed,
         }
         if "faults" in disturbed:
+            errors = [
+                e for (e,) in self.query(f"SELECT error FROM attempt WHERE error IS NOT NULL AND {mine}", cid)
+            ]
             for fault in disturbed["faults"].values():
-                fault["recorded"] = self.query(
-                    "SELECT coalesce(sum((length(error) - length(replace(error, %s, ''))) / length(%s)), 0) "
-                    f"FROM attempt WHERE error IS NOT NULL AND {mine}",
-                    fault["words"],
-                    fault["words"],
-                    cid,
-                )[0][0]
+                fault["recorded"] = sum(tries_in_words(e, fault["words"]) for e in errors)
         if self.campaign == "fleet":
             out.update(
                 kills=len(self.seen.kills),

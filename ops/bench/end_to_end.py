@@ -1,21 +1,37 @@
-"""Benchmark: PaCoRe end to end on the same CPU vLLM server, same problems and schedule, three drivers,
-side by side in one run:
+"""Benchmark: does a pacore campaign generate at engine speed? The same problems and PaCoRe schedule on
+the same CPU vLLM server, driven side by side in one run by:
 
-  (i)   raw: a plain asyncio client doing the PaCoRe rounds itself (pacore.core's pure functions for
-        compaction, ordering and synthesis) with one global concurrency limit, at its best concurrency
-        (several tried, the best kept);
-  (ii)  reference-style: one asyncio task per problem, every problem at once under one semaphore of
-        1,024, as the official PaCoRe pipeline's example does;
-  (iii) pacore: `pacore submit`, a scheduler and workers (Celery + Redis + PostgreSQL).
+  raw         a plain asyncio client doing the PaCoRe rounds itself (pacore.core's pure functions for
+              compaction, ordering and synthesis), non-streaming, under one semaphore: at its best
+              concurrency (a sweep), and at pacore's slot count (`raw@slots`);
+  streaming   the same client streaming each request exactly as pacore's worker asks for it
+              (worker.engine.request_body: chunks of PACORE_STREAM_INTERVAL tokens, token ids, usage only
+              at the end), at pacore's slot count;
+  reference   what the official PaCoRe pipeline does: non-streaming, one semaphore of 64, every problem
+              at once (its as_completed order);
+  pacore      the campaign submitted in this process (no CLI subprocess) to a scheduler and workers
+              (Celery + Redis + PostgreSQL), finished when the campaign row says so.
 
-    .venv/bin/python ops/bench/end_to_end.py [--problems 40] [--repeats 3] [--repeat-p 0.99]
+    .venv/bin/python ops/bench/end_to_end.py [--problems 40] [--repeats 3] [--repeat-p 0.998]
 
-The engine is pinned to core 0 and every driver (and pacore's PostgreSQL, Redis, scheduler and workers)
-to the other cores (taskset), so the figure measures orchestration, not CPU contention. Reported per
-driver: generated tokens/s over the whole campaign and over its steady-state window (10% to 90% of the
-tokens), and the engine's idle share (sampled from vLLM's /metrics `vllm:num_requests_running`); the
-median of `--repeats`. Targets: pacore >= 0.97x raw and >= 1.0x the reference-style driver. Prints a
-table and `RESULT {json}`.
+The engine is pinned to core 0 and everything else (this process, pacore's PostgreSQL, Redis, scheduler
+and workers) to the other cores (taskset), so the figures measure the data path, not CPU contention.
+Tokens are the engine's own `vllm:generation_tokens_total` delta over a run, over the run's wall time
+(pacore: from the submit to the campaign's `finished_at`). Nothing polls while a run is measured but
+pacore's own processes and a 0.5 s query of the campaign's status in this process.
+
+First a sweep: raw at each of `--concurrencies`, then streaming at each of `--intervals`, each next to a
+raw@slots run; the smallest interval within 1% of the best streaming/raw ratio is the suggested
+PACORE_STREAM_INTERVAL. Then `--repeats` rounds of every driver, interleaved (ABCDE ABCDE ...): the
+ratios are medians of the per-round ratios, with their spread (min, max). Then one pacore run with
+PACORE_TOKEN_BLOCK=256, so that trajectories continue in segments: the continuation prefill the engine
+computed (`local_compute` in `vllm:prompt_tokens_by_source_total`) against its cache hits. With
+`--before PATH` (a checkout of an earlier pacore, e.g. `git worktree add /tmp/before <commit>`) each round
+also runs that pacore (same venv, its code first on PYTHONPATH), for the before/after of the client CPU
+per generated token (the workers' user + system CPU over the engine's tokens).
+
+Targets: ratio_vs_raw >= 0.97, ratio_vs_raw_streaming >= 0.99, ratio_vs_reference >= 1.0. Prints a table
+and `RESULT {json}`.
 """
 
 from __future__ import annotations
@@ -29,8 +45,8 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -46,64 +62,92 @@ from round_hop import private_fleet  # noqa: E402
 from pacore.core.compaction import Outcome  # noqa: E402
 from pacore.core.rounds import after_round  # noqa: E402
 from pacore.core.schedule import PRESETS  # noqa: E402
+from pacore.settings import DEFAULT_STREAM_INTERVAL  # noqa: E402
+from worker.engine import GenerationRequest, request_body  # noqa: E402
 
 MODEL = "tiny-qwen3"
-ROUNDS = PRESETS["low"]
+PRESET = "low"
+ROUNDS = PRESETS[PRESET]
+REFERENCE_CONCURRENCY = 64  # the official pipeline's semaphore
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-class IdleMeter:
-    """Samples the engine's running-request gauge at 10 Hz; the idle share is the share of samples at 0."""
+def engine_counters(url: str) -> dict[str, float]:
+    """The engine's generated tokens and its prompt tokens by source, from /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
 
-    def __init__(self, url: str) -> None:
-        self.url, self.samples, self.stop = url, [], threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+    def total(pattern: str) -> float:
+        return sum(float(v) for v in re.findall(pattern + r"\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
-    def _run(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not self.stop.wait(0.1):
-                text = client.get(f"{self.url}/metrics").text
-                running = sum(
-                    float(v)
-                    for v in re.findall(r"^vllm:num_requests_running\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+    return {
+        "generated": total(r"^vllm:generation_tokens_total"),
+        **{
+            source: sum(
+                float(v)
+                for v in re.findall(
+                    r'^vllm:prompt_tokens_by_source_total\{[^}]*source="' + source + r'"[^}]*\} ([0-9.e+]+)$',
+                    text,
+                    re.M,
                 )
-                self.samples.append(running)
-
-    def __enter__(self) -> IdleMeter:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    @property
-    def idle_share(self) -> float:
-        return sum(s == 0 for s in self.samples) / len(self.samples) if self.samples else 0.0
+            )
+            for source in ("local_compute", "local_cache_hit")
+        },
+    }
 
 
-def throughput(events: list[tuple[float, int]], start: float, end: float) -> tuple[float, float]:
-    """(tokens/s over the whole run, tokens/s between 10% and 90% of the tokens)."""
-    total = sum(t for _, t in events)
-    events = sorted(events)
-    acc, t10, t90, tok10, tok90 = 0, start, end, 0, total
-    for at, tokens in events:
-        before = acc
-        acc += tokens
-        if before < 0.1 * total <= acc:
-            t10, tok10 = at, acc
-        if before < 0.9 * total <= acc:
-            t90, tok90 = at, acc
-    steady = (tok90 - tok10) / (t90 - t10) if t90 > t10 else 0.0
-    return total / (end - start), steady
+def measured(url: str, run: Callable[[], tuple[float, float, float]]) -> dict[str, float]:
+    """Run a driver (which returns its start and end on the wall clock, and its client CPU seconds);
+    the engine's counters before and after it."""
+    before = engine_counters(url)
+    start, end, cpu = run()
+    after = engine_counters(url)
+    tokens = after["generated"] - before["generated"]
+    return {
+        "tokens_per_s": tokens / (end - start),
+        "tokens": tokens,
+        "seconds": end - start,
+        "client_cpu_us_per_token": cpu / tokens * 1e6 if tokens else 0.0,
+        "prefill_computed": after["local_compute"] - before["local_compute"],
+        "prefill_cached": after["local_cache_hit"] - before["local_cache_hit"],
+    }
 
 
-async def solve(
-    client: httpx.AsyncClient,
-    url: str,
-    messages: list[dict[str, Any]],
-    gate: asyncio.Semaphore,
-    events: list[tuple[float, int]],
-) -> None:
+# --- the asyncio drivers -------------------------------------------------------------------------------
+
+
+async def ask_whole(client: httpx.AsyncClient, url: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    response = await client.post(f"{url}/v1/chat/completions", json={"model": MODEL, "messages": messages})
+    choice = response.json()["choices"][0]
+    message = choice["message"]
+    return {
+        "content": message.get("content") or "",
+        "reasoning": message.get("reasoning", message.get("reasoning_content")),
+        "finish": choice["finish_reason"],
+    }
+
+
+async def ask_streamed(
+    client: httpx.AsyncClient, url: str, messages: list[dict[str, Any]], interval: int
+) -> dict[str, Any]:
+    body = request_body(GenerationRequest(messages, MODEL), stream_interval=interval)
+    content: list[str] = []
+    reasoning: list[str] = []
+    finish = None
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:") or line == "data: [DONE]":
+                continue
+            for choice in json.loads(line[5:])["choices"]:
+                delta = choice.get("delta") or {}
+                if piece := delta.get("reasoning", delta.get("reasoning_content")):
+                    reasoning.append(piece)
+                if delta.get("content"):
+                    content.append(delta["content"])
+                finish = choice.get("finish_reason") or finish
+    return {"content": "".join(content), "reasoning": "".join(reasoning) or None, "finish": finish}
+
+
+async def solve(ask: Callable[..., Any], messages: list[dict[str, Any]], gate: asyncio.Semaphore) -> None:
     """One PaCoRe run: the rounds, compaction, ordering and synthesis from pacore.core."""
     schedule = [*ROUNDS, 1]
     current = messages
@@ -111,16 +155,8 @@ async def solve(
 
         async def one(i: int, current: list[dict[str, Any]] = current) -> Outcome:
             async with gate:
-                response = await client.post(
-                    f"{url}/v1/chat/completions", json={"model": MODEL, "messages": current}
-                )
-            body = response.json()
-            events.append((time.monotonic(), int(body["usage"]["completion_tokens"])))
-            message = body["choices"][0]["message"]
-            reasoning = message.get("reasoning", message.get("reasoning_content"))
-            return Outcome(
-                i, "done", message.get("content") or "", reasoning, body["choices"][0]["finish_reason"]
-            )
+                answer = await ask(current)
+            return Outcome(i, "done", answer["content"], answer["reasoning"], answer["finish"])
 
         # completion order, as the official pipeline collects them (asyncio.as_completed)
         outcomes = [await done for done in asyncio.as_completed([one(i) for i in range(k)])]
@@ -132,59 +168,164 @@ async def solve(
         current = decision.next_messages
 
 
-async def drive(
-    url: str, problems: list[list[dict[str, Any]]], concurrency: int
-) -> tuple[list[tuple[float, int]], float, float]:
-    events: list[tuple[float, int]] = []
-    gate = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        start = time.monotonic()
-        await asyncio.gather(*(solve(client, url, p, gate, events) for p in problems))
-        return events, start, time.monotonic()
+def run_asyncio(
+    url: str, problems: list[list[dict[str, Any]]], concurrency: int, interval: int | None = None
+) -> tuple[float, float, float]:
+    """Every problem at once under one semaphore; `interval`: streamed, else non-streaming."""
+
+    async def drive() -> tuple[float, float, float]:
+        gate = asyncio.Semaphore(concurrency)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+
+            async def ask(messages: list[dict[str, Any]]) -> dict[str, Any]:
+                if interval is None:
+                    return await ask_whole(client, url, messages)
+                return await ask_streamed(client, url, messages, interval)
+
+            cpu, start = time.process_time(), time.time()
+            await asyncio.gather(*(solve(ask, p, gate) for p in problems))
+            return start, time.time(), time.process_time() - cpu
+
+    return asyncio.run(drive())
 
 
-def run_asyncio(url: str, problems: list[list[dict[str, Any]]], concurrency: int) -> dict[str, float]:
-    with IdleMeter(url) as meter:
-        events, start, end = asyncio.run(drive(url, problems, concurrency))
-    whole, steady = throughput(events, start, end)
-    return {
-        "tokens_per_s": whole,
-        "steady_tokens_per_s": steady,
-        "idle_share": meter.idle_share,
-        "seconds": end - start,
-    }
+# --- pacore ----------------------------------------------------------------------------------------------
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
 def run_pacore(
-    engine_url: str, problems_path: Path, root: Path, repeat: int, workers: int, concurrency: int
+    engine_url: str,
+    problems_path: Path,
+    root: Path,
+    label: str,
+    workers: int,
+    concurrency: int,
+    **env: str,
 ) -> dict[str, float]:
+    """A private fleet, started and idle; the campaign submitted in this process; its end read from the
+    campaign row. The ledger's tokens (the campaign's used) are reported next to the engine's."""
+    from pacore.campaigns.submit import submit
+    from pacore.core.campaign import CampaignConfig
+    from pacore.store.database import Database, normalize_url
+
     with ExitStack() as stack:
-        (root / f"pacore-{repeat}").mkdir()
-        fleet = private_fleet(stack, root / f"pacore-{repeat}", engine_url, concurrency, FLEET_CORES)
+        (root / label).mkdir()
+        fleet = private_fleet(stack, root / label, engine_url, concurrency, FLEET_CORES)
+        fleet.env.update(env)
         fleet.start_scheduler()
-        for _ in range(workers):
-            fleet.start_worker()
-        time.sleep(3)
-        with IdleMeter(engine_url) as meter:
-            start_wall = time.time()
-            start = time.monotonic()
-            fleet.run("submit", str(problems_path), "--name", "e2e", "--model", MODEL, "--preset", "low")
-            while json.loads(fleet.run("status", "e2e", "--json"))["status"] != "done":
-                time.sleep(0.5)
-            end = time.monotonic()
-        with psycopg.connect(fleet.env["PACORE_DATABASE_URL"]) as conn:
-            rows = conn.execute(
-                "SELECT extract(epoch FROM finished_at), completion_tokens FROM trajectory WHERE status = 'done'"
-            ).fetchall()
-    events = [(float(at) - start_wall + start, int(tokens)) for at, tokens in rows]
-    whole, steady = throughput(events, start, end)
+        pids = [fleet.start_worker().pid for _ in range(workers)]
+        url = fleet.env["PACORE_DATABASE_URL"]
+        with psycopg.connect(url, autocommit=True) as conn:
+            deadline = time.monotonic() + 120
+            while conn.execute("SELECT count(*) FROM worker WHERE status = 'up'").fetchone()[0] < workers:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the workers did not come up; logs in {root / label}")
+                time.sleep(0.5)  # before the measured run
+            db = Database(normalize_url(url))
+            stack.callback(db.dispose)
+            config = CampaignConfig(rounds=list(ROUNDS), model=MODEL)
+
+            def run() -> tuple[float, float, float]:
+                cpu = sum(process_cpu_seconds(pid) for pid in pids)
+                start = time.time()
+                campaign = submit(db, problems_path, "e2e", config).campaign_id
+                while True:
+                    status, finished = conn.execute(
+                        "SELECT status, extract(epoch FROM finished_at) FROM campaign WHERE id = %s",
+                        (campaign,),
+                    ).fetchone()
+                    if status == "done":
+                        return start, float(finished), sum(process_cpu_seconds(pid) for pid in pids) - cpu
+                    if status != "active":
+                        raise SystemExit(f"the campaign is {status}; logs in {root / label}")
+                    time.sleep(0.5)  # the campaign's end is read from its row, not from this poll
+
+            result = measured(engine_url, run)
+            used, runs_done = conn.execute(
+                "SELECT c.tokens_used, count(*) FILTER (WHERE r.status = 'done') FROM campaign c "
+                "JOIN run r ON r.campaign_id = c.id GROUP BY c.id"
+            ).fetchone()
+    return {**result, "ledger_tokens": float(used), "runs_done": float(runs_done)}
+
+
+# --- the report ------------------------------------------------------------------------------------------
+
+
+def ratio_stats(numerators: list[dict[str, float]], denominators: list[dict[str, float]]) -> dict[str, float]:
+    ratios = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(numerators, denominators, strict=True)]
     return {
-        "tokens_per_s": whole,
-        "steady_tokens_per_s": steady,
-        "idle_share": meter.idle_share,
-        "seconds": end - start,
+        "median": round(statistics.median(ratios), 4),
+        "min": round(min(ratios), 4),
+        "max": round(max(ratios), 4),
     }
+
+
+class Bench:
+    """The drivers on one engine, each run measured by the engine's counters."""
+
+    def __init__(self, args: argparse.Namespace, url: str, root: Path, problems_path: Path) -> None:
+        self.args, self.url, self.root, self.problems_path = args, url, root, problems_path
+        self.problems = [json.loads(line)["messages"] for line in problems_path.read_text().splitlines()]
+        self.per_worker = max(1, args.slots // args.workers)
+        self.slots = self.per_worker * args.workers
+        self.best = REFERENCE_CONCURRENCY  # the raw client's best concurrency, once swept
+
+    def raw(self, concurrency: int) -> dict[str, float]:
+        return measured(self.url, lambda: run_asyncio(self.url, self.problems, concurrency))
+
+    def streaming(self, interval: int) -> dict[str, float]:
+        return measured(self.url, lambda: run_asyncio(self.url, self.problems, self.slots, interval))
+
+    def pacore(self, label: str, **env: str) -> dict[str, float]:
+        env = {"PACORE_STREAM_INTERVAL": str(self.args.stream_interval), **env}
+        return run_pacore(
+            self.url, self.problems_path, self.root, label, self.args.workers, self.per_worker, **env
+        )
+
+    def sweep(self) -> dict[str, Any]:
+        """raw at each concurrency; streaming at each interval, each next to a raw@slots run."""
+        raw = {c: self.raw(c) for c in map(int, self.args.concurrencies.split(","))}
+        self.best = max(raw, key=lambda c: raw[c]["tokens_per_s"])
+        streaming = {}
+        for interval in map(int, self.args.intervals.split(",")):
+            s, r = self.streaming(interval), self.raw(self.slots)
+            streaming[interval] = {**s, "ratio_vs_raw_at_slots": s["tokens_per_s"] / r["tokens_per_s"]}
+        top = max(v["ratio_vs_raw_at_slots"] for v in streaming.values())
+        suggested = min(i for i, v in streaming.items() if v["ratio_vs_raw_at_slots"] >= 0.99 * top)
+        return {"raw": raw, "streaming": streaming, "suggested_stream_interval": suggested}
+
+    def rounds(self) -> dict[str, list[dict[str, float]]]:
+        """Every driver once per round, the rounds one after another (ABCDE ABCDE ...)."""
+        drivers: dict[str, Callable[[int], dict[str, float]]] = {
+            "raw": lambda _: self.raw(self.best),
+            "raw@slots": lambda _: self.raw(self.slots),
+            "streaming": lambda _: self.streaming(self.args.stream_interval),
+            "reference": lambda _: self.raw(REFERENCE_CONCURRENCY),
+            "pacore": lambda n: self.pacore(f"pacore-{n}"),
+        }
+        if self.args.before:
+            before = str(self.args.before.resolve())
+            drivers["pacore_before"] = lambda n: self.pacore(f"before-{n}", PYTHONPATH=before)
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in drivers}
+        for n in range(self.args.repeats):
+            for name, driver in drivers.items():
+                rounds[name].append(driver(n))
+                print(f"round {n + 1} {name}: {rounds[name][-1]['tokens_per_s']:,.0f} tokens/s", flush=True)
+        return rounds
+
+    def block_run(self) -> dict[str, Any]:
+        """pacore with blocks of 256 tokens, so that trajectories continue in segments."""
+        raw, pacore = self.raw(self.slots), self.pacore("block-256", PACORE_TOKEN_BLOCK="256")
+        return {
+            "raw@slots": raw,
+            "pacore": pacore,
+            "ratio_vs_raw_at_slots": pacore["tokens_per_s"] / raw["tokens_per_s"],
+        }
 
 
 def main() -> None:
@@ -193,60 +334,98 @@ def main() -> None:
     )
     parser.add_argument("--problems", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--repeat-p", type=float, default=0.99)
-    parser.add_argument("--concurrencies", default="32,64,128", help="tried for the raw client")
+    parser.add_argument("--repeat-p", type=float, default=0.998, help="the tiny model's reasoning length")
+    parser.add_argument("--concurrencies", default="32,64,128", help="swept for the raw client")
+    parser.add_argument("--intervals", default="32,64,128,256", help="swept for the streaming client")
+    parser.add_argument("--stream-interval", type=int, default=DEFAULT_STREAM_INTERVAL)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--slots", type=int, default=64, help="pacore's generations in all (split over workers)"
+    )
+    parser.add_argument("--before", type=Path, help="a checkout of an earlier pacore to compare with")
+    parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--no-block-run", action="store_true")
     args = parser.parse_args()
-    if FLEET_CORES:  # the drivers (this process and its children) off the engine's core
+    if FLEET_CORES:  # this process and its children off the engine's core
         os.sched_setaffinity(0, {int(c) for c in range(int(FLEET_CORES.split("-")[0]), os.cpu_count() or 2)})
     root = Path(tempfile.mkdtemp(prefix="pacore-e2e-"))
     source = (REPO.parent / "shared" / "data" / "math500.jsonl").read_text().splitlines()[: args.problems]
-    problems = [json.loads(line)["messages"] for line in source]
     problems_path = root / "problems.jsonl"
     problems_path.write_text("\n".join(source) + "\n")
-    results: dict[str, list[dict[str, float]]] = {"raw": [], "reference": [], "pacore": []}
-    best_concurrency = 0
+    sweep: dict[str, Any] = {}
+    block: dict[str, Any] = {}
     try:
         with ExitStack() as stack:
             engine = VllmServer(root, args.repeat_p)
             stack.callback(engine.stop)
             engine.wait()
-            run_asyncio(engine.url, problems[:4], 16)  # warm-up
-            tried = {c: run_asyncio(engine.url, problems, c) for c in map(int, args.concurrencies.split(","))}
-            best_concurrency = max(tried, key=lambda c: tried[c]["tokens_per_s"])
-            for repeat in range(args.repeats):
-                results["raw"].append(run_asyncio(engine.url, problems, best_concurrency))
-                results["reference"].append(run_asyncio(engine.url, problems, 1024))
-                per_worker = max(1, best_concurrency // args.workers)
-                results["pacore"].append(
-                    run_pacore(engine.url, problems_path, root, repeat, args.workers, per_worker)
-                )
+            bench = Bench(args, engine.url, root, problems_path)
+            run_asyncio(engine.url, bench.problems[:4], 16)  # warm-up
+            if not args.no_sweep:
+                sweep = bench.sweep()
+            rounds = bench.rounds()
+            if not args.no_block_run:
+                block = bench.block_run()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    report(args, rounds, sweep, block, bench.best, bench.slots)
+
+
+def report(
+    args: argparse.Namespace,
+    rounds: dict[str, list[dict[str, float]]],
+    sweep: dict[str, Any],
+    block_run: dict[str, Any],
+    best: int,
+    slots: int,
+) -> None:
     median = {
-        name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()
+        name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in rounds.items()
     }
-    print(f"{'driver':<12} {'tokens/s':>10} {'steady':>10} {'idle':>8} {'seconds':>8}")
+    print(f"\n{'driver':<14} {'tokens/s':>10} {'seconds':>8} {'client CPU µs/token':>20}")
     for name, m in median.items():
         print(
-            f"{name:<12} {m['tokens_per_s']:>10,.0f} {m['steady_tokens_per_s']:>10,.0f} {m['idle_share']:>8.1%} {m['seconds']:>8.1f}"
+            f"{name:<14} {m['tokens_per_s']:>10,.0f} {m['seconds']:>8.1f} {m['client_cpu_us_per_token']:>20.1f}"
         )
-    ratio_raw = median["pacore"]["tokens_per_s"] / median["raw"]["tokens_per_s"]
-    ratio_ref = median["pacore"]["tokens_per_s"] / median["reference"]["tokens_per_s"]
-    steady_raw = median["pacore"]["steady_tokens_per_s"] / median["raw"]["steady_tokens_per_s"]
-    print(f"pacore / raw = {ratio_raw:.3f} (steady {steady_raw:.3f}), target >= 0.97")
-    print(f"pacore / reference-style = {ratio_ref:.3f}, target >= 1.0")
+    ratios = {
+        "ratio_vs_raw": ratio_stats(rounds["pacore"], rounds["raw"]),
+        "ratio_vs_raw_at_slots": ratio_stats(rounds["pacore"], rounds["raw@slots"]),
+        "ratio_vs_raw_streaming": ratio_stats(rounds["pacore"], rounds["streaming"]),
+        "ratio_vs_reference": ratio_stats(rounds["pacore"], rounds["reference"]),
+    }
+    if "pacore_before" in rounds:
+        ratios["before_ratio_vs_raw"] = ratio_stats(rounds["pacore_before"], rounds["raw"])
+    for name, r in ratios.items():
+        print(f"{name:<24} {r['median']:.3f}  (min {r['min']:.3f}, max {r['max']:.3f})")
+    ledger = [(r["ledger_tokens"], r["tokens"]) for r in rounds["pacore"]]
+    print(f"pacore ledger vs engine tokens per round: {ledger}")
+    if sweep.get("streaming"):
+        print(
+            "stream_interval sweep (streaming / raw@slots): "
+            + ", ".join(f"{i}: {v['ratio_vs_raw_at_slots']:.3f}" for i, v in sweep["streaming"].items())
+            + f"; suggested {sweep['suggested_stream_interval']}"
+        )
+    if block_run:
+        p = block_run["pacore"]
+        print(
+            f"PACORE_TOKEN_BLOCK=256: {block_run['ratio_vs_raw_at_slots']:.3f}x raw@slots; continuation "
+            f"prefill computed {p['prefill_computed']:,.0f} tokens, cache hits {p['prefill_cached']:,.0f}"
+        )
     print(
         "RESULT "
         + json.dumps(
             {
+                **ratios,
                 "median": median,
-                "raw_concurrency": best_concurrency,
-                "pacore_over_raw": round(ratio_raw, 4),
-                "pacore_over_raw_steady": round(steady_raw, 4),
-                "pacore_over_reference": round(ratio_ref, 4),
+                "raw_concurrency": best,
+                "slots": slots,
+                "stream_interval": args.stream_interval,
+                "sweep": sweep,
+                "block_256": block_run,
+                "ledger_vs_engine": ledger,
                 "repeats": args.repeats,
                 "problems": args.problems,
+                "repeat_p": args.repeat_p,
             }
         )
     )

@@ -57,7 +57,9 @@ def worker(
     concurrency = concurrency or obj.settings.worker_concurrency
     try:
         if model_path:
-            engine, served = inprocess_engine(str(model_path), model, max_model_len)
+            engine, served = inprocess_engine(
+                str(model_path), model, max_model_len, obj.settings.stream_interval
+            )
         else:
             assert url is not None
             engine, served = http_engine(obj.settings, url, model, concurrency)

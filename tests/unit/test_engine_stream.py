@@ -16,12 +16,14 @@ from worker.engine import (
 )
 
 
-def chunk(delta=None, finish=None, usage=None):
+def chunk(delta=None, finish=None, usage=None, token_ids=None):
     out = {
         "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}]
         if delta is not None or finish
         else []
     }
+    if token_ids is not None:
+        out["choices"][0]["token_ids"] = token_ids
     if usage:
         out["usage"] = usage
     return out
@@ -114,11 +116,33 @@ def test_the_guard_is_asked_on_keep_alives_too() -> None:
 def test_request_body_sends_no_seed_unless_given() -> None:
     body = request_body(GenerationRequest([{"role": "user", "content": "Q"}], "m"))
     assert "seed" not in body and "max_tokens" not in body
-    assert body["stream"] and body["stream_options"] == {
+    assert body["stream"] and body["stream_options"] == {"include_usage": True}
+    assert request_body(GenerationRequest([], "m", 100, 0.7, 0.9, 5))["seed"] == 5
+
+
+def test_request_body_asks_for_coarse_chunks_and_a_running_count_only_without_ids() -> None:
+    request = GenerationRequest([{"role": "user", "content": "Q"}], "m")
+    assert request_body(request, stream_interval=128)["stream_interval"] == 128
+    assert "stream_interval" not in request_body(request, stream_interval=1), "one token a chunk: the default"
+    assert request_body(request, continuous_usage=True)["stream_options"] == {
         "include_usage": True,
         "continuous_usage_stats": True,
     }
-    assert request_body(GenerationRequest([], "m", 100, 0.7, 0.9, 5))["seed"] == 5
+
+
+def test_a_coarse_chunk_counts_its_token_ids_and_may_cross_the_end_of_thinking() -> None:
+    """vLLM with stream_interval and a reasoning parser: one chunk carries several tokens' ids, and the
+    one that crosses `</think>` has both reasoning and content; no usage until the end."""
+    acc = StreamAccumulator()
+    acc.add(chunk({"reasoning": "a b c"}, token_ids=[11, 12, 13]))
+    assert acc.tokens == 3
+    acc.add(chunk({"reasoning": " d", "content": " The answer"}, token_ids=[14, 151668, 20, 21]))
+    assert acc.tokens == 7
+    acc.add(chunk({}, finish="stop", token_ids=[151645]))
+    acc.add({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 8}})
+    r = acc.result()
+    assert (r.reasoning, r.content, r.completion_tokens) == ("a b c d", " The answer", 8)
+    assert r.raw == "a b c d</think> The answer"
 
 
 def test_token_ids_are_kept_as_vllm_streams_them() -> None:
