@@ -231,7 +231,9 @@ class FakeEngine:
             # a server that sends no token ids is older than vLLM's per-request stream_interval too
             merge=int(merged.group(1))
             if (merged := re.search(r"MERGE(\d+)", text))
-            else int(body.get("stream_interval") or 1) if ids else 1,
+            else int(body.get("stream_interval") or 1)
+            if ids
+            else 1,
             tag=text,
             continuous=bool((body.get("stream_options") or {}).get("continuous_usage_stats")),
         )
