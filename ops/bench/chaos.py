@@ -840,11 +840,11 @@ class Chaos:
         for fault in FAULTS:
             self.proxy.arm(fault, 2 * n if fault == "storm" else n)
 
-        def injected() -> bool:
+        def injected() -> bool:  # and the hung ones timed out: none is cut short by the drain below
             self.unfinished("every fault")
-            return self.proxy.armed_left() == 0
+            return self.proxy.armed_left() == 0 and self.proxy.hanging == 0
 
-        wait_for(injected, "every fault to be injected", 300)
+        wait_for(injected, "every fault to be injected and hung streams to time out", 300)
         self.event("faults injected: " + json.dumps(self.proxy.injected))
         self.proxy.hang_all = True
         try:
