@@ -226,6 +226,7 @@ def run_pacore(
                 if time.monotonic() > deadline:
                     raise SystemExit(f"the workers did not come up; logs in {root / label}")
                 time.sleep(0.5)  # before the measured run
+            time.sleep(3)  # each worker's Celery consumer starts after it registers
             db = Database(normalize_url(url))
             stack.callback(db.dispose)
             config = CampaignConfig(rounds=list(ROUNDS), model=MODEL)
