@@ -217,6 +217,9 @@ class FakeEngine:
         pace = re.search(r"PACE(\d+)", text)
         crash = "CRASH" in text and self.crashes
         ids = body.get("return_token_ids") and "NOIDS" not in text
+        merged = re.search(r"MERGE(\d+)", text)
+        # a server that sends no token ids is older than vLLM's per-request stream_interval too
+        interval = int(body.get("stream_interval") or 1) if ids else 1
         self.stream(
             handler,
             prompt,
@@ -228,12 +231,7 @@ class FakeEngine:
             pace=int(pace.group(1)) / 1000 if pace else 0.0,
             prefix=prefix if "prompt" in body else None,
             prompt_ids=(rendered or self.tokenize(body)) if ids else None,
-            # a server that sends no token ids is older than vLLM's per-request stream_interval too
-            merge=int(merged.group(1))
-            if (merged := re.search(r"MERGE(\d+)", text))
-            else int(body.get("stream_interval") or 1)
-            if ids
-            else 1,
+            merge=int(merged.group(1)) if merged else interval,
             tag=text,
             continuous=bool((body.get("stream_options") or {}).get("continuous_usage_stats")),
         )

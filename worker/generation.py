@@ -7,6 +7,7 @@ engine dies, and account for every token the attempt cost."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -134,7 +135,6 @@ class Generation:
         self.budget = BudgetGuard(db, claim, settings)
         self.cap = claim.request.max_tokens  # for the whole trajectory, checkpoint included
         self.notes: list[str] = []
-        self.retried: tuple[int, str] | None = None  # the first try of the latest run of same errors
         self.tries = 0
         self.segments = 0  # requests that ended on a segment boundary and were continued
         self.try_streamed = 0  # tokens the current request streamed, as the guard saw them
@@ -371,13 +371,11 @@ class Generation:
     def _note_retry(self, state: RetryCallState) -> None:
         """A try failed and is retried: the attempt's record keeps the engine's words."""
         error = str(state.outcome.exception() if state.outcome else None)
-        first, same = self.retried if self.retried else (0, None)
-        if same == error and self.notes and self.notes[-1].endswith(f"retried: {error}"):
-            self.notes[-1] = f"tries {first}-{state.attempt_number} failed, retried: {error}"  # same words
+        last = self.notes[-1] if self.notes else ""
+        if same := re.fullmatch(rf"(?:try|tries) (\d+)(?:-\d+)? failed, retried: {re.escape(error)}", last):
+            self.notes[-1] = f"tries {same[1]}-{state.attempt_number} failed, retried: {error}"  # same words
         else:
-            first = state.attempt_number
-            self.notes.append(f"try {first} failed, retried: {error}")
-        self.retried = (first, error)
+            self.notes.append(f"try {state.attempt_number} failed, retried: {error}")
         log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1], extra=self.where())
 
     def _retrying(self, retrying: Retrying) -> GenerationResult:

@@ -123,6 +123,18 @@ def grant(c: Campaign, run_id: int, ask: int, minimum: int = 1) -> int:
         return store.grant_to_run(run_id, c.id, ask, minimum)
 
 
+def holding_30_and_10(
+    db: Database, tmp_path: Path, name: str, budget: int
+) -> tuple[Campaign, int, claims.Claim, claims.Claim]:
+    """A run of two claimed trajectories, granted 100 and holding blocks of 30 and 10."""
+    c = Campaign(db, tmp_path, name, budget=budget)
+    (run_id,) = c.runs
+    a, b = (c.claim(t) for t in c.trajectories)
+    assert grant(c, run_id, 100) == 100
+    assert reserve(c, a, 30, held=0).got == 30 and reserve(c, b, 10, held=0).got == 10
+    return c, run_id, a, b
+
+
 def test_a_block_comes_from_the_free_grant_only_fenced_and_once(database, tmp_path) -> None:
     c = Campaign(database, tmp_path, "blocks")
     tid = c.trajectories[0]
@@ -157,12 +169,8 @@ def test_a_grant_gives_the_ask_or_what_is_left_above_the_minimum(database, tmp_p
 def test_a_run_whose_trajectories_all_wait_for_budget_gives_its_free_grant_back(database, tmp_path) -> None:
     """Refused a block, a trajectory settles and waits, pending; while another of its run's trajectories
     runs the run keeps its grant, and when none runs the free part goes back to the campaign."""
-    c = Campaign(database, tmp_path, "idle", budget=250)
-    first, second = c.trajectories
-    (run_id,) = c.runs
-    a, b = c.claim(first), c.claim(second)
-    assert grant(c, run_id, 100) == 100
-    assert reserve(c, a, 30, held=0).got == 30 and reserve(c, b, 10, held=0).got == 10
+    c, run_id, a, b = holding_30_and_10(database, tmp_path, "idle", budget=250)
+    first, second = a.trajectory_id, b.trajectory_id
     assert claims.hand_back(database, a, "w", claims.Spent(20, 0, 5), "waiting for budget")
     assert c.run(run_id) == (100, 20, 10, 0), "b still runs: the run keeps its grant"
     assert c.tokens() == (0, 100)
@@ -175,12 +183,8 @@ def test_a_run_whose_trajectories_all_wait_for_budget_gives_its_free_grant_back(
 def test_a_result_is_written_and_settled_once_and_an_overrun_is_charged_and_reported(
     database, tmp_path
 ) -> None:
-    c = Campaign(database, tmp_path, "finish", budget=100)
-    first, second = c.trajectories
-    (run_id,) = c.runs
-    a, b = c.claim(first), c.claim(second)
-    assert grant(c, run_id, 100) == 100
-    assert reserve(c, a, 30, held=0).got == 30 and reserve(c, b, 10, held=0).got == 10
+    c, run_id, a, b = holding_30_and_10(database, tmp_path, "finish", budget=100)
+    first = a.trajectory_id
     done = claims.GenerationResult(" \\boxed{4}", "", "stop", 5, 20)
     assert claims.finish(database, a, "w", done, None, claims.Spent(20, 5, 5))
     assert c.run(run_id) == (100, 20, 10, 5), "used 20 of its 30; its block goes back"
