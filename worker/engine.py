@@ -9,27 +9,30 @@ tokenized again), split into reasoning and content on the client. The chat API's
 turn with a closed think block (vllm-project/vllm#28089).
 
 The HTTP client does no retrying of its own, so that retry policy lives in one place (tenacity at the
-task edge). The client is shared by all generation threads of a process. A stream that sends nothing at
-all (a hung engine: no headers, or headers then silence) never reaches the per-chunk guard, so another
-thread can `cut` the socket a generation thread is blocked reading (the worker's watchdog does, for
-cancel, drain, a lost engine and the first-token and idle timeouts).
+task edge). Every generation of a process streams on the process's one event loop (`worker.loop`), over
+one asyncio connection pool; the Celery thread that asked waits for it, and the per-chunk guard runs on
+a guard thread (it may write to PostgreSQL). A stream that sends nothing at all (a hung engine: no
+headers, or headers then silence) never reaches the guard, so another thread can `cut` it while it
+waits on the engine (the worker's watchdog does, for cancel, drain, a lost engine and the first-token
+and idle timeouts). Health checks and model lists go through a small blocking client of their own: a
+pool full of waiting streams never delays them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-import httpcore
 import httpx
 
 from pacore.core.compaction import THINK_END, parse_output
 from pacore.settings import DEFAULT_STREAM_INTERVAL
+from worker.loop import LoopThread
 
 
 @dataclass(frozen=True)
@@ -109,61 +112,6 @@ class Engine(Protocol):
     def health(self) -> bool: ...
 
     def close(self) -> None: ...
-
-
-class _Reading(httpcore.NetworkStream):
-    """A connection that notes, while a thread is blocked reading it, which socket that thread reads."""
-
-    def __init__(self, inner: httpcore.NetworkStream, reading: dict[int, socket.socket]) -> None:
-        self.inner, self.reading = inner, reading
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        me = threading.get_ident()
-        self.reading[me] = self.inner.get_extra_info("socket")
-        try:
-            return self.inner.read(max_bytes, timeout)
-        finally:
-            self.reading.pop(me, None)
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self.inner.write(buffer, timeout)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        return _Reading(self.inner.start_tls(*args, **kwargs), self.reading)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self.inner.get_extra_info(info)
-
-
-class _CuttableBackend(httpcore.NetworkBackend):
-    """httpcore's blocking sockets, each connection a `_Reading`: `cut(thread)` shuts down the socket
-    that thread is blocked reading, which wakes it with a broken connection."""
-
-    def __init__(self) -> None:
-        self.inner = httpcore.SyncBackend()
-        self.reading: dict[int, socket.socket] = {}
-
-    def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        return _Reading(self.inner.connect_tcp(*args, **kwargs), self.reading)
-
-    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        return _Reading(self.inner.connect_unix_socket(*args, **kwargs), self.reading)
-
-    def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
-
-    def cut(self, thread: int) -> bool:
-        sock = self.reading.get(thread)
-        if sock is None:
-            return False
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            return False
-        return True
 
 
 def request_body(
@@ -326,10 +274,10 @@ def _check_chunk(chunk: Any) -> None:
                 raise _malformed("text that is not a string", chunk)
 
 
-def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any] | None]:
     """The events of a server-sent-events stream, parsed; None for a line that carries none (a
     keep-alive comment), so that the reader keeps its clocks. Blank lines only separate events."""
-    for line in lines:
+    async for line in lines:
         if not line:
             continue
         if not line.startswith("data:"):
@@ -342,6 +290,48 @@ def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any] | None]:
             yield json.loads(data)
         except json.JSONDecodeError:
             raise _malformed("a line that is not JSON", data) from None
+
+
+# The guard as the event loop calls it: on a guard thread, awaited.
+AsyncGuard = Callable[[str, int, "list[int] | None"], Awaitable[bool]]
+
+
+class _Call:
+    """One generation on the event loop, as the watchdog may cut it: only while it waits on the engine
+    (its task is in `cuttable`), never while its guard runs (the guard's thread would go on alone)."""
+
+    def __init__(
+        self, looper: LoopThread, guard: Guard | None, thread: int, cuttable: dict[int, _Call]
+    ) -> None:
+        self.looper, self.guard, self.thread, self.cuttable = looper, guard, thread, cuttable
+        self.task = asyncio.current_task()
+        self.was_cut = False
+        cuttable[thread] = self
+
+    async def ask(self, raw: str, streamed: int, ids: list[int] | None) -> bool:
+        if self.guard is None:
+            return True
+        del self.cuttable[self.thread]
+        try:
+            return await self.looper.guarded(self.guard, raw, streamed, ids)
+        finally:
+            self.cuttable[self.thread] = self
+
+    def cut(self) -> None:
+        self.was_cut = True
+        assert self.task is not None
+        self.task.cancel()
+
+    def cut_error(self, streamed: int) -> EngineError:
+        """The cancellation the watchdog sent, as the broken stream it stands for."""
+        if self.task is not None:
+            self.task.uncancel()
+        return EngineError(
+            "connection", "the stream was cut while it waited on the engine", streamed=streamed
+        )
+
+    def end(self) -> None:
+        self.cuttable.pop(self.thread, None)
 
 
 class OpenAIEngine:
@@ -362,25 +352,34 @@ class OpenAIEngine:
         self.health_error: str | None = None  # why the last /health failed
         self.stream_interval = stream_interval
         self.sends_ids: bool | None = None  # None: not known yet (no stream has carried text)
+        # the generations' loop, with a guard thread per connection: guards waiting on the database
+        # (an outage) never hold up another stream's guard
+        self.looper = LoopThread("engine-loop", guard_threads=pool)
+        self._cuttable: dict[int, _Call] = {}  # generating thread -> its call, while it waits on the engine
         limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
-        transport = httpx.HTTPTransport(retries=0, limits=limits)
-        # httpx has no public way to choose httpcore's network backend; its pool keeps it here.
-        self._sockets = _CuttableBackend()
-        transport._pool._network_backend = self._sockets
-        self.client = httpx.Client(
+        self.client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=10.0),
-            transport=transport,
+            transport=httpx.AsyncHTTPTransport(retries=0, limits=limits),
         )
+        self.control = httpx.Client(base_url=self.base_url, headers=headers, timeout=10.0)
 
     def cut(self, thread: int) -> bool:
-        """Cut the stream `thread` is blocked reading (False: it is not reading one just now)."""
-        return self._sockets.cut(thread)
+        """Cut the stream `thread` is waiting on (False: it is not waiting on the engine just now)."""
+
+        async def cut() -> bool:
+            call = self._cuttable.get(thread)
+            if call is None:
+                return False
+            call.cut()
+            return True
+
+        return self.looper.call(cut(), timeout=10.0)
 
     def health(self) -> bool:
         try:
-            status = self.client.get("/health", timeout=5.0).status_code
+            status = self.control.get("/health", timeout=5.0).status_code
         except httpx.HTTPError as exc:
             self.health_error = f"{type(exc).__name__}: {exc}"
             return False
@@ -399,16 +398,33 @@ class OpenAIEngine:
         return self._context[model]
 
     def _models(self) -> list[dict[str, Any]]:
-        response = self.client.get("/v1/models", timeout=10.0)
+        response = self.control.get("/v1/models", timeout=10.0)
         response.raise_for_status()
         return list(response.json().get("data", []))
 
     def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult:
-        if guard is not None and not guard("", 0, None):
+        """Stream on the event loop; the calling thread waits (the watchdog cuts by its id)."""
+        return self.looper.call(self._generate(request, guard, threading.get_ident()))
+
+    async def _generate(
+        self, request: GenerationRequest, guard: Guard | None, thread: int
+    ) -> GenerationResult:
+        call = _Call(self.looper, guard, thread, self._cuttable)
+        try:
+            return await self._generate_call(request, call)
+        except asyncio.CancelledError:  # cut before the stream began (tokenizing a continuation)
+            if not call.was_cut:
+                raise
+            raise call.cut_error(0) from None
+        finally:
+            call.end()
+
+    async def _generate_call(self, request: GenerationRequest, call: _Call) -> GenerationResult:
+        if not await call.ask("", 0, None):
             return refused_before_start()
         context_bound = False
         if request.prefix or request.prefix_ids:
-            prompt, room = self._continuation_prompt(request)
+            prompt, room = await self._continuation_prompt(request)
             # the completions API's default is 16 tokens, not "to the end"; more than the room is refused
             if room is not None and (request.max_tokens is None or request.max_tokens > room):
                 request, context_bound = replace(request, max_tokens=room), True
@@ -420,7 +436,7 @@ class OpenAIEngine:
             path, body = "/v1/chat/completions", request_body(request, **self._stream_options())
         acc = StreamAccumulator(request.prefix)
         try:
-            self._stream(path, body, request, acc, guard)
+            await self._stream(path, body, request, acc, call)
             if acc.deltas:
                 self.sends_ids = acc.has_ids
             if acc.finish_reason is None:
@@ -436,21 +452,20 @@ class OpenAIEngine:
         # an engine known to send no token ids is asked for a running count in every chunk instead
         return {"stream_interval": self.stream_interval, "continuous_usage": self.sends_ids is False}
 
-    def _stream(
-        self,
-        path: str,
-        body: dict[str, Any],
-        request: GenerationRequest,
-        acc: StreamAccumulator,
-        guard: Guard | None,
+    async def _stream(
+        self, path: str, body: dict[str, Any], request: GenerationRequest, acc: StreamAccumulator, call: _Call
     ) -> None:
         try:
-            with self.client.stream("POST", path, json=body) as response:
+            async with self.client.stream("POST", path, json=body) as response:
                 if (request.prefix or request.prefix_ids) and response.status_code in (404, 405):
                     raise CannotContinue(f"the engine at {self.base_url} has no {path} endpoint")
                 if response.status_code >= 400:
-                    raise EngineError("http", _error_message(response), response.status_code)
-                _follow(response, acc, guard, self.patience)
+                    raise EngineError("http", await _error_message(response), response.status_code)
+                await _follow(response, acc, call.ask if call.guard else None, self.patience)
+        except asyncio.CancelledError:
+            if not call.was_cut:
+                raise
+            raise call.cut_error(acc.tokens) from None
         except httpx.TimeoutException as exc:
             raise EngineError(
                 "timeout", f"{type(exc).__name__} from {self.base_url}", streamed=acc.tokens
@@ -460,41 +475,45 @@ class OpenAIEngine:
         except httpx.HTTPError as exc:
             raise EngineError("connection", f"{type(exc).__name__}: {exc}", streamed=acc.tokens) from exc
 
-    def _continuation_prompt(self, request: GenerationRequest) -> tuple[list[int], int | None]:
+    async def _continuation_prompt(self, request: GenerationRequest) -> tuple[list[int], int | None]:
         """Token ids of the rendered chat prompt (known from an earlier segment, else from the server's
         tokenizer) followed by the prefix's ids (as the engine generated them; tokenized again only when
         the engine sent none), and the room left in the model's context after them (None: unstated)."""
-        max_len = self.context_length(request.model)
+        max_len = self._context.get(request.model)
+        if request.model not in self._context:  # asked once, off the loop
+            max_len = await self.looper.guarded(self.context_length, request.model)
         if request.prompt_ids is not None:
             rendered = list(request.prompt_ids)
         else:
-            rendered, stated = self._tokenize(
+            rendered, stated = await self._tokenize(
                 {"model": request.model, "messages": request.messages, "add_generation_prompt": True}
             )
             max_len = stated or max_len
         if request.prefix_ids is not None:
             prefix = list(request.prefix_ids)
         else:
-            prefix, _ = self._tokenize(
+            prefix, _ = await self._tokenize(
                 {"model": request.model, "prompt": request.prefix, "add_special_tokens": False}
             )
         prompt = rendered + prefix
         return prompt, None if max_len is None else max(0, max_len - len(prompt))
 
-    def _tokenize(self, body: dict[str, Any]) -> tuple[list[int], int]:
+    async def _tokenize(self, body: dict[str, Any]) -> tuple[list[int], int]:
         try:
-            response = self.client.post("/tokenize", json=body, timeout=60.0)
+            response = await self.client.post("/tokenize", json=body, timeout=60.0)
         except httpx.HTTPError as exc:
             raise EngineError("connection", f"/tokenize: {type(exc).__name__}: {exc}") from exc
         if response.status_code in (404, 405):
             raise CannotContinue(f"the engine at {self.base_url} has no /tokenize endpoint")
         if response.status_code >= 400:
-            raise EngineError("http", _error_message(response), response.status_code)
+            raise EngineError("http", await _error_message(response), response.status_code)
         answer = response.json()
         return [int(t) for t in answer["tokens"]], int(answer["max_model_len"])
 
     def close(self) -> None:
-        self.client.close()
+        self.looper.call(self.client.aclose(), timeout=10.0)
+        self.looper.stop()
+        self.control.close()
 
 
 @dataclass(frozen=True)
@@ -505,14 +524,14 @@ class Patience:
     idle: float = 300.0
 
 
-def _follow(
-    response: httpx.Response, acc: StreamAccumulator, guard: Guard | None, patience: Patience
+async def _follow(
+    response: httpx.Response, acc: StreamAccumulator, guard: AsyncGuard | None, patience: Patience
 ) -> None:
     """Read the stream into `acc`, asking the guard after every line whether to go on (so that cancel
     and drain act on a stream of keep-alives too). Only a chunk with tokens is progress: a stream of
     keep-alive comments times out like a silent one."""
     started = last = time.monotonic()
-    for event in sse_events(response.iter_lines()):
+    async for event in sse_events(response.aiter_lines()):
         now = time.monotonic()
         if event is not None:
             if "error" in event:
@@ -530,14 +549,14 @@ def _follow(
         if (
             acc.finish_reason is None
             and guard is not None
-            and not guard(acc.take_raw(), acc.tokens, acc.take_ids())
+            and not await guard(acc.take_raw(), acc.tokens, acc.take_ids())
         ):
             acc.finish_reason = BUDGET  # closing the stream aborts the request in vLLM
             return
 
 
-def _error_message(response: httpx.Response) -> str:
-    body = response.read().decode("utf-8", "replace")
+async def _error_message(response: httpx.Response) -> str:
+    body = (await response.aread()).decode("utf-8", "replace")
     try:
         error = json.loads(body).get("error", body)
         message = error.get("message", body) if isinstance(error, dict) else str(error)

@@ -1,16 +1,14 @@
 """The in-process engine: vLLM's async engine inside the worker process, behind the same interface as
 the HTTP adapter.
 
-One event loop per process, on its own thread, shared by every generation thread of the Celery threads
-pool: requests from all threads land in one engine and batch together (plain `vllm.LLM` called from many
-threads does not). Inside a daemonic process set VLLM_ENABLE_V1_MULTIPROCESSING=0.
+The process's one event loop (`worker.loop`), shared by every generation the Celery threads pool
+delivers: requests from all threads land in one engine and batch together (plain `vllm.LLM` called from
+many threads does not). Inside a daemonic process set VLLM_ENABLE_V1_MULTIPROCESSING=0.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import threading
 from typing import Any
 
 from pacore.core.compaction import parse_output
@@ -24,6 +22,9 @@ from worker.engine import (
     HandBack,
     refused_before_start,
 )
+from worker.loop import LoopThread
+
+GUARD_THREADS = 64  # guards waiting on the database (an outage) never hold up the other streams'
 
 
 class InProcessEngine:
@@ -40,12 +41,10 @@ class InProcessEngine:
         self.served_name = served_name
         self.stream_interval = stream_interval
         self._ids = itertools.count()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True)
-        self._thread.start()
+        self.looper = LoopThread("vllm-loop", GUARD_THREADS)
         args = AsyncEngineArgs(model=model_path, served_model_name=served_name, **engine_kwargs)
-        self.engine = self._call(self._build(AsyncLLM, args))
-        self.tokenizer = self._call(self._tokenizer())
+        self.engine = self.looper.call(self._build(AsyncLLM, args))
+        self.tokenizer = self.looper.call(self._tokenizer())
 
     async def _build(self, cls: Any, args: Any) -> Any:
         return cls.from_engine_args(args)
@@ -55,11 +54,8 @@ class InProcessEngine:
             self.engine.tokenizer if hasattr(self.engine, "tokenizer") else await self.engine.get_tokenizer()
         )
 
-    def _call(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-
     def health(self) -> bool:
-        return self._thread.is_alive() and not getattr(self.engine, "errored", False)
+        return self.looper.alive() and not getattr(self.engine, "errored", False)
 
     def served_models(self) -> list[str]:
         return [self.served_name]
@@ -77,7 +73,7 @@ class InProcessEngine:
             rendered = request.prompt_ids or self.tokenizer.encode(text, add_special_tokens=False)
             prompt = {"prompt_token_ids": [*rendered, *request.prefix_ids]}
         try:
-            return self._call(self._generate(prompt, request, guard))
+            return self.looper.call(self._generate(prompt, request, guard))
         except (EngineError, HandBack):
             raise
         except Exception as exc:  # the engine's own failures become the seam's error type
@@ -118,7 +114,7 @@ class InProcessEngine:
                 delta, new_ids = "".join(text[told:]), ids[told_ids:]
                 told, told_ids = len(text), len(ids)
                 # The guard may write to the database: off the event loop, which all generations share.
-                if not await asyncio.to_thread(guard, delta, len(ids), new_ids):
+                if not await self.looper.guarded(guard, delta, len(ids), new_ids):
                     await self.engine.abort(request_id)
                     stopped = True
                     break
@@ -149,6 +145,6 @@ class InProcessEngine:
         import gc
 
         self.engine.shutdown()
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self.looper.stop()
         del self.engine  # let vLLM's finaliser run now, not at interpreter exit when its modules are gone
         gc.collect()

@@ -72,9 +72,9 @@ def http_engine(
         engine_url,
         api_key,
         settings.engine_timeout,
-        # a connection per generation, and spare ones for the health gate's /health and /v1/models: with
-        # every generation waiting on a first token, a health check must not wait for a pooled connection
-        pool=concurrency + 2,
+        # a connection per generation (the health gate's /health has a client of its own: with every
+        # generation waiting on a first token, a health check must not wait for a pooled connection)
+        pool=concurrency,
         first_token_timeout=settings.first_token_timeout,
         idle_timeout=settings.idle_timeout,
         stream_interval=settings.stream_interval,

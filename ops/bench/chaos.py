@@ -75,6 +75,7 @@ PACORE = str(Path(sys.executable).parent / "pacore")
 GRACE_SECONDS = 5
 DB_OUTAGE_SECONDS = 6  # the fleet's PACORE_DB_OUTAGE_SECONDS; the pg_outage scenario lasts longer
 ENGINE_RETRIES = 4  # the fleet's PACORE_ENGINE_RETRIES
+HANGS = ("hang", "keepalive", "hang_all")  # the FaultyEngine's causes of a hung stream
 FAULT_TIMEOUT_SECONDS = 4  # PACORE_FIRST_TOKEN_TIMEOUT and PACORE_IDLE_TIMEOUT in engine_faults
 
 
@@ -292,7 +293,8 @@ class FaultyEngine:
     keep-alive comments), storm (HTTP 503), malformed / null_choices / empty_choices (a few real chunks,
     then that line, then the end of the stream). `merge` asks vLLM itself for that many tokens per chunk
     (per-request stream_interval), as it does for a slow reader. `hang_all` hangs every new request.
-    Everything else is forwarded as it is."""
+    `hanging` counts the streams hung now, by cause ("hang" and "keepalive" faults, "hang_all"), from the
+    moment a request is taken. Everything else is forwarded as it is."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -304,7 +306,7 @@ class FaultyEngine:
         self.merge: int | None = None
         self.merged = 0
         self.hang_all = False
-        self.hanging = 0
+        self.hanging = dict.fromkeys(HANGS, 0)
         self.server = QuietServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -318,6 +320,10 @@ class FaultyEngine:
         with self.lock:
             return sum(self.armed.values())
 
+    def hung(self, *causes: str) -> int:
+        with self.lock:
+            return sum(self.hanging[c] for c in causes)
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -328,14 +334,17 @@ class FaultyEngine:
         key = json.dumps(prompt, sort_keys=True)
         with self.lock:
             if self.hang_all:
-                return "hang"
-            fault = next((f for f, n in self.armed.items() if n > 0), None)
-            if fault is None or (key, fault) in self.hit:
-                return None
-            if fault != "storm":  # a storm hits whatever comes; the others one prompt once
-                self.hit.add((key, fault))
-            self.armed[fault] -= 1
-            self.injected[fault] += 1
+                fault = "hang_all"
+            else:
+                fault = next((f for f, n in self.armed.items() if n > 0), None)
+                if fault is None or (key, fault) in self.hit:
+                    return None
+                if fault != "storm":  # a storm hits whatever comes; the others one prompt once
+                    self.hit.add((key, fault))
+                self.armed[fault] -= 1
+                self.injected[fault] += 1
+            if fault in HANGS:
+                self.hanging[fault] += 1  # until _hang sees the client go
             return fault
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -367,8 +376,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
             if fault == "storm":
                 error = {"error": {"message": "scripted: the engine is overloaded", "code": 503}}
                 self._send(503, json.dumps(error).encode(), "application/json")
-            elif fault in ("hang", "keepalive"):
-                self._hang(keepalive=fault == "keepalive")
+            elif fault in HANGS:
+                self._hang(fault)
             else:
                 self._forward(body, BAD_LINES.get(fault or ""))
         except (BrokenPipeError, ConnectionResetError):
@@ -385,9 +394,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
-    def _hang(self, keepalive: bool) -> None:
-        with self.proxy.lock:
-            self.proxy.hanging += 1
+    def _hang(self, cause: str) -> None:
+        keepalive = cause == "keepalive"
         try:
             if keepalive:
                 self.send_response(200)
@@ -403,7 +411,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
                     self._chunk(b": keepalive\n\n")
         finally:
             with self.proxy.lock:
-                self.proxy.hanging -= 1
+                self.proxy.hanging[cause] -= 1
         self.close_connection = True
 
     def _forward(self, body: dict[str, Any], bad: bytes | None) -> None:
@@ -840,15 +848,22 @@ class Chaos:
         for fault in FAULTS:
             self.proxy.arm(fault, 2 * n if fault == "storm" else n)
 
-        def injected() -> bool:  # and the hung ones timed out: none is cut short by the drain below
+        def injected() -> bool:
             self.unfinished("every fault")
-            return self.proxy.armed_left() == 0 and self.proxy.hanging == 0
+            return self.proxy.armed_left() == 0
 
-        wait_for(injected, "every fault to be injected and hung streams to time out", 300)
+        wait_for(injected, "every fault to be injected", 300)
         self.event("faults injected: " + json.dumps(self.proxy.injected))
+        # From now on every new request hangs (the hung faults' own retries among them); a worker holding
+        # such streams is drained once the faults' hung streams have timed out (a drain must not cut one
+        # short: its words would go unrecorded).
+        def ready() -> bool:
+            self.unfinished("the drain with hung streams")
+            return self.proxy.hung("hang", "keepalive") == 0 and self.proxy.hung("hang_all") >= 2
+
         self.proxy.hang_all = True
         try:
-            wait_for(lambda: self.proxy.hanging >= 2, "hung streams", 120)
+            wait_for(ready, "the faults' hung streams to time out and two new streams to hang", 120)
             self.event("hung streams: draining a worker")
             drain = self.drain_one()
         finally:

@@ -1,5 +1,6 @@
 """Folding a streamed chat completion into one result (the HTTP adapter's pure part)."""
 
+import asyncio
 import re
 
 import httpx
@@ -14,6 +15,24 @@ from worker.engine import (
     request_body,
     sse_events,
 )
+
+
+def follow(body: str, guard=None, patience: Patience | None = None) -> None:
+    """The stream reader over a whole response body, with a plain guard (the loop awaits an async one)."""
+
+    async def asked(raw: str, streamed: int, ids: list[int] | None) -> bool:
+        return guard(raw, streamed, ids)
+
+    response = httpx.Response(200, text=body)
+    asyncio.run(_follow(response, StreamAccumulator(), asked if guard else None, patience or Patience()))
+
+
+async def events(lines: list[str]) -> list:
+    async def each():
+        for line in lines:
+            yield line
+
+    return [event async for event in sse_events(each())]
 
 
 def chunk(delta=None, finish=None, usage=None, token_ids=None):
@@ -66,7 +85,7 @@ def test_no_reasoning_field_means_none_not_empty() -> None:
 
 def test_sse_parsing_stops_at_done() -> None:
     lines = ["", ": keep-alive", 'data: {"a": 1}', "data: [DONE]", 'data: {"b": 2}']
-    assert list(sse_events(iter(lines))) == [None, {"a": 1}]  # None: a comment, no event; the clock goes on
+    assert asyncio.run(events(lines)) == [None, {"a": 1}]  # None: a comment, no event; the clock goes on
 
 
 @pytest.mark.parametrize(
@@ -83,7 +102,7 @@ def test_sse_parsing_stops_at_done() -> None:
 )
 def test_malformed_output_is_an_engine_error_with_the_engines_words(body: str, words: str) -> None:
     with pytest.raises(EngineError, match=re.escape(words)) as raised:
-        _follow(httpx.Response(200, text=body), StreamAccumulator(), None, Patience())
+        follow(body)
     assert raised.value.kind == "malformed"
 
 
@@ -91,12 +110,12 @@ def test_keep_alives_are_not_progress() -> None:
     """A stream of keep-alive comments times out like a silent one: before its first token..."""
     keepalives = ": keepalive\n\n" * 3
     with pytest.raises(EngineError, match="no first token for") as raised:
-        _follow(httpx.Response(200, text=keepalives), StreamAccumulator(), None, Patience(first_token=0.0))
+        follow(keepalives, patience=Patience(first_token=0.0))
     assert raised.value.kind == "timeout"
     # ... and after it
     one = 'data: {"choices": [{"delta": {"content": "a"}}], "usage": {"completion_tokens": 1}}\n\n'
     with pytest.raises(EngineError, match="no new token for") as raised:
-        _follow(httpx.Response(200, text=one + keepalives), StreamAccumulator(), None, Patience(idle=0.0))
+        follow(one + keepalives, patience=Patience(idle=0.0))
     assert raised.value.streamed == 1
 
 
@@ -109,7 +128,7 @@ def test_the_guard_is_asked_on_keep_alives_too() -> None:
         return True
 
     stream = ": keepalive\n\n: keepalive\n\n"
-    _follow(httpx.Response(200, text=stream), StreamAccumulator(), guard, Patience())
+    follow(stream, guard)
     assert asked and all(a == ("", 0) for a in asked)
 
 
