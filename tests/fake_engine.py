@@ -54,6 +54,13 @@ COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # vLLM's (and OpenAI's) default on /v1/comp
 TOKEN_BASE, EOS = 1_000_000, 999_999  # ids of the script's pieces (above any character of a rendered chat)
 
 
+class Server(ThreadingHTTPServer):
+    """Accepts as many connections at once as vLLM's server does (uvicorn's backlog, 2048), not
+    socketserver's 5: a worker opens a connection per generation slot, all at once."""
+
+    request_queue_size = 2048
+
+
 class FakeEngine:
     def __init__(self, model: str = "fake-model", api_key: str | None = None) -> None:
         self.model = model
@@ -73,7 +80,7 @@ class FakeEngine:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _listen(self, port: int) -> ThreadingHTTPServer:
-        server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        server = Server(("127.0.0.1", port), self._handler())
         server.daemon_threads = True
         return server
 

@@ -10,8 +10,8 @@ turn with a closed think block (vllm-project/vllm#28089).
 
 The HTTP client does no retrying of its own, so that retry policy lives in one place (tenacity at the
 task edge). Every generation of a process streams on the process's one event loop (`worker.loop`), over
-one asyncio connection pool; the Celery thread that asked waits for it, and the per-chunk guard runs on
-a guard thread (it may write to PostgreSQL). A stream that sends nothing at all (a hung engine: no
+one asyncio connection pool; the Celery thread that asked waits for it. The per-chunk guard runs on the
+loop when it says it will not wait, else on a guard thread (it reserves budget in PostgreSQL). A stream that sends nothing at all (a hung engine: no
 headers, or headers then silence) never reaches the guard, so another thread can `cut` it while it
 waits on the engine (the worker's watchdog does, for cancel, drain, a lost engine and the first-token
 and idle timeouts). Health checks and model lists go through a small blocking client of their own: a
@@ -99,6 +99,10 @@ class HandBack(Exception):
 # there (finish reason `budget`). It may also raise to stop the stream. What comes with the finish reason
 # is not passed to it: the result has all (`raw`, `token_ids`).
 Guard = Callable[[str, int, "list[int] | None"], bool]
+# Called with the tokens the request has streamed, just before the guard: whether the guard's call may
+# wait (on the database: it reserves budget). False lets the event loop call the guard itself, without a
+# hop to a guard thread; None (no such callable): every call may wait.
+MayBlock = Callable[[int], bool]
 BUDGET = "budget"
 
 
@@ -107,7 +111,9 @@ def refused_before_start() -> GenerationResult:
 
 
 class Engine(Protocol):
-    def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult: ...
+    def generate(
+        self, request: GenerationRequest, guard: Guard | None = None, may_block: MayBlock | None = None
+    ) -> GenerationResult: ...
 
     def health(self) -> bool: ...
 
@@ -301,9 +307,15 @@ class _Call:
     (its task is in `cuttable`), never while its guard runs (the guard's thread would go on alone)."""
 
     def __init__(
-        self, looper: LoopThread, guard: Guard | None, thread: int, cuttable: dict[int, _Call]
+        self,
+        looper: LoopThread,
+        guard: Guard | None,
+        may_block: MayBlock | None,
+        thread: int,
+        cuttable: dict[int, _Call],
     ) -> None:
-        self.looper, self.guard, self.thread, self.cuttable = looper, guard, thread, cuttable
+        self.looper, self.guard, self.may_block = looper, guard, may_block
+        self.thread, self.cuttable = thread, cuttable
         self.task = asyncio.current_task()
         self.was_cut = False
         cuttable[thread] = self
@@ -311,6 +323,8 @@ class _Call:
     async def ask(self, raw: str, streamed: int, ids: list[int] | None) -> bool:
         if self.guard is None:
             return True
+        if self.may_block is not None and not self.may_block(streamed):
+            return self.guard(raw, streamed, ids)  # nothing in it waits: on the loop, no thread hop
         del self.cuttable[self.thread]
         try:
             return await self.looper.guarded(self.guard, raw, streamed, ids)
@@ -402,14 +416,16 @@ class OpenAIEngine:
         response.raise_for_status()
         return list(response.json().get("data", []))
 
-    def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult:
+    def generate(
+        self, request: GenerationRequest, guard: Guard | None = None, may_block: MayBlock | None = None
+    ) -> GenerationResult:
         """Stream on the event loop; the calling thread waits (the watchdog cuts by its id)."""
-        return self.looper.call(self._generate(request, guard, threading.get_ident()))
+        return self.looper.call(self._generate(request, guard, may_block, threading.get_ident()))
 
     async def _generate(
-        self, request: GenerationRequest, guard: Guard | None, thread: int
+        self, request: GenerationRequest, guard: Guard | None, may_block: MayBlock | None, thread: int
     ) -> GenerationResult:
-        call = _Call(self.looper, guard, thread, self._cuttable)
+        call = _Call(self.looper, guard, may_block, thread, self._cuttable)
         try:
             return await self._generate_call(request, call)
         except asyncio.CancelledError:  # cut before the stream began (tokenizing a continuation)

@@ -71,6 +71,10 @@ class BudgetGuard:
             self.reserved += got
             self.refused = got == 0
 
+    def may_reserve(self, spent: int) -> bool:
+        """Whether `allow(spent)` may ask the database for a block (else it only compares numbers)."""
+        return not self.refused and needs_block(spent, self.reserved, self.settings.token_block)
+
     def unspent(self, spent: int) -> int:
         """What the next request may ask for (reserving ahead first)."""
         self.ahead(spent)
@@ -179,6 +183,10 @@ class Generation:
             raise HandBack(reason)
         return self.budget.allow(self.recorder.spent)
 
+    def may_block(self, streamed: int) -> bool:
+        """Whether the guard's call at `streamed` tokens may wait on the database (it reserves a block)."""
+        return self.budget.may_reserve(self.recorder.spent + max(0, streamed - self.try_streamed))
+
     def _hand_back_reason(self) -> str | None:
         if self.node.is_superseded(self.claim.trajectory_id):  # cancelled, or re-driven elsewhere
             return "superseded"
@@ -263,7 +271,7 @@ class Generation:
         self.try_started = self.last_line = self.last_token = time.monotonic()
         self.requesting = True
         try:
-            result = self.node.engine.generate(request, self.guard)
+            result = self.node.engine.generate(request, self.guard, self.may_block)
         except CannotContinue as exc:
             self.db.through_outages(self.node.checkpoints.restart, self.db, self.recorder)
             self.notes.append(f"could not continue the checkpoint ({exc}): started afresh")

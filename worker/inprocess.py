@@ -20,6 +20,7 @@ from worker.engine import (
     GenerationResult,
     Guard,
     HandBack,
+    MayBlock,
     refused_before_start,
 )
 from worker.loop import LoopThread
@@ -60,7 +61,9 @@ class InProcessEngine:
     def served_models(self) -> list[str]:
         return [self.served_name]
 
-    def generate(self, request: GenerationRequest, guard: Guard | None = None) -> GenerationResult:
+    def generate(
+        self, request: GenerationRequest, guard: Guard | None = None, may_block: MayBlock | None = None
+    ) -> GenerationResult:
         if request.model != self.served_name:
             raise EngineError("http", f"this engine serves {self.served_name!r}, not {request.model!r}", 404)
         if guard is not None and not guard("", 0, None):
@@ -73,7 +76,7 @@ class InProcessEngine:
             rendered = request.prompt_ids or self.tokenizer.encode(text, add_special_tokens=False)
             prompt = {"prompt_token_ids": [*rendered, *request.prefix_ids]}
         try:
-            return self.looper.call(self._generate(prompt, request, guard))
+            return self.looper.call(self._generate(prompt, request, guard, may_block))
         except (EngineError, HandBack):
             raise
         except Exception as exc:  # the engine's own failures become the seam's error type
@@ -97,7 +100,7 @@ class InProcessEngine:
         return SamplingParams(**fields)
 
     async def _generate(
-        self, prompt: Any, request: GenerationRequest, guard: Guard | None
+        self, prompt: Any, request: GenerationRequest, guard: Guard | None, may_block: MayBlock | None
     ) -> GenerationResult:
         final, request_id, stopped = None, f"pacore-{next(self._ids)}", False
         text: list[str] = []
@@ -113,8 +116,12 @@ class InProcessEngine:
                     continue  # the guard acts per chunk of stream_interval tokens, as over HTTP
                 delta, new_ids = "".join(text[told:]), ids[told_ids:]
                 told, told_ids = len(text), len(ids)
-                # The guard may write to the database: off the event loop, which all generations share.
-                if not await self.looper.guarded(guard, delta, len(ids), new_ids):
+                # A guard that may write to the database runs off the event loop, which all generations share.
+                if may_block is None or may_block(len(ids)):
+                    go_on = await self.looper.guarded(guard, delta, len(ids), new_ids)
+                else:
+                    go_on = guard(delta, len(ids), new_ids)
+                if not go_on:
                     await self.engine.abort(request_id)
                     stopped = True
                     break

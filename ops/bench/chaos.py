@@ -279,7 +279,10 @@ BAD_LINES = {
 
 
 class QuietServer(ThreadingHTTPServer):
-    """A client that cuts a kept-alive connection (a timeout, a drain) is the point, not an error."""
+    """A client that cuts a kept-alive connection (a timeout, a drain) is the point, not an error. Its
+    backlog is vLLM's (uvicorn's 2048): workers open a connection per generation slot, all at once."""
+
+    request_queue_size = 2048
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):

@@ -112,3 +112,23 @@ def test_a_stream_is_never_cut_while_its_guard_runs(fake_engine: FakeEngine, eng
     release.set()
     thread.join(10)
     assert results and results[0].finish_reason == "stop" and results[0].completion_tokens == 11
+
+
+def test_a_guard_that_will_not_wait_runs_on_the_loop_and_one_that_may_on_a_guard_thread(
+    fake_engine: FakeEngine, engine: OpenAIEngine
+) -> None:
+    """A worker's guard waits on the database only to reserve a block: between blocks the loop calls it
+    itself (no thread hop per chunk)."""
+    where: list[tuple[int, str]] = []
+
+    def guard(raw: str, streamed: int, ids: list[int] | None) -> bool:
+        where.append((streamed, threading.current_thread().name))
+        return True
+
+    result = engine.generate(request(fake_engine, "LONG20 blocks"), guard, lambda streamed: streamed >= 10)
+    assert result.completion_tokens == 25
+    assert where and [s for s, _ in where] == sorted(s for s, _ in where)
+    for streamed, thread in where:
+        assert (thread == "engine-loop") == (streamed < 10), where
+        assert thread == "engine-loop" or thread.startswith("engine-loop-guard"), where
+    assert {t == "engine-loop" for _, t in where} == {True, False}
