@@ -45,19 +45,20 @@ ROUND_HOP = Histogram(
 ADMISSION = Gauge("pacore_admission", "Admission control: capacity, in flight, room.", ["kind"])
 
 
-def serve(port: int | None) -> None:
-    """Serve /metrics on `port`. A port already taken (several pacore processes on one host given the
+def serve(port: int | None, address: str = "127.0.0.1") -> None:
+    """Serve /metrics on `port` of `address` (PACORE_METRICS_ADDRESS: this host only by default; the
+    metrics have no authentication). A port already taken (several pacore processes on one host given the
     same PACORE_METRICS_PORT) is reported and skipped: metrics never stop a worker."""
     if not port:
         return
     try:
-        start_http_server(port)
+        start_http_server(port, addr=address)
     except OSError as exc:
         log.warning(
             "metrics not served: port %d: %s (give each process its own PACORE_METRICS_PORT)", port, exc
         )
         return
-    log.info("metrics on :%d/metrics", port)
+    log.info("metrics on %s:%d/metrics", address, port)
 
 
 def refresh_campaign_gauges(store: Store) -> None:

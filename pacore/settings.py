@@ -13,8 +13,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pacore.core.urls import engine_root
 
 SECRETS = ("database_url", "broker_url", "result_backend", "engine_api_key")
 
@@ -120,6 +122,16 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Serve Prometheus metrics on this port (workers, scheduler)."
     )
+    metrics_address: str = Field(
+        "127.0.0.1",
+        description="The address the metrics port listens on: this host only, unless told (0.0.0.0 for a "
+        "Prometheus elsewhere; the metrics have no authentication).",
+    )
+
+    @field_validator("engine_url")
+    @classmethod
+    def _engine_root(cls, url: str | None) -> str | None:
+        return None if url is None else engine_root(url)
 
     @model_validator(mode="after")
     def _secrets_from_files(self) -> Settings:

@@ -45,7 +45,7 @@ def run_scheduler(settings: Settings, db: Database, concurrency: int) -> None:
     app = make_app(settings, db)
     register(app)
     runtime(app).admission = Admission(settings)
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, settings.metrics_address)
     stop = threading.Event()
     ticker = threading.Thread(
         target=tick_forever, args=(app, settings, stop), name="scheduler-tick", daemon=True

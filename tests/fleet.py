@@ -50,9 +50,16 @@ class Fleet:
             **{**defaults, **self.extra_env, **extra},
         )
 
-    def pacore(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def pacore(
+        self, *args: str, timeout: float = 120, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [pacore_executable(), *args], env=self.env(), capture_output=True, text=True, timeout=timeout
+            [pacore_executable(), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
         )
 
     def start(self, label: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

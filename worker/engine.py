@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import httpx
 
 from pacore.core.compaction import THINK_END, parse_output
+from pacore.core.urls import engine_root, redact
 from pacore.settings import DEFAULT_STREAM_INTERVAL
 from worker.loop import LoopThread
 
@@ -360,7 +361,8 @@ class OpenAIEngine:
         stream_interval: int = DEFAULT_STREAM_INTERVAL,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.base_url = base_url.rstrip("/")
+        self.base_url = engine_root(base_url)  # the server root, also when given as its `.../v1` base URL
+        self.shown_url = redact(self.base_url)  # for messages and logs: never its password
         self.patience = Patience(first_token_timeout, idle_timeout)
         self._context: dict[str, int | None] = {}
         self.health_error: str | None = None  # why the last /health failed
@@ -474,7 +476,7 @@ class OpenAIEngine:
         try:
             async with self.client.stream("POST", path, json=body) as response:
                 if (request.prefix or request.prefix_ids) and response.status_code in (404, 405):
-                    raise CannotContinue(f"the engine at {self.base_url} has no {path} endpoint")
+                    raise CannotContinue(f"the engine at {self.shown_url} has no {path} endpoint")
                 if response.status_code >= 400:
                     raise EngineError("http", await _error_message(response), response.status_code)
                 await _follow(response, acc, call.ask if call.guard else None, self.patience)
@@ -484,7 +486,7 @@ class OpenAIEngine:
             raise call.cut_error(acc.tokens) from None
         except httpx.TimeoutException as exc:
             raise EngineError(
-                "timeout", f"{type(exc).__name__} from {self.base_url}", streamed=acc.tokens
+                "timeout", f"{type(exc).__name__} from {self.shown_url}", streamed=acc.tokens
             ) from exc
         except httpx.ConnectError as exc:  # nothing listening: the engine was gone before this request
             raise EngineError("connect", f"{type(exc).__name__}: {exc}") from exc
@@ -520,7 +522,7 @@ class OpenAIEngine:
         except httpx.HTTPError as exc:
             raise EngineError("connection", f"/tokenize: {type(exc).__name__}: {exc}") from exc
         if response.status_code in (404, 405):
-            raise CannotContinue(f"the engine at {self.base_url} has no /tokenize endpoint")
+            raise CannotContinue(f"the engine at {self.shown_url} has no /tokenize endpoint")
         if response.status_code >= 400:
             raise EngineError("http", await _error_message(response), response.status_code)
         answer = response.json()

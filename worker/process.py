@@ -20,10 +20,12 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 from celery import Celery, bootsteps
 from celery.signals import worker_shutting_down
 
 from pacore import metrics
+from pacore.core.urls import redact
 from pacore.settings import Settings
 from pacore.store.database import Database
 from scheduler.app import consume, generation_queue, make_app
@@ -34,6 +36,7 @@ from worker.node import Node
 log = logging.getLogger("pacore.worker")
 
 ENGINE_WAIT_SECONDS = 60
+ENGINE_SAY_SECONDS = 5  # while it waits for its engine, a worker says so this often
 
 
 class EngineUnavailable(RuntimeError):
@@ -41,25 +44,44 @@ class EngineUnavailable(RuntimeError):
 
 
 def wait_for_engine(engine: OpenAIEngine, seconds: float = ENGINE_WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + seconds
+    """Wait for the engine's /health, saying within a few seconds why it does not answer and how long
+    this goes on (a worker may start before its engine has loaded the model)."""
+    started = time.monotonic()
+    said = started
     while not engine.health():
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        left = seconds - (now - started)
+        if left <= 0:
             raise EngineUnavailable(
-                f"the engine at {engine.base_url} did not answer /health within {seconds:.0f} s: "
-                "is `vllm serve` running there, and is --engine-url right?"
+                f"the engine at {engine.shown_url} did not answer /health within {seconds:.0f} s "
+                f"({engine.health_error}): is `vllm serve` running there, and is --engine-url right?"
             )
+        if now - said >= ENGINE_SAY_SECONDS or said == started:
+            log.warning(
+                "the engine at %s does not answer /health (%s): trying again for %.0f s more",
+                engine.shown_url,
+                engine.health_error,
+                left,
+            )
+            said = now
         time.sleep(1.0)
 
 
 def choose_model(engine: OpenAIEngine, model: str | None) -> str:
-    served = engine.served_models()
+    try:
+        served = engine.served_models()
+    except (httpx.HTTPError, ValueError) as exc:  # no /v1/models, or not JSON: not an OpenAI-style server
+        raise EngineUnavailable(
+            f"the engine at {engine.shown_url} answers /health but could not list its models on /v1/models "
+            f"({type(exc).__name__}): is it an OpenAI-compatible server such as `vllm serve`?"
+        ) from None
     if model is None:
         if len(served) != 1:
             raise EngineUnavailable(f"the engine serves {served}: choose one with --model")
         return served[0]
     if model not in served:
         raise EngineUnavailable(
-            f"the engine at {engine.base_url} serves {served}, not {model!r}: check --model"
+            f"the engine at {engine.shown_url} serves {served}, not {model!r}: check --model"
         )
     return model
 
@@ -104,8 +126,8 @@ def run_worker(
     context_length = getattr(engine, "context_length", None)
     node.max_model_len = context_length(model) if context_length else None
     tasks.register(app, node)
-    _register(db, worker_id, queue, model, engine_url, concurrency)
-    metrics.serve(settings.metrics_port)
+    _register(db, worker_id, queue, model, redact(engine_url), concurrency)
+    metrics.serve(settings.metrics_port, settings.metrics_address)
     beating = heartbeat.start(db, node, settings.lease_seconds, settings.heartbeat_seconds)
     watching = node.start_watchdog()
     worker_shutting_down.connect(lambda **_: node.drain(), weak=False)

@@ -857,6 +857,7 @@ class Chaos:
 
         wait_for(injected, "every fault to be injected", 300)
         self.event("faults injected: " + json.dumps(self.proxy.injected))
+
         # From now on every new request hangs (the hung faults' own retries among them); a worker holding
         # such streams is drained once the faults' hung streams have timed out (a drain must not cut one
         # short: its words would go unrecorded).

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from pacore import logs
 from pacore.settings import Settings
-from pacore.store.database import Database, SchemaError
+from pacore.store.database import Database, DatabaseUnreachable, SchemaError
 
 
 class Context:
@@ -28,7 +28,12 @@ class Context:
         """`wait`: a long-running process (scheduler, worker) started while PostgreSQL restarts waits for
         it (up to PACORE_DB_OUTAGE_SECONDS, saying so) instead of exiting."""
         if self._db is None:
-            self._db = Database.from_settings(self.settings, pool_size, pre_ping)
+            try:
+                db = Database.from_settings(self.settings, pool_size, pre_ping)
+                db.check(wait)
+            except DatabaseUnreachable as exc:
+                raise click.ClickException(str(exc)) from None
+            self._db = db
         if require_schema:
             try:
                 if wait:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from pacore.cli.app import Context, main, pass_ctx
-from pacore.cli.options import PROBLEM_FILE, build_config, campaign_options, report_errors
+from pacore.cli.options import PROBLEM_FILE, build_config, campaign_options, engine_url_option, report_errors
 from pacore.core.schedule import parse_tokens
 from pacore.core.vocabulary import CampaignStatus
 from pacore.settings import Settings
@@ -105,16 +105,20 @@ def status(
 
 
 def _watch(obj: Context, campaign: str, interval: float) -> None:
+    """A live panel on a terminal; elsewhere (a log, a pipe) one line per interval."""
+    import sys
     import time
+    from contextlib import nullcontext
 
     from rich.live import Live
 
     from pacore.campaigns.status import UnknownCampaign, live_view
-    from pacore.cli.display import watch_panel
+    from pacore.cli.display import Console, watch_line, watch_panel
 
     samples: list[tuple[float, int]] = []
+    on_terminal = sys.stdout.isatty()
     try:
-        with Live(refresh_per_second=4) as live:
+        with Live(refresh_per_second=4, console=Console()) if on_terminal else nullcontext() as live:
             while True:
                 with obj.db().store() as store:
                     view = live_view(store, campaign)
@@ -123,7 +127,10 @@ def _watch(obj: Context, campaign: str, interval: float) -> None:
                 rate = (s1 - s0) / (t1 - t0) if t1 > t0 else None
                 left = view["projected_tokens_left"]
                 eta = left / rate if rate and left is not None else None
-                live.update(watch_panel(view, rate, eta))
+                if live is not None:
+                    live.update(watch_panel(view, rate, eta))
+                else:
+                    click.echo(watch_line(view, rate, eta))
                 if view["status"] in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
                     return
                 time.sleep(interval)
@@ -264,7 +271,7 @@ def quarantine_lift(obj: Context, campaign: str) -> None:
 @main.command()
 @click.argument("file", type=PROBLEM_FILE)
 @campaign_options
-@click.option("--engine-url", help="The OpenAI-compatible engine. Default: PACORE_ENGINE_URL.")
+@engine_url_option
 @click.option(
     "--workers", type=click.IntRange(1), default=1, show_default=True, help="Worker processes to start."
 )

@@ -1,15 +1,48 @@
-"""Terminal rendering (rich) for status, progress and run summaries. Output only; no queries."""
+"""Terminal rendering (rich) for status, progress and run summaries. Output only; no queries.
+
+Campaign names, problem ids, answers and model messages are the users' and the model's text: the consoles
+here interpret no markup or emoji codes in anything (a name holding `[/b]` is just that text), and every
+control character (a terminal escape sequence, say) is shown escaped, as `\\x1b`, never sent raw."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from rich.console import Console
+from rich import box
+from rich.console import Console as RichConsole
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from pacore.core.vocabulary import RoundStatus, RunStatus
+
+
+def Console(stderr: bool = False) -> RichConsole:  # noqa: N802 - stands in for rich's Console
+    """A console that renders every string as plain text: no markup, emoji codes or highlighting."""
+    return RichConsole(stderr=stderr, markup=False, emoji=False, highlight=False)
+
+
+def clean(value: object) -> str:
+    """Text safe to show on a terminal: control characters escaped (`\\x1b`, `\\n`), the rest as is."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+# Tables that fit 80 columns (a terminal's default, and what rich assumes for a log or a pipe): no
+# vertical rules, single spaces between columns; cells never wrap (a long name is cut with an ellipsis).
+COMPACT: dict[str, Any] = {
+    "box": box.SIMPLE_HEAD,
+    "padding": (0, 1),
+    "collapse_padding": True,
+    "pad_edge": False,
+}
+
+
+def _row(table: Table, *cells: object) -> None:
+    table.add_row(*(clean(c) for c in cells))
 
 
 def _fmt(n: int | None) -> str:
@@ -21,22 +54,14 @@ def status_table(rows: list[dict[str, Any]]) -> None:
     if not rows:
         console.print("no campaigns yet: `pacore submit FILE` creates one")
         return
-    table = Table(title="pacore campaigns")
-    for column in (
-        "campaign",
-        "status",
-        "K",
-        "problems",
-        "runs done",
-        "running",
-        "failed",
-        "tokens",
-        "budget",
-    ):
-        table.add_column(column, overflow="fold")
+    table = Table(title="pacore campaigns", **COMPACT)
+    table.add_column("campaign", no_wrap=True, overflow="ellipsis", min_width=8, ratio=1)
+    for column in ("status", "K", "problems", "done", "running", "failed", "tokens", "budget"):
+        table.add_column(column, no_wrap=True, justify="left" if column in ("status", "K") else "right")
     for c in rows:
         runs = c["runs"]
-        table.add_row(
+        _row(
+            table,
             c["name"],
             c["status"],
             ",".join(map(str, [*c["config"]["rounds"], 1])),
@@ -81,11 +106,12 @@ class Progress:
 
 def run_summary(summary: dict[str, Any]) -> None:
     console = Console()
-    table = Table(title=f"campaign {summary['name']}: {summary['status']}")
+    table = Table(title=clean(f"campaign {summary['name']}: {summary['status']}"), **COMPACT)
     for column in ("problem", "run", "status", "answer", "ground truth", "tokens"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
     for a in summary["answers"]:
-        table.add_row(
+        _row(
+            table,
             a["problem_id"],
             str(a["run"]),
             a["status"],
@@ -102,7 +128,7 @@ def run_summary(summary: dict[str, Any]) -> None:
 def report_table(reports: list[dict[str, Any]]) -> None:
     """Table 1 of the paper: accuracy with TTC (thousands of tokens) per setting, and the baseline."""
     console = Console()
-    table = Table(title="accuracy (pass@1) and test-time compute")
+    table = Table(title="accuracy (pass@1) and test-time compute", **COMPACT)
     for column in (
         "campaign",
         "rounds",
@@ -113,9 +139,10 @@ def report_table(reports: list[dict[str, Any]]) -> None:
         "no answer",
         "runs",
     ):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
     for r in reports:
-        table.add_row(
+        _row(
+            table,
             r["campaign"],
             r["setting"],
             f"{r['accuracy']:.1%}",
@@ -126,13 +153,14 @@ def report_table(reports: list[dict[str, Any]]) -> None:
             f"{r['runs_graded']}/{r['runs']}",
         )
     console.print(table)
-    rounds = Table(title="per round: answer agreement and compaction health")
+    rounds = Table(title="per round: answer agreement and compaction health", **COMPACT)
     for column in ("campaign", "round", "trajectories", "answer agreement", "no message"):
-        rounds.add_column(column)
+        rounds.add_column(column, no_wrap=True, overflow="ellipsis")
     for r in reports:
         for h in r["rounds"]:
             agreement = "-" if h["answer_agreement"] is None else f"{h['answer_agreement']:.1%}"
-            rounds.add_row(
+            _row(
+                rounds,
                 r["campaign"],
                 str(h["round"]),
                 str(h["trajectories"]),
@@ -149,49 +177,69 @@ def watch_panel(view: dict[str, Any], rate: float | None, eta: float | None) -> 
 
     runs, tokens = view["runs"], view["tokens"]
     head = Table.grid(padding=(0, 2))
-    head.add_row(
-        f"[bold]{view['name']}[/] {view['status']}",
+    _row(
+        head,
+        clean(f"{view['name']} {view['status']}"),
         f"runs {runs.get('done', 0)}/{runs['total']} done, {runs.get('running', 0)} running, "
         f"{runs.get('pending', 0)} pending, {runs.get('failed', 0)} failed, "
         f"{runs.get('quarantined', 0)} quarantined, {runs.get('budget_exhausted', 0)} out of budget, "
         f"{runs.get('no_conclusion', 0)} without a conclusion",
     )
     budget = tokens["campaign_budget"]
-    head.add_row(
+    _row(
+        head,
         f"tokens {_fmt(tokens['used'])} used" + (f" of {_fmt(budget)}" if budget else ""),
         f"reserved {_fmt(tokens['reserved'])}, wasted {_fmt(tokens['wasted'])}, prompt {_fmt(tokens['prompt'])}",
     )
     left = view["projected_tokens_left"]
-    head.add_row(
+    _row(
+        head,
         f"throughput {'-' if rate is None else f'{rate:,.0f} tokens/s'}",
         f"projection: {'-' if left is None else _fmt(left)} tokens left"
         + ("" if eta is None else f", about {eta / 60:,.1f} min"),
     )
-    head.add_row(f"workers {view['live_workers']} live", f"{view['live_slots']} generation slots")
-    rounds = Table(title="rounds", expand=False)
+    _row(head, f"workers {view['live_workers']} live", f"{view['live_slots']} generation slots")
+    rounds = Table(title="rounds", expand=False, **COMPACT)
     for column in ("round", *RoundStatus):
-        rounds.add_column(column)
+        rounds.add_column(column, no_wrap=True, overflow="ellipsis")
     for index, counts in sorted(view["rounds_by_index"].items()):
-        rounds.add_row(str(index), *(str(counts.get(s, 0)) for s in RoundStatus))
+        _row(rounds, str(index), *(str(counts.get(s, 0)) for s in RoundStatus))
     return Panel(Group(head, rounds), title="pacore status --watch (Ctrl-C to stop)")
+
+
+def watch_line(view: dict[str, Any], rate: float | None, eta: float | None) -> str:
+    """One line of `pacore status --watch` when its output is not a terminal (a log, a pipe)."""
+    runs, tokens = view["runs"], view["tokens"]
+    return clean(
+        f"{time.strftime('%H:%M:%S')} {view['name']} {view['status']}: runs {runs.get('done', 0)}/{runs['total']} "
+        f"done, {runs.get('running', 0)} running, {runs.get('failed', 0)} failed; tokens {_fmt(tokens['used'])}; "
+        f"{'-' if rate is None else f'{rate:,.0f}'} tokens/s"
+        + ("" if eta is None else f", about {eta / 60:,.1f} min left")
+        + f"; {view['live_workers']} live workers"
+    )
 
 
 def problem_view(detail: dict[str, Any]) -> None:
     console = Console()
     truth = (detail["ground_truth"] or {}).get("answer")
-    console.print(f"[bold]{detail['campaign']}[/] problem {detail['problem_id']} (ground truth: {truth})")
+    console.print(clean(f"{detail['campaign']} problem {detail['problem_id']} (ground truth: {truth})"))
     for run in detail["runs"]:
         console.print(
-            f"run {run['sample']}: {run['status']}, answer {run['answer']}, {_fmt(run['tokens'])} tokens"
-            + (f" ({run['reason']})" if run["reason"] else "")
+            clean(
+                f"run {run['sample']}: {run['status']}, answer {run['answer']}, {_fmt(run['tokens'])} tokens"
+                + (f" ({run['reason']})" if run["reason"] else "")
+            )
         )
         for rnd in run["rounds"]:
-            table = Table(title=f"round {rnd['index']} (K={rnd['k']}, {rnd['status']}): {rnd['plan'] or ''}")
+            table = Table(
+                title=clean(f"round {rnd['index']} (K={rnd['k']}, {rnd['status']}): {rnd['plan'] or ''}")
+            )
             for column in ("#", "status", "attempt", "finish", "tokens", "message", "note"):
-                table.add_column(column, overflow="fold")
+                table.add_column(column, no_wrap=True, overflow="ellipsis")
             for t in rnd["trajectories"]:
                 message = (t["message"] or "")[:80]
-                table.add_row(
+                _row(
+                    table,
                     str(t["index"]),
                     t["status"],
                     str(t["attempt"]),

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from pacore.cli.app import Context, main, pass_ctx
+from pacore.cli.options import engine_url_option
 
 # -- processes --------------------------------------------------------------------------------------
 
@@ -15,14 +16,14 @@ from pacore.cli.app import Context, main, pass_ctx
 @click.option("--concurrency", type=click.IntRange(1), default=4, show_default=True)
 @pass_ctx
 def scheduler(obj: Context, concurrency: int) -> None:
-    """The control worker: chord callbacks and the dispatch tick (Celery beat), on the `control` queue."""
+    """The control worker: chord callbacks, and the dispatch tick that publishes rounds, on the `control` queue."""
     from scheduler.process import run_scheduler
 
     run_scheduler(obj.settings, obj.db(pre_ping=False, wait=True), concurrency)
 
 
 @main.command()
-@click.option("--engine-url", help="The OpenAI-compatible engine. Default: PACORE_ENGINE_URL.")
+@engine_url_option
 @click.option("--model", help="The served model to take work for. Default: the engine's only model.")
 @click.option(
     "--concurrency",

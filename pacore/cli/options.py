@@ -19,6 +19,7 @@ from pacore.core.schedule import (
     parse_rounds,
     parse_tokens,
 )
+from pacore.core.urls import BadURL, engine_root
 from pacore.settings import Settings
 
 
@@ -40,9 +41,39 @@ def _rounds(_ctx: click.Context, param: click.Parameter, value: str | None) -> l
         raise click.BadParameter(str(exc), param=param) from exc
 
 
+def engine_url_option(f: Any) -> Any:
+    """--engine-url: the server root or its `.../v1` base URL, checked at once."""
+
+    def check(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        try:
+            return None if value is None else engine_root(value)
+        except BadURL as exc:
+            raise click.BadParameter(str(exc), param=param) from None
+
+    return click.option(
+        "--engine-url",
+        callback=check,
+        help="The OpenAI-compatible engine: its root or its /v1 base URL. Default: PACORE_ENGINE_URL.",
+    )(f)
+
+
+def _name(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter(
+            "the campaign name is empty: give one, or leave --name out for the file's name"
+        )
+    if any(not c.isprintable() for c in value):
+        raise click.BadParameter(f"the campaign name {value!r} holds control characters: use printable ones")
+    return value
+
+
 def campaign_options(f: Any) -> Any:
     options = [
-        click.option("--name", help="Campaign name (unique). Default: the file name without extension."),
+        click.option(
+            "--name", callback=_name, help="Campaign name (unique). Default: the file name without extension."
+        ),
         click.option("--preset", type=click.Choice(list(PRESETS)), help="low=[4], medium=[16], high=[32,4]."),
         click.option("--rounds", callback=_rounds, help="Custom K per round, e.g. 32,4 (final 1 implicit)."),
         click.option(

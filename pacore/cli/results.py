@@ -116,7 +116,7 @@ def export(obj: Context, campaign: str, output: Path | None, no_grade: bool) -> 
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Archive file. Default: CAMPAIGN.jsonl.gz in the current folder.",
+    help="Archive file. Default: campaign-ID.jsonl.gz (the campaign's id) in the current folder.",
 )
 @click.option("--purge", is_flag=True, help="Then delete the campaign's text from the database.")
 @pass_ctx
@@ -128,9 +128,8 @@ def archive(obj: Context, campaign: str, output: Path | None, purge: bool) -> No
     from pacore.results.archive import ArchiveError
     from pacore.results.archive import archive as write_archive
 
-    path = output or Path(f"{campaign}.jsonl.gz")
     try:
-        done = write_archive(obj.db(), campaign, path, purge)
+        done = write_archive(obj.db(), campaign, output, purge)
     except (UnknownCampaign, ArchiveError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"archived {done.runs} runs of {campaign!r} to {done.path} ({done.bytes:,} bytes)")

@@ -94,13 +94,15 @@ def run_campaign(
 def _start_children(
     db: Database, engine_url: str, model: str, workers: int, concurrency: int, log_dir: Path, name: str
 ) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "PACORE_DATABASE_URL": db.url}
+    # The children find the database as this process did (a PACORE_DATABASE_URL_FILE they read too, or the
+    # URL, which may be the embedded server's), and the engine in their environment: URLs may hold
+    # passwords, which a command line shows to every user of the machine (`ps`).
+    env = {**os.environ, "PACORE_ENGINE_URL": engine_url}
+    if not os.environ.get("PACORE_DATABASE_URL_FILE"):
+        env["PACORE_DATABASE_URL"] = db.url
     cmd = [sys.executable, "-m", "pacore.cli"]
     specs = [("scheduler", [*cmd, "scheduler"])] + [
-        (
-            f"worker-{i}",
-            [*cmd, "worker", "--engine-url", engine_url, "--model", model, "--concurrency", str(concurrency)],
-        )
+        (f"worker-{i}", [*cmd, "worker", "--model", model, "--concurrency", str(concurrency)])
         for i in range(workers)
     ]
     children = []

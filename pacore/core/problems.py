@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_LINE_BYTES = 1_048_576  # one problem; a larger line is reported, never loaded into the database
+MAX_DEPTH = (
+    64  # objects and lists nested deeper are refused (PostgreSQL's jsonb and Python's parser have limits)
+)
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, which some editors write at the start of a file
 _OFFICIAL_KEYS = {"id", "messages", "ground_truth", "category"}
 _SHORTHAND_KEYS = {"id", "problem", "answer", "category"}
 
@@ -42,6 +46,8 @@ def parse_line(raw: bytes, line: int, ordinal: int | None = None) -> Problem | L
         return LineError(
             line, f"line is {len(raw):,} bytes, over the {MAX_LINE_BYTES:,}-byte limit per problem"
         )
+    if line == 1 and raw.startswith(BOM):
+        raw = raw[len(BOM) :]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -49,15 +55,59 @@ def parse_line(raw: bytes, line: int, ordinal: int | None = None) -> Problem | L
     if not text.strip():
         return None
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as exc:
         return LineError(line, f"not valid JSON ({exc.msg} at column {exc.colno})")
+    except RecursionError:
+        return LineError(line, f"nested deeper than {MAX_DEPTH} levels: a problem is a flat object")
+    except ValueError as exc:
+        return LineError(line, str(exc))
     if not isinstance(obj, dict):
         return LineError(line, f"expected a JSON object, got {type(obj).__name__}")
     try:
+        _storable(obj, "", 1)
         return _problem(obj, line, line - 1 if ordinal is None else ordinal)
     except ValueError as exc:
         return LineError(line, str(exc))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(
+        f"holds {name}, which is not a JSON number: write the value as a string, or leave it out"
+    )
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"holds the number {text}, too large for a float: write it as a string")
+    return value
+
+
+def _storable(value: Any, where: str, depth: int) -> None:
+    """Every string (keys too) is text PostgreSQL can store: no NUL character, no lone surrogate (half
+    of a UTF-16 pair, which no UTF-8 text can hold); nothing nested deeper than MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        raise ValueError(
+            f"nested deeper than {MAX_DEPTH} levels (at {where or 'the top'}): a problem is a flat object"
+        )
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(
+                f"{where or 'a value'} holds a NUL character (\\u0000), which PostgreSQL cannot store: remove it"
+            )
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            raise ValueError(
+                f"{where or 'a value'} holds a lone surrogate (half of a UTF-16 pair, \\ud800-\\udfff): "
+                "the text is damaged; write the character itself"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, f"the key {key[:40]!r}" if isinstance(key, str) else where, depth)
+            _storable(item, f"{where}.{key}" if where else str(key), depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _storable(item, f"{where}[{i}]", depth + 1)
 
 
 def _problem(obj: dict[str, Any], line: int, ordinal: int) -> Problem:

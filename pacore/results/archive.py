@@ -33,11 +33,14 @@ class Archived:
     purged_trajectories: int | None
 
 
-def archive(db: Database, name: str, path: Path, purge: bool) -> Archived:
+def archive(db: Database, name: str, path: Path | None, purge: bool) -> Archived:
+    """`path` None: `campaign-ID.jsonl.gz` in the current folder, named from the campaign's id, never its
+    name (a name like `../../x` must not choose where a file is written)."""
     with db.store() as store:
         campaign = find_campaign(store, name)
         campaign_id, status = campaign.id, campaign.status
         archived_to, purged_at = store.archive_state(campaign_id)
+    path = path or Path(f"campaign-{campaign_id}.jsonl.gz")
     if status not in FINISHED:
         raise ArchiveError(
             f"campaign {name!r} is {status}: only a finished campaign (done or cancelled) can be archived"

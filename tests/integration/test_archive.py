@@ -56,3 +56,18 @@ def test_archive_refuses_an_unfinished_campaign_and_an_existing_file(fleet: Flee
     refused = fleet.pacore("archive", "slowarch", "--output", str(taken))
     assert refused.returncode != 0 and "exists: choose another output file" in refused.stderr
     assert taken.read_text() == "keep me"
+
+
+def test_the_default_archive_file_is_named_from_the_id_never_from_the_name(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    problems = tmp_path / "named.jsonl"
+    problems.write_text(json.dumps({"id": "n", "problem": "a problem"}) + "\n")
+    campaign_id = fleet.submit(problems, "--preset", "low", "--name", "../../escaped")["campaign_id"]
+    fleet.wait_finished("../../escaped")
+    here = tmp_path / "a" / "b"
+    here.mkdir(parents=True)
+    done = fleet.pacore("archive", "../../escaped", cwd=here)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in here.iterdir()) == [f"campaign-{campaign_id}.jsonl.gz"]
+    assert not list(tmp_path.glob("escaped*")), "nothing written where the name points"

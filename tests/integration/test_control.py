@@ -168,6 +168,8 @@ def test_watch_follows_a_campaign_to_its_end_and_a_problem_shows_its_trajectorie
     )
     assert watch.returncode == 0, watch.stderr
     assert "watched" in watch.stdout and "runs 2/2 done" in watch.stdout and "tokens/s" in watch.stdout
+    lines = watch.stdout.splitlines()  # not on a terminal: a line per interval, no redrawn panel
+    assert len(lines) >= 2 and all(" watched " in line and "tokens/s" in line for line in lines), lines
     detail = json.loads(fleet.pacore("status", "watched", "watched0", "--json").stdout)
     assert detail["problem_id"] == "watched0" and len(detail["runs"]) == 1
     rounds = detail["runs"][0]["rounds"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from pathlib import Path
 
@@ -52,3 +53,20 @@ def test_worker_and_scheduler_metrics_agree_with_the_rows(fake_fleet, fake_engin
     assert worker["pacore_active_generations"] == 0
     assert scheduler["pacore_round_hop_seconds_count"] == 3, "one hop per run, round 1 to round 2"
     assert scheduler['pacore_admission{kind="capacity"}'] == 4
+    assert listening_on(worker_port) == listening_on(scheduler_port) == ["127.0.0.1"], "this host only"
+
+
+def listening_on(port: int) -> list[str]:
+    """The addresses a TCP socket listens on `port`, as the kernel lists them (/proc/net/tcp, tcp6)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.append(
+                    socket.inet_ntop(socket.AF_INET, bytes.fromhex(address)[::-1])
+                    if len(address) == 8
+                    else address
+                )
+    return found

@@ -109,3 +109,35 @@ def wait_for(url: str, sql: str, at_least: int, timeout: float = 60) -> int:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{sql} stayed below {at_least}")
+
+
+def test_run_reads_the_database_url_from_a_file_and_takes_the_engines_v1_base_url(
+    database_url: str, tmp_path: Path
+) -> None:
+    """PACORE_DATABASE_URL_FILE works with `run` (its children read the same file), and --engine-url may be
+    the OpenAI base URL."""
+    path = write_problems(tmp_path / "filed.jsonl", ["One?"])
+    url_file = tmp_path / "database_url"
+    url_file.write_text(database_url + "\n")
+    with FakeEngine() as engine:
+        result = subprocess.run(
+            [
+                pacore_executable(),
+                "run",
+                str(path),
+                "--preset",
+                "low",
+                "--engine-url",
+                engine.url + "/v1",
+                "--json",
+            ],
+            env=pacore_env(PACORE_DATABASE_URL_FILE=str(url_file), PACORE_DATA_DIR=str(tmp_path / "home")),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["runs"] == {"total": 1, "done": 1}
+    assert len(engine.requests) == 5  # four trajectories and the final one, all at /v1/chat/completions
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM campaign WHERE name = 'filed'").fetchone() == (1,)

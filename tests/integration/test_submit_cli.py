@@ -72,7 +72,7 @@ def test_options_are_stored_in_the_campaign_config(cli) -> None:
     assert (config["problem_budget"], config["campaign_budget"]) == (2_000_000, 500_000)
 
 
-def five_bad_among_hundred_good(path: Path) -> tuple[Path, list[int]]:
+def bad_among_hundred_good(path: Path) -> tuple[Path, list[int]]:
     good = [json.dumps({"id": f"p{i}", "problem": f"What is {i}+{i}?", "answer": 2 * i}) for i in range(100)]
     bad = [
         "{oops",
@@ -80,33 +80,37 @@ def five_bad_among_hundred_good(path: Path) -> tuple[Path, list[int]]:
         '{"id": "x2", "messages": [{"role": "bot", "content": "Q"}]}',
         "[]",
         '{"id": "p3", "problem": "dup"}',
+        # what once made a traceback and aborted the whole file, even with --skip-invalid (issue #15)
+        '{"id": "x3", "problem": "Q\\u0000"}',
+        '{"id": "x4", "problem": "Q \\udc00"}',
+        '{"id": "x5", "problem": "Q", "deep": ' + "[" * 50_000 + "]" * 50_000 + "}",
     ]
     lines, bad_numbers = [], []
     for i, line in enumerate(good):
         lines.append(line)
-        if i % 20 == 10:
+        if i % 12 == 10:
             lines.append(bad[len(bad_numbers)])
             bad_numbers.append(len(lines))
     path.write_text("\n".join(lines) + "\n")
     return path, bad_numbers
 
 
-def test_five_bad_lines_reject_the_file_and_write_nothing(cli, database_url, tmp_path) -> None:
-    path, bad = five_bad_among_hundred_good(tmp_path / "mixed.jsonl")
+def test_bad_lines_reject_the_file_and_write_nothing(cli, database_url, tmp_path) -> None:
+    path, bad = bad_among_hundred_good(tmp_path / "mixed.jsonl")
     result = cli("submit", str(path))
     assert result.returncode != 0
     for number in bad:
         assert f"line {number}:" in result.stderr, result.stderr
-    assert "5 invalid line(s); nothing was submitted" in result.stderr
+    assert "8 invalid line(s); nothing was submitted" in result.stderr
     assert counts(database_url) == (0, 0, 0)
 
 
 def test_skip_invalid_submits_the_good_and_reports_the_bad(cli, database_url, tmp_path) -> None:
-    path, bad = five_bad_among_hundred_good(tmp_path / "mixed.jsonl")
+    path, bad = bad_among_hundred_good(tmp_path / "mixed.jsonl")
     result = cli("submit", str(path), "--skip-invalid", "--samples", "2", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["problems"] == 100 and json.loads(result.stdout)["runs"] == 200
-    assert all(f"line {n}:" in result.stderr for n in bad) and "skipped 5 invalid line(s)" in result.stderr
+    assert all(f"line {n}:" in result.stderr for n in bad) and "skipped 8 invalid line(s)" in result.stderr
     assert counts(database_url) == (1, 100, 200)
 
 
@@ -170,6 +174,9 @@ def test_existing_name_says_how_to_inspect_or_resume(cli, database_url) -> None:
         (["--rounds", ",".join(["2"] * 65)], "65 rounds, more than the 64 pacore runs"),
         (["--pool", "100000"], "Invalid value for '--pool'"),
         (["--seed", str(2**64)], "Invalid value for '--seed'"),
+        (["--name", ""], "the campaign name is empty"),
+        (["--name", "  "], "the campaign name is empty"),
+        (["--name", "run\x1b[2J"], "holds control characters"),
     ],
 )
 def test_bad_options(cli, database_url, args, message) -> None:
@@ -189,3 +196,22 @@ def test_a_database_without_schema_says_to_upgrade(cli, make_database) -> None:
 def test_unknown_campaign(cli) -> None:
     result = cli("status", "nope")
     assert result.returncode == 1 and "no campaign named 'nope'" in result.stderr
+
+
+def test_user_text_is_shown_as_text_never_as_markup_or_terminal_escapes(cli, tmp_path) -> None:
+    """A name holding rich markup once crashed `pacore status` for every campaign; escapes reached the TTY."""
+    path = tmp_path / "hostile.jsonl"
+    path.write_text(
+        json.dumps({"id": "p[/b]\u001b[2J", "problem": "What is [red]1+1[/red]?", "answer": "2"}) + "\n"
+    )
+    name = "[/b]camp[red]aign"
+    submitted = cli("submit", str(path), "--name", name)
+    assert submitted.returncode == 0, submitted.stderr
+    listed = cli("status")
+    assert listed.returncode == 0, listed.stderr
+    assert name in listed.stdout, listed.stdout
+    one = cli("status", name, "p[/b]\u001b[2J")
+    assert one.returncode == 0, one.stderr
+    assert "p[/b]\\x1b[2J" in one.stdout, one.stdout  # the escape shown, escaped
+    for said in (listed, one, submitted):
+        assert "\x1b" not in said.stdout + said.stderr

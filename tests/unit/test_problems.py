@@ -89,6 +89,16 @@ MALFORMED = [
     ),
     (b'{"id": "a", "problem": "Q", "messages": [{"role": "user", "content": "Q"}]}', "has both"),
     (b"\xff\xfe\x00garbage", "not UTF-8"),
+    # text PostgreSQL cannot store, numbers JSON has not, nesting no problem needs (issue #15)
+    (b'{"id": "a", "problem": "Q\\u0000"}', "problem holds a NUL character (\\u0000)"),
+    (b'{"id": "a", "problem": "Q", "note\\u0000": 1}', "the key 'note\\x00' holds a NUL character"),
+    (b'{"id": "a", "problem": "Q \\ud835"}', "problem holds a lone surrogate"),
+    (b'{"id": "a", "problem": "Q", "answer": NaN}', "holds NaN, which is not a JSON number"),
+    (b'{"id": "a", "problem": "Q", "answer": -Infinity}', "holds -Infinity, which is not a JSON number"),
+    (b'{"id": "a", "problem": "Q", "answer": 1e400}', "holds the number 1e400, too large for a float"),
+    (b'{"id": "a", "problem": "Q", "x": ' + b"[" * 65 + b"]" * 65 + b"}", "nested deeper than 64 levels"),
+    (b'{"id": "a", "problem": "Q", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested deeper than 64"),
+    (b'\xef\xbb\xbf{"id": "a", "problem": "Q"}', "not valid JSON"),  # a byte-order mark past line 1
 ]
 
 
@@ -97,6 +107,17 @@ def test_malformed_lines_are_reported_with_their_reason(raw: bytes, reason: str)
     error = parse_line(raw, 12)
     assert isinstance(error, LineError) and error.line == 12
     assert reason in error.reason, error.reason
+
+
+def test_a_byte_order_mark_at_the_start_of_the_file_is_accepted() -> None:
+    problem = parse_line(b'\xef\xbb\xbf{"id": "a", "problem": "Q", "answer": 2.5}', 1)
+    assert isinstance(problem, Problem) and problem.external_id == "a"
+    assert problem.ground_truth == {"answer": "2.5"}
+
+
+def test_a_surrogate_pair_is_one_character_and_passes() -> None:
+    problem = parse_line(b'{"id": "a", "problem": "\\ud835\\udc31 = 2"}', 1)
+    assert isinstance(problem, Problem) and problem.messages[0]["content"] == "\U0001d431 = 2"
 
 
 def test_blank_lines_are_not_problems() -> None:
