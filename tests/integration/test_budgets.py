@@ -5,6 +5,7 @@ and grants (8) so that a few problems exercise every branch of the policy and re
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -194,16 +195,23 @@ def test_a_lowered_budget_takes_back_what_runs_hold_unreserved(budget_fleet: Fle
         "SELECT EXISTS (SELECT 1 FROM run r JOIN campaign c ON c.id = r.campaign_id WHERE c.name = 'lowered' "
         "AND r.tokens_granted > r.tokens_used + r.tokens_reserved)"
     )
-    assert budget_fleet.pacore("budget", "lowered", "--campaign-budget", "30").returncode == 0
+    lowered = budget_fleet.pacore("budget", "lowered", "--campaign-budget", "30")
+    assert lowered.returncode == 0, lowered.stderr
+    # what the campaign had used and what its runs' trajectories held at the edit, as the command saw them
+    at_edit = re.search(r"\(([\d,]+) used, ([\d,]+) reserved\)", lowered.stdout)
+    assert at_edit, lowered.stdout
+    used_at_edit, held_at_edit = (int(v.replace(",", "")) for v in at_edit.groups())
     ((free, held, c_reserved),) = budget_fleet.query(
         "SELECT r.tokens_granted - r.tokens_used - r.tokens_reserved, r.tokens_reserved, c.tokens_reserved "
         "FROM run r JOIN campaign c ON c.id = r.campaign_id WHERE c.name = 'lowered'"
     )
     assert free == 0 and c_reserved >= held, "only the blocks trajectories hold stay reserved"
     status = budget_fleet.wait_finished("lowered")
-    # after a lowering, usage stays within the new budget, or within what the run had used and held at the
-    # edit when that was more (the campaign's reservation right after it: the run's usage and held blocks)
-    assert status["tokens"]["used"] <= max(30, c_reserved) and status["tokens"]["reserved"] == 0
+    # After a lowering, usage stays within the new budget, or within what was used and held at the edit
+    # when that was more: the blocks trajectories held may still be spent (README, `pacore budget`). The
+    # edit may land mid-round or between rounds, as the stream's timing has it.
+    assert status["tokens"]["used"] <= max(30, used_at_edit + held_at_edit)
+    assert status["tokens"]["reserved"] == 0
 
 
 def test_runs_short_of_a_shared_budget_wait_and_end_only_when_none_can_go_on(
