@@ -27,18 +27,26 @@ def _url() -> str:
     return resolve_url(Settings())
 
 
+# Two `pacore db upgrade` (or first commands) at once: the second waits for the first's transaction, then
+# finds the schema where the first left it. The key is pacore's own (the bytes of "pacore" as an integer).
+MIGRATION_LOCK = int.from_bytes(b"pacore", "big")
+
+
+def _migrate(connection: object) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata, include_name=_include_name)
+    with context.begin_transaction():
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")  # type: ignore[attr-defined]
+        context.run_migrations()
+
+
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is not None:
-        context.configure(connection=connectable, target_metadata=target_metadata, include_name=_include_name)
-        with context.begin_transaction():
-            context.run_migrations()
+        _migrate(connectable)
         return
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, include_name=_include_name)
-        with context.begin_transaction():
-            context.run_migrations()
+        _migrate(connection)
     engine.dispose()
 
 

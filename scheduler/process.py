@@ -14,8 +14,11 @@ import threading
 import time
 
 from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pacore import metrics
+from pacore.core.urls import redact
 from pacore.settings import Settings
 from pacore.store.database import Database
 from scheduler.admission import Admission
@@ -26,9 +29,14 @@ from scheduler.tasks import dispatch_tick, register
 log = logging.getLogger("pacore.scheduler")
 
 
+BROKER_SAY_SECONDS = 30  # while the broker cannot be reached, the ticker says so this often
+
+
 def tick_forever(app: Celery, settings: Settings, stop: threading.Event) -> None:
     reconciler = Reconciler(app)
     next_reconcile = 0.0
+    broker_down_since: float | None = None
+    said = 0.0
     while not stop.wait(settings.dispatch_interval):
         try:
             dispatch_tick(app)
@@ -37,6 +45,24 @@ def tick_forever(app: Celery, settings: Settings, stop: threading.Event) -> None
                 with runtime(app).db.store() as store:
                     metrics.refresh_campaign_gauges(store)
                 next_reconcile = time.monotonic() + settings.reconcile_interval
+            if broker_down_since is not None:
+                log.warning(
+                    "the broker is back after %.0f s: dispatching again", time.monotonic() - broker_down_since
+                )
+                broker_down_since = None
+        except (KombuOperationalError, RedisConnectionError) as exc:  # one line, not a traceback a second
+            now = time.monotonic()
+            if broker_down_since is None:
+                broker_down_since = now
+            if now - said >= BROKER_SAY_SECONDS:
+                log.error(
+                    "cannot reach the broker at %s (%s): is Redis running, and is PACORE_BROKER_URL right? "
+                    "Dispatching waits for it (for %.0f s so far)",
+                    redact(app.conf.broker_url or ""),
+                    str(exc).splitlines()[0][:200],
+                    now - broker_down_since,
+                )
+                said = now
         except Exception:  # a failed pass is retried by the next one; the thread must not die
             log.exception("scheduler tick failed")
 

@@ -131,7 +131,7 @@ def run_worker(
     beating = heartbeat.start(db, node, settings.lease_seconds, settings.heartbeat_seconds)
     watching = node.start_watchdog()
     worker_shutting_down.connect(lambda **_: node.drain(), weak=False)
-    _gate_on_engine_health(app, node, model, queue, settings.engine_health_seconds)
+    _gate_on_engine_health(app, db, node, model, queue, settings.engine_health_seconds)
     log.info("worker %s consuming %s with %d concurrent generations", worker_id, queue, concurrency)
     try:
         consume(app, queue, concurrency, "gen", settings.log_level)
@@ -154,9 +154,20 @@ def engine_serves(engine: Engine, model: str) -> bool:
         return False
 
 
-def _gate_on_engine_health(app: Celery, node: Node, model: str, queue: str, every: float) -> None:
+def _gate_on_engine_health(
+    app: Celery, db: Database, node: Node, model: str, queue: str, every: float
+) -> None:
     """A consumer step: poll the engine; when it goes, stop consuming and make the running generations
-    hand back; when it comes back, consume again."""
+    hand back; when it comes back, consume again. The worker's registry row says which (`pacore status`
+    and `pacore fleet` show engines that are down)."""
+
+    def registered(up: bool) -> None:
+        try:
+            with db.store() as store:
+                store.set_worker_engine(node.worker_id, up)
+        except Exception:  # the database may be restarting: the gate's own work comes first
+            log.exception("could not record the engine's state in the worker registry")
+
 
     class EngineGate(bootsteps.StartStopStep):
         requires = {"celery.worker.consumer.tasks:Tasks"}
@@ -179,10 +190,12 @@ def _gate_on_engine_health(app: Celery, node: Node, model: str, queue: str, ever
                     log.error("the engine stopped answering (%s): handing back, not consuming %s", why, queue)
                     node.engine_lost.set()
                     consumer.call_soon(consumer.cancel_task_queue, queue)
+                    registered(False)
                 elif healthy and node.engine_lost.is_set():
                     log.warning("the engine is back: consuming %s again", queue)
                     node.engine_lost.clear()
                     consumer.call_soon(consumer.add_task_queue, queue)
+                    registered(True)
 
     app.steps["consumer"].add(EngineGate)
 

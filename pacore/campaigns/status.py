@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pacore.core.vocabulary import RunStatus
+from pacore.campaigns.fleet import waiting_note
+from pacore.core.vocabulary import CampaignStatus, RunStatus
 from pacore.store.campaigns import CampaignRow, LiveTokens
+from pacore.store.fleet import ModelFleet
 from pacore.store.store import Store
 
 
@@ -32,9 +34,12 @@ def summaries(store: Store, name: str | None = None) -> list[dict[str, Any]]:
     trajectories = store.trajectory_status_counts(ids)
     live = store.live_tokens(ids)
     decisions = budget_decisions(store, ids)
+    fleet = store.fleet_by_model()
+    expired = store.expired_leases(ids)
     return [
         _summary(c, problems.get(c.id, 0), runs[c.id], trajectories[c.id], live.get(c.id))
         | {"budget_decisions": decisions.get(c.id, {})}
+        | _fleet_view(c, fleet, expired.get(c.id))
         | ({"pool_runs": {"total": sum(pools[c.id].values()), **pools[c.id]}} if pools[c.id] else {})
         for c in campaigns
     ]
@@ -89,6 +94,31 @@ def _summary(
         },
         "config": c.config,
     }
+
+
+def _fleet_view(c: CampaignRow, fleet: list[ModelFleet], expired: tuple[int, float] | None) -> dict[str, Any]:
+    """The live fleet of the campaign's model, why an active campaign waits for it (None: it does not),
+    and its trajectories whose worker stopped beating (the reconciler re-drives them)."""
+    model = c.config["model"]
+    entry = next((f for f in fleet if f.model == model), None)
+    active = c.status not in (CampaignStatus.DONE, CampaignStatus.CANCELLED)
+    return {
+        "model": model,
+        "fleet": {
+            "live_workers": entry.workers if entry else 0,
+            "slots": entry.slots if entry else 0,
+            "engines_down": entry.engines_down if entry else 0,
+        },
+        "waiting_for": waiting_note(model, fleet) if active else None,
+        "leases_expired": {"trajectories": expired[0], "oldest_seconds": round(expired[1], 1)}
+        if expired
+        else None,
+    }
+
+
+def fleet_models(store: Store) -> list[dict[str, Any]]:
+    """The live fleet per served model, for `pacore status`."""
+    return [vars(f) for f in store.fleet_by_model()]
 
 
 def problem_detail(store: Store, name: str, problem_id: str) -> dict[str, Any]:
@@ -151,15 +181,14 @@ def live_view(store: Store, name: str) -> dict[str, Any]:
     workers, tokens settled so far (for throughput), and a projection of tokens to finish."""
     summary = summaries(store, name)[0]
     cid = summary["id"]
-    workers, slots = store.live_workers_of_model(summary["config"]["model"])
     finished, mean_tokens = store.finished_run_cost(cid)
     runs = summary["runs"]
     left = runs.get(RunStatus.PENDING, 0) + runs.get(RunStatus.RUNNING, 0)
     return {
         **summary,
         "rounds_by_index": store.rounds_by_index_and_status(cid),
-        "live_workers": workers,
-        "live_slots": slots,
+        "live_workers": summary["fleet"]["live_workers"],
+        "live_slots": summary["fleet"]["slots"],
         "settled_tokens": store.settled_tokens(cid),
         # Finished runs so far say what a run costs; the runs left will cost about as much.
         "projected_tokens_left": int(left * mean_tokens) if finished else None,

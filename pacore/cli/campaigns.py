@@ -23,19 +23,29 @@ from pacore.settings import Settings
 @pass_ctx
 def submit(obj: Context, file: Path, as_json: bool, **opts: Any) -> None:
     """Turn a JSONL problem file into a campaign (problems and runs; the scheduler does the rest)."""
+    from pacore.campaigns.fleet import ModelChoiceError, choose_model
     from pacore.campaigns.submit import SubmitError
     from pacore.campaigns.submit import submit as do_submit
 
+    db = obj.db()
+    with db.store() as store:
+        fleet = store.fleet_by_model()
+    try:
+        opts["model"], note = choose_model(opts["model"], fleet, obj.settings.model)
+    except ModelChoiceError as exc:
+        raise click.UsageError(str(exc)) from None
     config = build_config(obj.settings, opts)
     name = opts["name"] or file.stem
     try:
-        done = do_submit(obj.db(), file, name, config, opts["skip_invalid"])
+        done = do_submit(db, file, name, config, opts["skip_invalid"])
     except SubmitError as exc:
         report_errors(exc.errors, file)
         raise click.ClickException(str(exc)) from exc
     report_errors(done.skipped, file)
     if done.skipped:
         click.echo(f"{file}: skipped {len(done.skipped)} invalid line(s)", err=True)
+    if note:
+        click.echo(f"campaign {done.name!r}: {note}", err=True)
     result = {
         "campaign_id": done.campaign_id,
         "name": done.name,
@@ -91,17 +101,20 @@ def status(
 
             problem_view(detail)
         return
+    from pacore.campaigns.status import fleet_models
+
     try:
         with obj.db().store() as store:
             rows = summaries(store, campaign)
+            fleet = fleet_models(store)
     except UnknownCampaign as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps(rows[0] if campaign else {"campaigns": rows}))
+        click.echo(json.dumps(rows[0] if campaign else {"campaigns": rows, "fleet": fleet}))
         return
     from pacore.cli.display import status_table
 
-    status_table(rows)
+    status_table(rows, fleet, obj.settings.reconcile_interval)
 
 
 def _watch(obj: Context, campaign: str, interval: float) -> None:
@@ -317,6 +330,15 @@ def run(
     except RunError as exc:
         report_errors(exc.errors, file)
         raise click.ClickException(str(exc)) from exc
+    if any(a["ground_truth"] is not None for a in summary["answers"]):  # graded as `pacore report` does
+        from pacore.results.report import campaign_report
+
+        with database.store() as store:
+            graded = campaign_report(store, summary["name"])
+        summary["accuracy"] = {
+            k: graded[k]
+            for k in ("accuracy", "accuracy_ci95", "majority_vote_accuracy", "problems", "runs_graded")
+        }
     if as_json:
         click.echo(json.dumps(summary))
     else:

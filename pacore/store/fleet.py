@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pacore.store.base import StoreBase
+
+LIVE_SECONDS = 60  # a worker whose heartbeat is older is not counted live
+
+
+@dataclass(frozen=True)
+class ModelFleet:
+    model: str
+    workers: int  # live, taking work
+    slots: int  # their generation slots
+    engines_down: int  # live workers whose engine does not answer (they take no work)
 
 
 class FleetQueries(StoreBase):
@@ -19,6 +31,18 @@ class FleetQueries(StoreBase):
             "concurrency": concurrency,
         }
         self.execute("register_worker", params)
+
+    def set_worker_engine(self, worker_id: str, up: bool) -> None:
+        self.execute("set_worker_engine", {"id": worker_id, "status": "up" if up else "engine_down"})
+
+    def fleet_by_model(self) -> list[ModelFleet]:
+        rows = self.execute("fleet_by_model", {"stale": LIVE_SECONDS}).all()
+        return [ModelFleet(r.model, int(r.workers), int(r.slots), int(r.engines_down)) for r in rows]
+
+    def expired_leases(self, ids: list[int]) -> dict[int, tuple[int, float]]:
+        """Per campaign: running trajectories whose lease ran out, and the oldest one's wait in seconds."""
+        rows = self.execute("expired_leases", {"ids": ids}).all()
+        return {r.campaign_id: (int(r.trajectories), float(r.waited)) for r in rows}
 
     def mark_worker_down(self, worker_id: str) -> None:
         self.execute("mark_worker_down", {"id": worker_id})

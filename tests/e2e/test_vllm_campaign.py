@@ -160,5 +160,9 @@ def test_report_grades_against_the_ground_truth_and_plots(campaign, vllm_fleet, 
     import matplotlib.image
 
     assert matplotlib.image.imread(plot).shape[2] in (3, 4)
-    assert set(out["plot"]) == {"PaCoRe", "majority vote (round 1)"}
-    assert out["plot"]["PaCoRe"] == [[report["ttc_mean"] / 1000, report["accuracy"] * 100, "aime-low"]]
+    assert set(out["plot"]) == {"PaCoRe", "majority@K1 (round 1)"}
+    ci = report["accuracy_ci95"]
+    assert out["plot"]["PaCoRe"] == [[report["ttc_mean"] / 1000, report["accuracy"] * 100, "4,1", ci]]
+    # the interval is over problems: it holds the mean, within the extremes a problem can have
+    assert 0 <= ci[0] <= report["accuracy"] <= ci[1] <= 1
+    assert out["plot"]["majority@K1 (round 1)"][0][2] == "K1=4"

@@ -17,6 +17,7 @@ def test_archive_writes_the_export_compressed_then_purges_only_the_text(fleet: F
     fleet.submit(problems, "--preset", "low")
     before = fleet.wait_finished("arch")
     exported = fleet.pacore("export", "arch").stdout.splitlines()
+    reported = json.loads(fleet.pacore("report", "arch", "--json").stdout)["campaigns"][0]
 
     out = tmp_path / "arch.jsonl.gz"
     done = fleet.pacore("archive", "arch", "--output", str(out), "--purge")
@@ -37,6 +38,16 @@ def test_archive_writes_the_export_compressed_then_purges_only_the_text(fleet: F
     assert after["runs"] == before["runs"] and after["tokens"] == before["tokens"], "counts and tokens stay"
     answers = fleet.query("SELECT count(*) FROM run WHERE campaign_id = %s AND answer IS NOT NULL", cid)[0][0]
     assert answers == 3
+
+    # the report computes what the kept rows allow, and says what it cannot
+    purged = json.loads(fleet.pacore("report", "arch", "--json").stdout)["campaigns"][0]
+    kept = ("accuracy", "accuracy_ci95", "no_answer_rate", "ttc_mean", "ttc_quantiles", "runs_graded")
+    assert {k: purged[k] for k in kept} == {k: reported[k] for k in kept}
+    assert reported["majority_vote_accuracy"] is not None and reported["rounds"]
+    assert purged["majority_vote_accuracy"] is None and purged["rounds"] == []
+    assert f"purged after archiving to {out}" in purged["text_purged"]
+    human = fleet.pacore("report", "arch")
+    assert human.returncode == 0 and "the majority vote and the per-round health need it" in human.stdout
 
     again = fleet.pacore("archive", "arch", "--output", str(tmp_path / "again.jsonl.gz"))
     assert again.returncode != 0 and "its text purged: that file is its archive" in again.stderr

@@ -80,7 +80,7 @@ def test_an_engine_given_by_its_v1_base_url_with_a_password_works_and_the_passwo
             fleet.submit(problems, "--preset", "low")
             assert fleet.wait_finished("v")["runs"] == {"total": 1, "done": 1}
             registered = fleet.query("SELECT engine_url FROM worker")
-            outputs = [fleet.pacore("fleet"), fleet.pacore("status")]
+            outputs = [fleet.pacore("status"), fleet.pacore("status", "v")]
     # the run finished: its requests reached /v1/chat/completions, not /v1/v1/...
     assert registered == [(engine.url.replace("http://", "http://pacore:***@"),)]
     texts = [path.read_text(errors="replace") for path in logs.glob("*.log")]

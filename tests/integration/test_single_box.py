@@ -49,6 +49,12 @@ def test_run_on_the_embedded_default_solves_and_summarises(tmp_path: Path) -> No
     assert all(a["answer"].isdigit() and a["tokens"] == 5 * 7 for a in summary["answers"])
     assert len(engine.requests) == 4 * 5
     assert "submitted campaign 'few'" in result.stderr
+    # graded against the ground truth ("3"): pass@1 per problem, then over problems
+    right = {
+        q: [a["answer"] == "3" for a in summary["answers"] if a["problem_id"] == q] for q in ("q0", "q1")
+    }
+    expected = sum(sum(v) / len(v) for v in right.values()) / 2
+    assert summary["accuracy"]["accuracy"] == expected and summary["accuracy"]["runs_graded"] == 4
 
 
 def test_an_interrupted_run_resumes_and_regenerates_nothing_finished(

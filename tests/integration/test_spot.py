@@ -182,8 +182,14 @@ def test_a_dead_engine_stops_its_worker_without_failing_anything(
         slow_campaign(fleet, tmp_path, "dies", "PACE60 LONG40", problems=2)
         fleet.until("SELECT count(DISTINCT trajectory_id) >= 4 FROM chunk")
         private_engine.go_down(4)
+
+        def engine_down_shown() -> bool:
+            return json.loads(fleet.pacore("status", "dies", "--json").stdout)["fleet"]["engines_down"] == 1
+
+        wait_until(engine_down_shown, "status to show the worker's engine down", 10)
         fleet.until("SELECT count(*) >= 4 FROM attempt WHERE outcome IN ('engine_lost', 'returned')")
         status = fleet.wait_finished("dies", timeout=120)
+        assert status["fleet"] == {"live_workers": 1, "slots": 4, "engines_down": 0}, "its engine is back"
         assert status["runs"] == {"total": 2, "done": 2}
         assert fleet.query("SELECT count(*) FROM attempt WHERE outcome = 'failed'")[0][0] == 0
         assert_counted_once(fleet, status, 45)

@@ -81,11 +81,6 @@ ORDER BY run.sample, r.index, rt.position;
 SELECT r.index, r.status, count(*) FROM round r JOIN run ON run.id = r.run_id
 WHERE run.campaign_id = :c GROUP BY 1, 2 ORDER BY 1;
 
--- name: live_workers_of_model
--- Live workers serving a model, and their generation slots.
-SELECT count(*) AS workers, coalesce(sum(concurrency), 0) AS slots FROM worker
-WHERE status = 'up' AND heartbeat_at > now() - interval '60 seconds' AND model = :m;
-
 -- name: finished_run_cost
 -- How many runs of a campaign finished (done, without a conclusion, or out of budget) and their mean tokens.
 SELECT count(*) AS runs, coalesce(avg(tokens_used), 0) AS mean_tokens FROM run

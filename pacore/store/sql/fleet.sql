@@ -17,3 +17,26 @@ RETURNING t.id;
 -- name: touch_worker
 -- A heartbeat keeps the worker's row fresh.
 UPDATE worker SET heartbeat_at = now() WHERE id = :worker;
+
+-- name: set_worker_engine
+-- A worker's health gate saw its engine go (engine_down: it takes no work) or come back (up).
+UPDATE worker SET status = :status WHERE id = :id AND status IN ('up', 'engine_down');
+
+-- name: fleet_by_model
+-- The live fleet per served model: workers with a fresh heartbeat, their generation slots, and those whose
+-- engine is down (they take no work until it answers again).
+SELECT model,
+       count(*) FILTER (WHERE status = 'up') AS workers,
+       coalesce(sum(concurrency) FILTER (WHERE status = 'up'), 0) AS slots,
+       count(*) FILTER (WHERE status = 'engine_down') AS engines_down
+FROM worker
+WHERE status IN ('up', 'engine_down') AND heartbeat_at > now() - make_interval(secs => :stale)
+GROUP BY model ORDER BY model;
+
+-- name: expired_leases
+-- Per campaign: running trajectories whose lease ran out (their worker stopped beating: killed, frozen,
+-- cut off), which the reconciler re-drives, and how long the oldest has waited.
+SELECT campaign_id, count(*) AS trajectories, extract(epoch FROM now() - min(lease_until)) AS waited
+FROM trajectory
+WHERE campaign_id = ANY(:ids) AND status = 'running' AND lease_until < now()
+GROUP BY campaign_id;
