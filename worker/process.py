@@ -168,7 +168,6 @@ def _gate_on_engine_health(
         except Exception:  # the database may be restarting: the gate's own work comes first
             log.exception("could not record the engine's state in the worker registry")
 
-
     class EngineGate(bootsteps.StartStopStep):
         requires = {"celery.worker.consumer.tasks:Tasks"}
 
