@@ -19,8 +19,9 @@ from pacore.core.vocabulary import RoundStatus, RunStatus
 
 
 def Console(stderr: bool = False) -> RichConsole:  # noqa: N802 - stands in for rich's Console
-    """A console that renders every string as plain text: no markup, emoji codes or highlighting."""
-    return RichConsole(stderr=stderr, markup=False, emoji=False, highlight=False)
+    """A console that renders every string as plain text: no markup, emoji codes or highlighting; lines of
+    text are not broken at the terminal's width (a log or a pipe keeps them whole)."""
+    return RichConsole(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
 def clean(value: object) -> str:
@@ -186,6 +187,8 @@ def report_table(reports: list[dict[str, Any]]) -> None:
     for r in reports:
         if r.get("text_purged"):
             console.print(clean(f"{r['campaign']}: {r['text_purged']}"))
+    if not any(r["rounds"] for r in reports):
+        return
     rounds = Table(title="per round: answer agreement and compaction health", **COMPACT)
     for column in ("campaign", "round", "trajectories", "answer agreement", "no message"):
         rounds.add_column(column, no_wrap=True, overflow="ellipsis")

@@ -88,8 +88,8 @@ def test_with_no_live_worker_submit_takes_pacore_model_and_with_several_models_i
 
 def test_status_shows_trajectories_whose_worker_stopped_beating(fake_fleet, tmp_path: Path) -> None:
     quick_leases = {
-        "PACORE_LEASE_SECONDS": "2",
-        "PACORE_HEARTBEAT_SECONDS": "0.5",
+        "PACORE_LEASE_SECONDS": "5",
+        "PACORE_HEARTBEAT_SECONDS": "1",
         "PACORE_RECONCILE_INTERVAL": "600",  # nothing re-drives them while the test looks
     }
     with fake_fleet(concurrency=4, extra_env=quick_leases) as fleet:

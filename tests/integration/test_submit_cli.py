@@ -190,7 +190,10 @@ def test_a_database_without_schema_says_to_upgrade(cli, make_database) -> None:
     result = cli("status", env={"PACORE_DATABASE_URL": empty})
     assert result.returncode == 1 and "has no pacore schema: run `pacore db upgrade` first" in result.stderr
     assert cli("db", "upgrade", env={"PACORE_DATABASE_URL": empty}).returncode == 0
-    assert json.loads(cli("status", "--json", env={"PACORE_DATABASE_URL": empty}).stdout) == {"campaigns": []}
+    assert json.loads(cli("status", "--json", env={"PACORE_DATABASE_URL": empty}).stdout) == {
+        "campaigns": [],
+        "fleet": [],
+    }
 
 
 def test_unknown_campaign(cli) -> None:
