@@ -117,7 +117,13 @@ def inprocess_engine(
 
 
 def run_worker(
-    settings: Settings, db: Database, engine: Engine, model: str, engine_url: str, concurrency: int
+    settings: Settings,
+    db: Database,
+    engine: Engine,
+    model: str,
+    engine_url: str,
+    concurrency: int,
+    revision: str | None = None,
 ) -> None:
     queue = generation_queue(model)
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -126,7 +132,7 @@ def run_worker(
     context_length = getattr(engine, "context_length", None)
     node.max_model_len = context_length(model) if context_length else None
     tasks.register(app, node)
-    _register(db, worker_id, queue, model, redact(engine_url), concurrency)
+    _register(db, worker_id, queue, model, revision, redact(engine_url), concurrency)
     metrics.serve(settings.metrics_port, settings.metrics_address)
     beating = heartbeat.start(db, node, settings.lease_seconds, settings.heartbeat_seconds)
     watching = node.start_watchdog()
@@ -200,9 +206,15 @@ def _gate_on_engine_health(
 
 
 def _register(
-    db: Database, worker_id: str, queue: str, model: str, engine_url: str, concurrency: int
+    db: Database,
+    worker_id: str,
+    queue: str,
+    model: str,
+    revision: str | None,
+    engine_url: str,
+    concurrency: int,
 ) -> None:
     with db.store() as store:
         store.register_worker(
-            worker_id, socket.gethostname(), os.getpid(), queue, model, engine_url, concurrency
+            worker_id, socket.gethostname(), os.getpid(), queue, model, revision, engine_url, concurrency
         )

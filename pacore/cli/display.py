@@ -60,7 +60,17 @@ def status_table(rows: list[dict[str, Any]], fleet: list[dict[str, Any]], reconc
         _campaigns_table(console, rows)
     for f in fleet:
         down = f", {f['engines_down']} with their engine down" if f["engines_down"] else ""
-        console.print(clean(f"fleet: {f['model']}: {f['workers']} live workers, {f['slots']} slots{down}"))
+        revisions = f["revisions"]
+        served = ""
+        if revisions:
+            served = (
+                f", revision {revisions[0]}"
+                if len(revisions) == 1
+                else f", MIXED revisions {', '.join(revisions)}"
+            )
+        console.print(
+            clean(f"fleet: {f['model']}: {f['workers']} live workers, {f['slots']} slots{down}{served}")
+        )
     if not fleet:
         console.print("fleet: no live workers")
     for c in rows:

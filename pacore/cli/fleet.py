@@ -38,6 +38,11 @@ def scheduler(obj: Context, concurrency: int) -> None:
 @click.option(
     "--max-model-len", type=click.IntRange(1), help="With --model-path: the engine's context length."
 )
+@click.option(
+    "--revision",
+    help="The model revision the engine serves (a commit or tag), for the fleet registry: `pacore status` "
+    "shows the revisions each model's live workers serve.",
+)
 @pass_ctx
 def worker(
     obj: Context,
@@ -46,6 +51,7 @@ def worker(
     concurrency: int | None,
     model_path: Path | None,
     max_model_len: int | None,
+    revision: str | None,
 ) -> None:
     """A GPU worker: takes `generate` tasks for one served model and streams them from its engine."""
     from worker.process import EngineUnavailable, http_engine, inprocess_engine, run_worker
@@ -67,6 +73,6 @@ def worker(
         # A connection for about every fourth generation thread (they touch the database per block, per
         # claim and at the end; the heartbeat batches the rest), and as many again in overflow.
         db = obj.db(pool_size=max(5, concurrency // 4), pre_ping=False, wait=True)
-        run_worker(obj.settings, db, engine, served, url or f"inprocess:{model_path}", concurrency)
+        run_worker(obj.settings, db, engine, served, url or f"inprocess:{model_path}", concurrency, revision)
     except EngineUnavailable as exc:
         raise click.ClickException(str(exc)) from exc

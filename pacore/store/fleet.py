@@ -15,11 +15,20 @@ class ModelFleet:
     workers: int  # live, taking work
     slots: int  # their generation slots
     engines_down: int  # live workers whose engine does not answer (they take no work)
+    revisions: list[str]  # the model revisions its live workers said they serve (`pacore worker --revision`)
 
 
 class FleetQueries(StoreBase):
     def register_worker(
-        self, worker_id: str, host: str, pid: int, queue: str, model: str, url: str, concurrency: int
+        self,
+        worker_id: str,
+        host: str,
+        pid: int,
+        queue: str,
+        model: str,
+        revision: str | None,
+        url: str,
+        concurrency: int,
     ) -> None:
         params = {
             "id": worker_id,
@@ -27,6 +36,7 @@ class FleetQueries(StoreBase):
             "pid": pid,
             "queue": queue,
             "model": model,
+            "revision": revision,
             "url": url,
             "concurrency": concurrency,
         }
@@ -37,7 +47,10 @@ class FleetQueries(StoreBase):
 
     def fleet_by_model(self) -> list[ModelFleet]:
         rows = self.execute("fleet_by_model", {"stale": LIVE_SECONDS}).all()
-        return [ModelFleet(r.model, int(r.workers), int(r.slots), int(r.engines_down)) for r in rows]
+        return [
+            ModelFleet(r.model, int(r.workers), int(r.slots), int(r.engines_down), list(r.revisions))
+            for r in rows
+        ]
 
     def expired_leases(self, ids: list[int]) -> dict[int, tuple[int, float]]:
         """Per campaign: running trajectories whose lease ran out, and the oldest one's wait in seconds."""

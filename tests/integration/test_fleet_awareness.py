@@ -58,7 +58,9 @@ def test_submit_takes_the_fleets_only_model_and_says_when_no_live_worker_serves_
         assert waiting["waiting_for"].startswith("no live worker serves model 'other-model'")
         assert status_json(fleet, "auto")["waiting_for"] is None
         everything = status_json(fleet)
-        assert everything["fleet"] == [{"model": "fake-model", "workers": 1, "slots": 8, "engines_down": 0}]
+        assert everything["fleet"] == [
+            {"model": "fake-model", "workers": 1, "slots": 8, "engines_down": 0, "revisions": []}
+        ]
 
 
 def test_with_no_live_worker_submit_takes_pacore_model_and_with_several_models_it_asks(
@@ -73,7 +75,9 @@ def test_with_no_live_worker_submit_takes_pacore_model_and_with_several_models_i
         )
         assert status_json(fleet, "alone")["model"] == "stepfun-ai/PaCoRe-8B"
         with FakeEngine(model="fake-b") as second, FakeEngine(model="fake-c") as third:
-            fleet.start("worker-b", "worker", "--engine-url", second.url, "--concurrency", "2")
+            fleet.start(
+                "worker-b", "worker", "--engine-url", second.url, "--concurrency", "2", "--revision", "r1"
+            )
             fleet.start("worker-c", "worker", "--engine-url", third.url, "--concurrency", "2")
             live_workers(fleet, 2)
             several = fleet.pacore("submit", str(problems(tmp_path, "several")))
@@ -83,6 +87,9 @@ def test_with_no_live_worker_submit_takes_pacore_model_and_with_several_models_i
                 "choose one with --model" in several.stderr
             )
             assert fleet.query("SELECT count(*) FROM campaign WHERE name = 'several'") == [(0,)]
+            by_model = {f["model"]: f for f in status_json(fleet)["fleet"]}
+            assert (by_model["fake-b"]["revisions"], by_model["fake-c"]["revisions"]) == (["r1"], [])
+            assert "fleet: fake-b: 1 live workers, 2 slots, revision r1" in fleet.pacore("status").stdout
             fleet.stop()
 
 

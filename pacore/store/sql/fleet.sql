@@ -1,7 +1,7 @@
 -- name: register_worker
 -- A worker process joins the fleet.
-INSERT INTO worker (id, hostname, pid, queue, model, engine_url, concurrency)
-VALUES (:id, :host, :pid, :queue, :model, :url, :concurrency);
+INSERT INTO worker (id, hostname, pid, queue, model, revision, engine_url, concurrency)
+VALUES (:id, :host, :pid, :queue, :model, :revision, :url, :concurrency);
 
 -- name: mark_worker_down
 -- A worker process leaves the fleet.
@@ -28,7 +28,8 @@ UPDATE worker SET status = :status WHERE id = :id AND status IN ('up', 'engine_d
 SELECT model,
        count(*) FILTER (WHERE status = 'up') AS workers,
        coalesce(sum(concurrency) FILTER (WHERE status = 'up'), 0) AS slots,
-       count(*) FILTER (WHERE status = 'engine_down') AS engines_down
+       count(*) FILTER (WHERE status = 'engine_down') AS engines_down,
+       array_remove(array_agg(DISTINCT revision ORDER BY revision), NULL) AS revisions
 FROM worker
 WHERE status IN ('up', 'engine_down') AND heartbeat_at > now() - make_interval(secs => :stale)
 GROUP BY model ORDER BY model;
