@@ -7,6 +7,7 @@ control character (a terminal escape sequence, say) is shown escaped, as `\\x1b`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich import box
@@ -135,6 +136,45 @@ class Progress:
         self._bar.update(
             self._task, total=runs["total"], completed=finished, tokens=f"{summary['tokens']['used']:,}"
         )
+
+
+class GradingProgress:
+    """Grading a large campaign takes a while: a progress bar on a terminal's stderr, else a line per
+    campaign when its grading begins (nothing waits silently)."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self._bar = RichProgress(
+            TextColumn("grading {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.live = self.console.is_terminal
+
+    def __enter__(self) -> GradingProgress:
+        if self.live:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self._bar.__exit__(None, None, None)
+
+    def of(self, campaign: str) -> Callable[[int, int], None]:
+        task: list[Any] = []
+
+        def update(graded: int, total: int) -> None:
+            if not task:
+                task.append(self._bar.add_task(clean(campaign), total=total) if self.live else None)
+                if not self.live:
+                    self.console.print(clean(f"grading {total:,} answers of {campaign}"))
+            if self.live:
+                self._bar.update(task[0], completed=graded)
+
+        return update
 
 
 def run_summary(summary: dict[str, Any]) -> None:

@@ -62,12 +62,12 @@ def report(
     """The paper's evaluation, campaigns side by side: accuracy (pass@1) with TTC, the round-1
     majority-vote baseline, the no-answer rate, per-round answer agreement and compaction health."""
     from pacore.campaigns.status import UnknownCampaign
-    from pacore.cli.display import report_table
+    from pacore.cli.display import GradingProgress, report_table
     from pacore.results.report import campaign_report, plot
 
     try:
-        with obj.db().store() as store:
-            reports = [campaign_report(store, name, workers) for name in campaigns]
+        with obj.db().store() as store, GradingProgress() as grading:
+            reports = [campaign_report(store, name, workers, grading.of(name)) for name in campaigns]
     except UnknownCampaign as exc:
         raise click.ClickException(str(exc)) from exc
     drawn = plot(reports, plot_path) if plot_path else None

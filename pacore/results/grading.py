@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +71,11 @@ class Grader:
             self.pool.terminate()
             self.pool.join()
 
-    def grade(self, items: Sequence[tuple[str | None, str | None]]) -> list[Verdict]:
-        """Grade in order. An item whose worker is stuck past math-verify's own timeouts is `timeout`;
-        its pool is killed and a new one grades the rest."""
+    def grade(
+        self, items: Sequence[tuple[str | None, str | None]], progress: Callable[[int], None] | None = None
+    ) -> list[Verdict]:
+        """Grade in order, calling `progress` with the count graded so far. An item whose worker is stuck
+        past math-verify's own timeouts is `timeout`; its pool is killed and a new one grades the rest."""
         results: list[Verdict | None] = [None] * len(items)
         pending = list(range(len(items)))
         while pending:
@@ -85,6 +87,8 @@ class Grader:
                 while position < len(pending):
                     results[pending[position]] = answers.next(self.timeout)
                     position += 1
+                    if progress is not None:
+                        progress(len(items) - len(pending) + position)
                 pending = []
             except multiprocessing.TimeoutError:
                 stuck = pending[position]
@@ -99,12 +103,13 @@ def grade_many(
     items: Sequence[tuple[str | None, str | None]],
     workers: int | None = None,
     timeout: float = ITEM_TIMEOUT_SECONDS,
+    progress: Callable[[int], None] | None = None,
 ) -> list[Verdict]:
     """Grade in order, in `workers` subprocesses (default: the CPU count)."""
     if not items:
         return []
     with Grader(workers, timeout) as grader:
-        return grader.grade(items)
+        return grader.grade(items, progress)
 
 
 class GradeFileError(ValueError):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,10 @@ from pacore.store.store import Store
 BOOTSTRAP_RESAMPLES = 2000
 
 
-def campaign_report(store: Store, name: str, workers: int | None = None) -> dict[str, Any]:
+def campaign_report(
+    store: Store, name: str, workers: int | None = None, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """`progress(graded, total)` is called as the answers are graded (the long part of a large report)."""
     campaign = find_campaign(store, name)
     runs = store.report_runs(campaign.id)
     archived_to, purged_at = store.archive_state(campaign.id)
@@ -44,10 +48,11 @@ def campaign_report(store: Store, name: str, workers: int | None = None) -> dict
     round1 = store.round_one_tokens(campaign.id)
     votes = {run_id: _majority(messages.get(1, [])) for run_id, messages in rounds.items()}
     finished = [r for r in runs if r.status in (RunStatus.DONE, RunStatus.NO_CONCLUSION)]
+    items = [(r.final_message, r.truth) for r in finished] + [
+        (_boxed(votes.get(r.run_id)), r.truth) for r in runs
+    ]
     verdicts = grade_many(
-        [(r.final_message, r.truth) for r in finished]
-        + [(_boxed(votes.get(r.run_id)), r.truth) for r in runs],
-        workers,
+        items, workers, progress=None if progress is None else (lambda n: progress(n, len(items)))
     )
     final = {r.run_id: v for r, v in zip(finished, verdicts[: len(finished)], strict=True)}
     voted = {r.run_id: v for r, v in zip(runs, verdicts[len(finished) :], strict=True)}

@@ -125,6 +125,7 @@ def test_report_grades_against_the_ground_truth_and_plots(campaign, vllm_fleet, 
     plot = tmp_path / "accuracy.png"
     done = vllm_fleet.pacore("report", "aime-low", "--json", "--plot", str(plot), timeout=300)
     assert done.returncode == 0, done.stderr
+    assert "grading 120 answers of aime-low" in done.stderr  # 60 final answers, 60 round-1 votes
     out = json.loads(done.stdout)
     report = out["campaigns"][0]
     # Recomputed from the rows: pass@1 over problems, and the round-1 majority vote, on integer answers.
