@@ -299,7 +299,7 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any] 
             raise _malformed("a line that is not JSON", data) from None
 
 
-# The guard as the event loop calls it: on a guard thread, awaited.
+# The guard as the stream reader awaits it (`_Call.ask`: on the loop, or on a guard thread when it may wait).
 AsyncGuard = Callable[[str, int, "list[int] | None"], Awaitable[bool]]
 
 
