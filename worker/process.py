@@ -165,7 +165,7 @@ def _gate_on_engine_health(
 ) -> None:
     """A consumer step: poll the engine; when it goes, stop consuming and make the running generations
     hand back; when it comes back, consume again. The worker's registry row says which (`pacore status`
-    and `pacore fleet` show engines that are down)."""
+    shows engines that are down)."""
 
     def registered(up: bool) -> None:
         try:

@@ -25,7 +25,10 @@ def find_campaign(store: Store, name: str) -> CampaignRow:
     return campaign
 
 
-def summaries(store: Store, name: str | None = None) -> list[dict[str, Any]]:
+def summaries(
+    store: Store, name: str | None = None, fleet: list[ModelFleet] | None = None
+) -> list[dict[str, Any]]:
+    """`fleet`: the live fleet per model, when the caller has read it already."""
     campaigns = [find_campaign(store, name)] if name else store.all_campaigns()
     ids = [c.id for c in campaigns]
     problems = store.problem_counts(ids)
@@ -34,7 +37,7 @@ def summaries(store: Store, name: str | None = None) -> list[dict[str, Any]]:
     trajectories = store.trajectory_status_counts(ids)
     live = store.live_tokens(ids)
     decisions = budget_decisions(store, ids)
-    fleet = store.fleet_by_model()
+    fleet = store.fleet_by_model() if fleet is None else fleet
     expired = store.expired_leases(ids)
     return [
         _summary(c, problems.get(c.id, 0), runs[c.id], trajectories[c.id], live.get(c.id))
@@ -114,11 +117,6 @@ def _fleet_view(c: CampaignRow, fleet: list[ModelFleet], expired: tuple[int, flo
         if expired
         else None,
     }
-
-
-def fleet_models(store: Store) -> list[dict[str, Any]]:
-    """The live fleet per served model, for `pacore status`."""
-    return [vars(f) for f in store.fleet_by_model()]
 
 
 def problem_detail(store: Store, name: str, problem_id: str) -> dict[str, Any]:

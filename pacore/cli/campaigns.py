@@ -101,14 +101,13 @@ def status(
 
             problem_view(detail)
         return
-    from pacore.campaigns.status import fleet_models
-
     try:
         with obj.db().store() as store:
-            rows = summaries(store, campaign)
-            fleet = fleet_models(store)
+            models = store.fleet_by_model()
+            rows = summaries(store, campaign, models)
     except UnknownCampaign as exc:
         raise click.ClickException(str(exc)) from exc
+    fleet = [vars(f) for f in models]
     if as_json:
         click.echo(json.dumps(rows[0] if campaign else {"campaigns": rows, "fleet": fleet}))
         return

@@ -265,7 +265,7 @@ def watch_panel(view: dict[str, Any], rate: float | None, eta: float | None) -> 
     head = Table.grid(padding=(0, 2))
     _row(
         head,
-        clean(f"{view['name']} {view['status']}"),
+        f"{view['name']} {view['status']}",
         f"runs {runs.get('done', 0)}/{runs['total']} done, {runs.get('running', 0)} running, "
         f"{runs.get('pending', 0)} pending, {runs.get('failed', 0)} failed, "
         f"{runs.get('quarantined', 0)} quarantined, {runs.get('budget_exhausted', 0)} out of budget, "

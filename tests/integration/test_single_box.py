@@ -20,26 +20,27 @@ def write_problems(path: Path, texts: list[str]) -> Path:
     return path
 
 
+def pacore_run(path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`pacore run FILE --preset low ARGS --json` to its end."""
+    return subprocess.run(
+        [pacore_executable(), "run", str(path), "--preset", "low", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_run_on_the_embedded_default_solves_and_summarises(tmp_path: Path) -> None:
     path = write_problems(tmp_path / "few.jsonl", ["One?", "Two?"])
     with FakeEngine() as engine:
-        result = subprocess.run(
-            [
-                pacore_executable(),
-                "run",
-                str(path),
-                "--preset",
-                "low",
-                "--samples",
-                "2",
-                "--engine-url",
-                engine.url,
-                "--json",
-            ],
+        result = pacore_run(
+            path,
+            "--samples",
+            "2",
+            "--engine-url",
+            engine.url,
             env=pacore_env(PACORE_DATA_DIR=str(tmp_path / "home")),
-            capture_output=True,
-            text=True,
-            timeout=300,
         )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -126,21 +127,11 @@ def test_run_reads_the_database_url_from_a_file_and_takes_the_engines_v1_base_ur
     url_file = tmp_path / "database_url"
     url_file.write_text(database_url + "\n")
     with FakeEngine() as engine:
-        result = subprocess.run(
-            [
-                pacore_executable(),
-                "run",
-                str(path),
-                "--preset",
-                "low",
-                "--engine-url",
-                engine.url + "/v1",
-                "--json",
-            ],
+        result = pacore_run(
+            path,
+            "--engine-url",
+            engine.url + "/v1",
             env=pacore_env(PACORE_DATABASE_URL_FILE=str(url_file), PACORE_DATA_DIR=str(tmp_path / "home")),
-            capture_output=True,
-            text=True,
-            timeout=300,
         )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["runs"] == {"total": 1, "done": 1}
