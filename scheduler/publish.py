@@ -1,4 +1,5 @@
-"""Publishing rounds as Celery chords: group(generate × K) | complete_round(round_id). Ids only."""
+"""Publishing rounds as Celery chords: group(generate_batch × ceil(K/B)) | complete_round(round_id).
+Ids only: each header task carries a batch of (trajectory id, attempt) pairs (`pacore.core.batches`)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,22 @@ from collections.abc import Iterable
 
 from celery import Celery, chord
 
+from pacore.core.batches import split_batches
 from scheduler.app import CONTROL_QUEUE, generation_queue, runtime
 from scheduler.rounds import Publish
 
 
 def publish(app: Celery, items: Iterable[Publish]) -> int:
     """Publish each chord, then stamp its trajectories as published. Returns the trajectories sent."""
+    size = runtime(app).settings.batch_size
     sent: list[int] = []
     for item in items:
         if not item.trajectories:
             continue
         queue = generation_queue(item.model)
         header = [
-            app.signature("pacore.generate", args=(tid, attempt), queue=queue, immutable=True)
-            for tid, attempt in item.trajectories
+            app.signature("pacore.generate_batch", args=(batch,), queue=queue, immutable=True)
+            for batch in split_batches(item.trajectories, size)
         ]
         callback = app.signature(
             "pacore.complete_round", args=(item.round_id,), queue=CONTROL_QUEUE, immutable=True

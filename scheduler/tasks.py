@@ -33,7 +33,8 @@ def register(app: Celery) -> None:
 
 def dispatch_tick(app: Celery) -> int:
     """Measure the room admission control leaves; publish what is unpublished (later rounds first), then
-    start pending runs in what room is left; advance rounds whose callback was lost."""
+    start pending runs in what room is left; advance rounds whose callback was lost (unless
+    PACORE_RECOVER_STUCK_ROUNDS is off)."""
     rt = runtime(app)
     admit = rt.admission.take if rt.admission is not None else None
     if rt.admission is not None:
@@ -50,8 +51,10 @@ def dispatch_tick(app: Celery) -> int:
         started = start_runs(store, rt.settings, rt.settings.dispatch_batch, rt.admission)
     sent += publish(app, started)
     _end_starved_runs(app)
-    with rt.db.store() as store:
-        stuck = store.stuck_rounds()
+    stuck: list[int] = []
+    if rt.settings.recover_stuck_rounds:
+        with rt.db.store() as store:
+            stuck = store.stuck_rounds()
     for round_id in stuck:
         try:  # one round that cannot advance never holds back the others
             advance_and_publish(app, round_id)

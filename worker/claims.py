@@ -61,28 +61,58 @@ def claim(
     max_model_len: int | None = None,
     first_block: tuple[int, int] | None = None,
 ) -> Claim | None:
-    """Claim the trajectory for this attempt; None when it is not to be generated (done, stale,
-    cancelled, paused). Its `max_tokens` (the campaign's or the round's, the smaller) is clamped to the
-    engine's context length: an engine refuses a larger one outright. With `first_block` (the block and
-    grant sizes), the claim's transaction also reserves the attempt's first block (safe to run twice:
-    a retry finds the block it took)."""
+    """Claim one trajectory for this attempt (`claim_batch` of one)."""
+    return claim_batch(db, [(trajectory_id, attempt)], worker_id, lease_seconds, max_model_len, first_block)[
+        0
+    ]
+
+
+def claim_batch(
+    db: Database,
+    pairs: list[tuple[int, int]],
+    worker_id: str,
+    lease_seconds: int,
+    max_model_len: int | None = None,
+    first_block: tuple[int, int] | None = None,
+) -> list[Claim | None]:
+    """Claim a batch of (trajectory, attempt) pairs in one transaction; for each, its Claim or None when
+    it is not to be generated (done, stale, cancelled, paused). A trajectory's `max_tokens` (the
+    campaign's or the round's, the smaller) is clamped to the engine's context length: an engine refuses
+    a larger one outright. With `first_block` (the block and grant sizes), the transaction also reserves
+    each attempt's first block. Safe to run twice: a retry re-claims its own rows and finds the blocks it
+    took."""
     with db.store() as store:
-        row = store.claim_trajectory(trajectory_id, attempt, worker_id, lease_seconds)
-        if row is None:
-            return None
-        ids = None if row.checkpoint_ids is None else tuple(row.checkpoint_ids)
-        base = Checkpoint(row.checkpoint_text, row.checkpoint_tokens, ids)
-        cfg = CampaignConfig.model_validate(row.config)
-        caps = [m for m in (cfg.max_tokens, row.round_max_tokens) if m is not None]
-        cap = min(caps) if caps else None  # none: the engine's own limit (its context less the prompt)
-        if cap is not None and max_model_len is not None:
-            cap = min(cap, max_model_len)
-        holder = budgets.Holder(trajectory_id, attempt, row.run_id, row.campaign_id)
-        reserved = 0
-        if first_block is not None:
-            block, grant = first_block
-            want = block_size(0, None if cap is None else cap - base.tokens, block)
-            reserved = budgets.reserve(store, holder, want, 0, grant, held=0) if want > 0 else 0
+        return [
+            _claim(store, tid, attempt, worker_id, lease_seconds, max_model_len, first_block)
+            for tid, attempt in pairs
+        ]
+
+
+def _claim(
+    store: Store,
+    trajectory_id: int,
+    attempt: int,
+    worker_id: str,
+    lease_seconds: int,
+    max_model_len: int | None,
+    first_block: tuple[int, int] | None,
+) -> Claim | None:
+    row = store.claim_trajectory(trajectory_id, attempt, worker_id, lease_seconds)
+    if row is None:
+        return None
+    ids = None if row.checkpoint_ids is None else tuple(row.checkpoint_ids)
+    base = Checkpoint(row.checkpoint_text, row.checkpoint_tokens, ids)
+    cfg = CampaignConfig.model_validate(row.config)
+    caps = [m for m in (cfg.max_tokens, row.round_max_tokens) if m is not None]
+    cap = min(caps) if caps else None  # none: the engine's own limit (its context less the prompt)
+    if cap is not None and max_model_len is not None:
+        cap = min(cap, max_model_len)
+    holder = budgets.Holder(trajectory_id, attempt, row.run_id, row.campaign_id)
+    reserved = 0
+    if first_block is not None:
+        block, grant = first_block
+        want = block_size(0, None if cap is None else cap - base.tokens, block)
+        reserved = budgets.reserve(store, holder, want, 0, grant, held=0) if want > 0 else 0
     request = GenerationRequest(row.messages, cfg.model, cap, cfg.temperature, cfg.top_p, row.sampling_seed)
     return Claim(holder, request, base, reserved, row.failed_attempts)
 

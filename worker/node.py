@@ -8,8 +8,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from worker.checkpoint import Checkpoints
 from worker.engine import Engine
@@ -40,6 +41,51 @@ class Node:
     superseded: set[int] = field(default_factory=set)  # claimed, but no longer ours (cancelled, re-driven)
     watched: set[Watched] = field(default_factory=set)  # generations in progress
     lock: threading.Lock = field(default_factory=threading.Lock)
+    slots: int = 1  # generations this process runs at once (--concurrency): its capacity
+    batch_size: int = 1  # the most generations one message brings (PACORE_BATCH_SIZE)
+    held: int = 0  # generations of the batches this process has taken and not finished
+    batches: int = 0  # those batches (Celery messages not yet acknowledged)
+    qos: Any = None  # the Celery consumer's prefetch control, once it consumes (worker/process.py)
+    pool: ThreadPoolExecutor | None = None  # threads for a batch's generations past its first
+
+    def take(self, generations: int) -> None:
+        """A batch of `generations` arrived: count it against the capacity, and let the consumer take
+        no more messages than the generations left can fill (`prefetch`)."""
+        with self.lock:
+            self.held += generations
+            self.batches += 1
+            self._prefetch()
+
+    def give(self, generations: int) -> None:
+        with self.lock:
+            self.held -= generations
+            self.batches -= 1
+            self._prefetch()
+
+    def bind(self, qos: Any) -> None:
+        """The consumer's prefetch control (None: not consuming); a new one after each reconnection."""
+        with self.lock:
+            self.qos = qos
+            self._prefetch()
+
+    def prefetch(self) -> int:
+        """Messages the consumer may hold unacknowledged: those it holds, plus one per generation slot
+        left (each message brings at least one generation); at least 1 (0 would mean unlimited)."""
+        return max(1, self.batches + self.slots - self.held)
+
+    def _prefetch(self) -> None:
+        qos = self.qos
+        if qos is not None:  # applied by the consumer's loop (kombu QoS: set eventually, thread-safe)
+            with qos._mutex:
+                qos.value = self.prefetch()
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on a generation thread of this process (a batch's generations past its first)."""
+        with self.lock:
+            if self.pool is None:
+                # a batch may arrive with one slot left: room for all of it past the capacity
+                self.pool = ThreadPoolExecutor(self.slots + self.batch_size, "generation")
+        return self.pool.submit(fn)
 
     def watch(self, generation: Watched) -> None:
         with self.lock:

@@ -94,9 +94,10 @@ def http_engine(
         engine_url,
         api_key,
         settings.engine_timeout,
-        # a connection per generation (the health gate's /health has a client of its own: with every
-        # generation waiting on a first token, a health check must not wait for a pooled connection)
-        pool=concurrency,
+        # a connection per generation, and for a batch that arrives with one slot left (the health
+        # gate's /health has a client of its own: with every generation waiting on a first token, a
+        # health check must not wait for a pooled connection)
+        pool=concurrency + settings.batch_size,
         first_token_timeout=settings.first_token_timeout,
         idle_timeout=settings.idle_timeout,
         stream_interval=settings.stream_interval,
@@ -129,6 +130,7 @@ def run_worker(
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     app = make_app(settings, db)
     node = Node(engine, worker_id, settings.drain_grace_seconds)
+    node.slots, node.batch_size = concurrency, settings.batch_size
     context_length = getattr(engine, "context_length", None)
     node.max_model_len = context_length(model) if context_length else None
     tasks.register(app, node)
@@ -138,6 +140,7 @@ def run_worker(
     watching = node.start_watchdog()
     worker_shutting_down.connect(lambda **_: node.drain(), weak=False)
     _gate_on_engine_health(app, db, node, model, queue, settings.engine_health_seconds)
+    _count_generations(app, node)
     log.info("worker %s consuming %s with %d concurrent generations", worker_id, queue, concurrency)
     try:
         consume(app, queue, concurrency, "gen", settings.log_level)
@@ -203,6 +206,22 @@ def _gate_on_engine_health(
                     registered(True)
 
     app.steps["consumer"].add(EngineGate)
+
+
+def _count_generations(app: Celery, node: Node) -> None:
+    """A consumer step: hand the node the consumer's prefetch control, so that the messages it takes
+    are counted in generations (a message brings a batch of them), not in Celery threads."""
+
+    class GenerationCapacity(bootsteps.StartStopStep):
+        requires = {"celery.worker.consumer.tasks:Tasks"}
+
+        def start(self, consumer: Any) -> None:
+            node.bind(consumer.qos)
+
+        def stop(self, consumer: Any) -> None:
+            node.bind(None)
+
+    app.steps["consumer"].add(GenerationCapacity)
 
 
 def _register(

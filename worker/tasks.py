@@ -1,6 +1,6 @@
-"""The `generate` task: claim, stream from the engine within the budget, write fenced, or hand the
-trajectory back. Never raises for engine failures (the chord callback must always run); returns the
-trajectory id only."""
+"""The `generate_batch` task: claim a batch of a round's trajectories, stream each from the engine
+within its budget, write each fenced, or hand it back. Never raises for engine failures (the chord
+callback must always run); returns the trajectory ids only."""
 
 from __future__ import annotations
 
@@ -20,37 +20,66 @@ log = logging.getLogger("pacore.worker")
 
 
 def register(app: Celery, node: Node) -> None:
-    """The generate task of this worker process, generating with `node`'s engine."""
+    """The generate tasks of this worker process, generating with `node`'s engine."""
+
+    @app.task(name="pacore.generate_batch")
+    def generate_batch(pairs: list[list[int]]) -> list[int]:
+        """A batch of a round's trajectories, as (trajectory id, attempt) pairs: claimed in one
+        transaction, generated at once on this process's engine."""
+        return _batch(runtime(app), node, [(int(t), int(a)) for t, a in pairs])
 
     @app.task(name="pacore.generate")
     def generate(trajectory_id: int, attempt: int) -> int:
-        rt = runtime(app)
-        if not node.begin(trajectory_id):
-            return trajectory_id  # a duplicate of a message this process is working on
-        metrics.ACTIVE_GENERATIONS.inc()
-        try:
-            return _generate(rt, node, trajectory_id, attempt)
-        finally:
-            metrics.ACTIVE_GENERATIONS.dec()
-            node.end(trajectory_id)
-
-
-def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
-    """Claim, generate, then write the result or hand the trajectory back."""
-    db = rt.db
-    claim = db.through_outages(
-        claims.claim,
-        db,
-        trajectory_id,
-        attempt,
-        node.worker_id,
-        rt.settings.lease_seconds,
-        node.max_model_len,
-        (rt.settings.token_block, rt.settings.token_grant),  # the claim takes the first block
-    )
-    if claim is None:
+        """A batch of one: the message of a scheduler from before batches, still in a queue."""
+        _batch(runtime(app), node, [(trajectory_id, attempt)])
         return trajectory_id
-    node.generating(trajectory_id, attempt)
+
+
+def _batch(rt: Runtime, node: Node, pairs: list[tuple[int, int]]) -> list[int]:
+    """Take up the batch's trajectories this process is not already generating (a duplicate message),
+    claim them in one transaction, generate them (the first on this thread, the others on generation
+    threads), each writing its own result or handing its trajectory back."""
+    taken = [(t, a) for t, a in pairs if node.begin(t)]
+    node.take(len(taken))
+    metrics.ACTIVE_GENERATIONS.inc(len(taken))
+    try:
+        if not taken:
+            return [t for t, _ in pairs]
+        settings = rt.settings
+        found = rt.db.through_outages(
+            claims.claim_batch,
+            rt.db,
+            taken,
+            node.worker_id,
+            settings.lease_seconds,
+            node.max_model_len,
+            (settings.token_block, settings.token_grant),  # the claim takes each first block
+        )
+        claimed = [c for c in found if c is not None]
+        for c in claimed:
+            node.generating(c.trajectory_id, c.attempt)
+        others = [node.run(lambda c=c: _generate(rt, node, c)) for c in claimed[1:]]
+        try:
+            if claimed:
+                _generate(rt, node, claimed[0])
+        finally:
+            for future in others:
+                try:
+                    future.result()
+                except Exception:  # its lease expires and it is re-driven; the others go on
+                    log.exception("a generation of the batch failed unexpectedly")
+        return [t for t, _ in pairs]
+    finally:
+        metrics.ACTIVE_GENERATIONS.dec(len(taken))
+        for t, _ in taken:
+            node.end(t)
+        node.give(len(taken))
+
+
+def _generate(rt: Runtime, node: Node, claim: claims.Claim) -> None:
+    """Generate a claimed trajectory, then write the result or hand the trajectory back."""
+    db = rt.db
+    trajectory_id, attempt = claim.trajectory_id, claim.attempt
     h = claim.holder
     where = ids(
         campaign_id=h.campaign_id,
@@ -68,7 +97,7 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
             attempt,
             extra=where,
         )
-        return trajectory_id
+        return
     if attempted.handed_back == "superseded":  # cancelled, or re-driven elsewhere: nothing to write
         log.info(
             "trajectory %d attempt %d is no longer ours; stopped generating it after %d tokens (settled "
@@ -78,7 +107,7 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
             attempted.spent.tokens,
             extra=where,
         )
-        return trajectory_id
+        return
     if attempted.handed_back:
         metrics.HANDED_BACK.labels(attempted.handed_back).inc()
         if not db.through_outages(
@@ -90,7 +119,7 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
             attempted.handed_back,
         ):
             _late(trajectory_id, attempt, attempted.spent.tokens, "hand-back", where)
-            return trajectory_id
+            return
         log.info(
             "trajectory %d attempt %d handed back (%s) after %d tokens, checkpointed",
             trajectory_id,
@@ -99,7 +128,7 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
             attempted.spent.tokens,
             extra=where,
         )
-        return trajectory_id
+        return
     if attempted.error:
         log.warning(
             "trajectory %d attempt %d failed: %s", trajectory_id, attempt, attempted.error, extra=where
@@ -116,7 +145,6 @@ def _generate(rt: Runtime, node: Node, trajectory_id: int, attempt: int) -> int:
     ):
         _late(trajectory_id, attempt, attempted.spent.tokens, "result", where)
     metrics.ATTEMPTS.labels(Outcome.DONE if attempted.result else Outcome.FAILED).inc()
-    return trajectory_id
 
 
 def _late(trajectory_id: int, attempt: int, tokens: int, what: str, where: dict[str, object]) -> None:
