@@ -8,7 +8,9 @@ happens in the same transaction as the result, once, through the attempt ledger.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from pacore.core.budget import block_size
 from pacore.core.campaign import CampaignConfig
@@ -22,6 +24,8 @@ from worker.checkpoint import Checkpoint
 from worker.engine import GenerationRequest, GenerationResult
 
 log = logging.getLogger("pacore.worker")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -117,8 +121,15 @@ def _claim(
     return Claim(holder, request, base, reserved, row.failed_attempts)
 
 
+class Writes(Protocol):
+    """Where a generation's last write runs: a transaction of its own (`Database`), or the worker's
+    group commit (`worker.writes.GroupCommit`)."""
+
+    def run(self, fn: Callable[[Store], T]) -> T: ...
+
+
 def finish(
-    db: Database,
+    db: Writes,
     claim: Claim,
     worker_id: str,
     result: GenerationResult | None,
@@ -137,8 +148,8 @@ def finish(
     if result is None and after_failed_attempt(claim.failed_before, max_attempts) == "again":
         note = f"attempt {claim.failed_before + 1} of {max_attempts} failed: {error}"
         return _again(db, claim, worker_id, spent, Outcome.FAILED, note, discard=True)
-    with db.store() as store:
-        finished = store.finish_and_settle(
+    finished = db.run(
+        lambda store: store.finish_and_settle(
             claim.trajectory_id,
             claim.attempt,
             claim.holder.run_id,
@@ -155,18 +166,18 @@ def finish(
             spent_prompt=spent.prompt,
             retries=spent.retries,
         )
-        if finished.overrun:
-            _log_overrun(claim, finished.overrun)
+    )
+    if finished.overrun:
+        _log_overrun(claim, finished.overrun)
     return finished.written
 
 
 def _again(
-    db: Database, claim: Claim, worker_id: str, spent: Spent, outcome: Outcome, error: str, discard: bool
+    db: Writes, claim: Claim, worker_id: str, spent: Spent, outcome: Outcome, error: str, discard: bool
 ) -> bool:
     """The attempt failed and another follows: fenced off, in the ledger, its tokens settled (all waste
     when it is discarded), the trajectory pending again with the failure counted and its error shown."""
-    with db.store() as store:
-        fenced = _to_pending(store, claim, worker_id, spent, outcome, error, failure=True, discard=discard)
+    fenced = db.run(lambda store: _to_pending(store, claim, worker_id, spent, outcome, error, True, discard))
     log.warning("trajectory %d: %s; another attempt follows", claim.trajectory_id, error)
     return fenced is not None
 

@@ -36,31 +36,17 @@ class Node:
     engine_lost: threading.Event = field(default_factory=threading.Event)
     drain_deadline: float = float("inf")
     max_model_len: int | None = None  # the engine's context length: no request asks for more
-    active: set[int] = field(default_factory=set)  # trajectory ids taken up (claimed or claiming)
+    active: set[int] = field(default_factory=set)  # trajectory ids taken up (claimed or claiming): held
     claimed: dict[int, int] = field(default_factory=dict)  # trajectory id -> the attempt it generates
     superseded: set[int] = field(default_factory=set)  # claimed, but no longer ours (cancelled, re-driven)
     watched: set[Watched] = field(default_factory=set)  # generations in progress
     lock: threading.Lock = field(default_factory=threading.Lock)
     slots: int = 1  # generations this process runs at once (--concurrency): its capacity
     batch_size: int = 1  # the most generations one message brings (PACORE_BATCH_SIZE)
-    held: int = 0  # generations of the batches this process has taken and not finished
-    batches: int = 0  # those batches (Celery messages not yet acknowledged)
+    messages: int = 0  # batches taken and not yet acknowledged (their generations are in `active`)
     qos: Any = None  # the Celery consumer's prefetch control, once it consumes (worker/process.py)
     pool: ThreadPoolExecutor | None = None  # threads for a batch's generations past its first
-
-    def take(self, generations: int) -> None:
-        """A batch of `generations` arrived: count it against the capacity, and let the consumer take
-        no more messages than the generations left can fill (`prefetch`)."""
-        with self.lock:
-            self.held += generations
-            self.batches += 1
-            self._prefetch()
-
-    def give(self, generations: int) -> None:
-        with self.lock:
-            self.held -= generations
-            self.batches -= 1
-            self._prefetch()
+    writes: Any = None  # where results are written: the process's group commit (worker/writes.py)
 
     def bind(self, qos: Any) -> None:
         """The consumer's prefetch control (None: not consuming); a new one after each reconnection."""
@@ -68,10 +54,17 @@ class Node:
             self.qos = qos
             self._prefetch()
 
+    def message(self, delta: int) -> None:
+        """A batch message arrived (+1) or was done with (-1)."""
+        with self.lock:
+            self.messages += delta
+            self._prefetch()
+
     def prefetch(self) -> int:
-        """Messages the consumer may hold unacknowledged: those it holds, plus one per generation slot
-        left (each message brings at least one generation); at least 1 (0 would mean unlimited)."""
-        return max(1, self.batches + self.slots - self.held)
+        """Messages the consumer may hold unacknowledged, so that capacity is counted in generations
+        (a message brings a batch of them), not in Celery threads: those it holds, plus one per
+        generation slot left; at least 1 (0 would mean unlimited)."""
+        return max(1, self.messages + self.slots - len(self.active))
 
     def _prefetch(self) -> None:
         qos = self.qos
@@ -123,6 +116,7 @@ class Node:
             if trajectory_id in self.active:
                 return False
             self.active.add(trajectory_id)
+            self._prefetch()
             return True
 
     def generating(self, trajectory_id: int, attempt: int) -> None:
@@ -134,6 +128,7 @@ class Node:
             self.active.discard(trajectory_id)
             self.claimed.pop(trajectory_id, None)
             self.superseded.discard(trajectory_id)
+            self._prefetch()
 
     def holding(self) -> dict[int, int]:
         with self.lock:

@@ -32,6 +32,7 @@ from scheduler.app import consume, generation_queue, make_app
 from worker import heartbeat, tasks
 from worker.engine import Engine, OpenAIEngine
 from worker.node import Node
+from worker.writes import GroupCommit
 
 log = logging.getLogger("pacore.worker")
 
@@ -131,6 +132,7 @@ def run_worker(
     app = make_app(settings, db)
     node = Node(engine, worker_id, settings.drain_grace_seconds)
     node.slots, node.batch_size = concurrency, settings.batch_size
+    node.writes = GroupCommit(db)
     context_length = getattr(engine, "context_length", None)
     node.max_model_len = context_length(model) if context_length else None
     tasks.register(app, node)

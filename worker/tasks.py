@@ -38,42 +38,62 @@ def register(app: Celery, node: Node) -> None:
 def _batch(rt: Runtime, node: Node, pairs: list[tuple[int, int]]) -> list[int]:
     """Take up the batch's trajectories this process is not already generating (a duplicate message),
     claim them in one transaction, generate them (the first on this thread, the others on generation
-    threads), each writing its own result or handing its trajectory back."""
-    taken = [(t, a) for t, a in pairs if node.begin(t)]
-    node.take(len(taken))
-    metrics.ACTIVE_GENERATIONS.inc(len(taken))
+    threads), each writing its own result or handing its trajectory back, and each let go as soon as it
+    is written: a trajectory handed back may come back to this process while its batch still runs."""
+    node.message(+1)
     try:
-        if not taken:
-            return [t for t, _ in pairs]
-        settings = rt.settings
-        found = rt.db.through_outages(
-            claims.claim_batch,
-            rt.db,
-            taken,
-            node.worker_id,
-            settings.lease_seconds,
-            node.max_model_len,
-            (settings.token_block, settings.token_grant),  # the claim takes each first block
-        )
+        taken = [(t, a) for t, a in pairs if node.begin(t)]
+        metrics.ACTIVE_GENERATIONS.inc(len(taken))
+        try:
+            settings = rt.settings
+            found = (
+                rt.db.through_outages(
+                    claims.claim_batch,
+                    rt.db,
+                    taken,
+                    node.worker_id,
+                    settings.lease_seconds,
+                    node.max_model_len,
+                    (settings.token_block, settings.token_grant),  # the claim takes each first block
+                )
+                if taken
+                else []
+            )
+        except BaseException:  # claimed or not, each is re-driven once its lease or message is stale
+            for t, _ in taken:
+                _let_go(node, t)
+            raise
         claimed = [c for c in found if c is not None]
-        for c in claimed:
-            node.generating(c.trajectory_id, c.attempt)
-        others = [node.run(lambda c=c: _generate(rt, node, c)) for c in claimed[1:]]
+        for (t, _), c in zip(taken, found, strict=True):
+            if c is None:  # not to be generated (done, stale, cancelled)
+                _let_go(node, t)
+            else:
+                node.generating(t, c.attempt)
+        others = [node.run(lambda c=c: _one(rt, node, c)) for c in claimed[1:]]
         try:
             if claimed:
-                _generate(rt, node, claimed[0])
+                _one(rt, node, claimed[0])
         finally:
             for future in others:
                 try:
                     future.result()
                 except Exception:  # its lease expires and it is re-driven; the others go on
                     log.exception("a generation of the batch failed unexpectedly")
-        return [t for t, _ in pairs]
     finally:
-        metrics.ACTIVE_GENERATIONS.dec(len(taken))
-        for t, _ in taken:
-            node.end(t)
-        node.give(len(taken))
+        node.message(-1)
+    return [t for t, _ in pairs]
+
+
+def _one(rt: Runtime, node: Node, claim: claims.Claim) -> None:
+    try:
+        _generate(rt, node, claim)
+    finally:
+        _let_go(node, claim.trajectory_id)
+
+
+def _let_go(node: Node, trajectory_id: int) -> None:
+    node.end(trajectory_id)
+    metrics.ACTIVE_GENERATIONS.dec()
 
 
 def _generate(rt: Runtime, node: Node, claim: claims.Claim) -> None:
@@ -135,7 +155,7 @@ def _generate(rt: Runtime, node: Node, claim: claims.Claim) -> None:
         )
     if not db.through_outages(
         claims.finish,
-        db,
+        node.writes or db,  # results of the process's generations are committed together
         claim,
         node.worker_id,
         attempted.result,

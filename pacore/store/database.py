@@ -106,6 +106,11 @@ class Database:
         with self.session() as session:
             yield Store(session)
 
+    def run(self, fn: Callable[[Store], T]) -> T:
+        """`fn` on the store of a transaction of its own (see worker.writes for one shared by many)."""
+        with self.store() as store:
+            return fn(store)
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -40,20 +40,35 @@ def test_the_consumer_takes_messages_while_generation_slots_are_left() -> None:
     qos = QoS(lambda prefetch_count: applied.append(prefetch_count), 8)
     node = Node(engine=None, worker_id="w", grace_seconds=1)  # type: ignore[arg-type]
     node.slots = 8
+
+    def batch(*ids: int) -> None:
+        node.message(+1)
+        for t in ids:
+            assert node.begin(t)
+
     node.bind(qos)
     assert qos.value == 8  # nothing held: a message per slot
-    node.take(4)  # a batch of 4: 1 message held, 4 slots left
+    batch(1, 2, 3, 4)  # 1 message held, 4 slots left
     assert qos.value == 5
-    node.take(4)  # 2 messages, no slot left: no other message
+    batch(5, 6, 7, 8)  # 2 messages, no slot left: no other message
     assert qos.value == 2
-    node.take(3)  # a message taken before the consumer saw the change: past the capacity
+    batch(9, 10, 11)  # a message taken before the consumer saw the change: past the capacity
     assert qos.value == 1  # 3 messages + 8 slots - 11 generations = 0; at least 1 (0: unlimited)
-    node.give(4)
-    node.give(3)
-    assert qos.value == 1 + 8 - 4
-    node.give(4)
+    node.message(+1)
+    assert not node.begin(9)  # a duplicate message of a trajectory this process generates
+    node.message(-1)
+    for t in (1, 2, 3):  # generations end one by one: a slot each, while their message is unacked
+        node.end(t)
+    assert qos.value == 3 + 8 - 8
+    node.end(4)
+    node.message(-1)
+    assert qos.value == 2 + 8 - 7
+    for t in range(5, 12):
+        node.end(t)
+    node.message(-1)
+    node.message(-1)
     assert qos.value == 8
-    node.take(16)  # one batch larger than the slots
+    batch(*range(20, 36))  # one batch larger than the slots
     assert qos.value == 1
     qos.update()
     assert applied == [1]  # what the consumer's loop applies to the channel

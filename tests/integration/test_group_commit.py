@@ -1,0 +1,102 @@
+"""Group commit of result writes (issue #16 item 1, worker/writes.py) on a real PostgreSQL: the writes
+that arrive while a transaction commits go together in the next one, in their arrival order (the
+completion order `finish_seq` records), each fenced and settled once; a refused write fails only itself."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from pacore.store.base import StoreError
+from pacore.store.store import Store
+from tests.integration.test_fencing import result, started_round
+from worker import claims
+from worker.writes import GroupCommit
+
+
+def test_writes_arriving_during_a_commit_go_together_in_their_order_each_settled_once(
+    database, tmp_path: Path
+) -> None:
+    publish = started_round(database, tmp_path, k=16)
+    held = claims.claim_batch(database, publish.trajectories, "w", 60)
+    assert all(held), "one transaction claims the whole batch"
+    writes = GroupCommit(database)
+    started, queued = threading.Event(), threading.Event()
+
+    def first(store: Store) -> bool:  # the writer is busy with this one while the others queue
+        started.set()
+        queued.wait(10)
+        return claims.finish(_In(store), held[0], "w", result(1), None)  # type: ignore[arg-type]
+
+    futures = [writes.submit(first)]
+    assert started.wait(10)
+    order = [5, 3, 15, 9, 1, 2, 4, 6, 7, 8, 10, 11, 12, 13, 14]  # not the claim order
+    for i in order:
+        claim = held[i]
+        futures.append(
+            writes.submit(lambda store, c=claim, n=i: claims.finish(_In(store), c, "w", result(n + 1), None))
+        )
+    queued.set()
+    assert all(f.result(30) for f in futures), "every result written"
+    assert (writes.groups, writes.writes) == (2, 16)  # the first alone, then the 15 that queued
+
+    ids = [held[0].trajectory_id] + [held[i].trajectory_id for i in order]
+    with database.session() as s:
+        seq = dict(
+            s.execute(text("SELECT id, finish_seq FROM trajectory WHERE id = ANY(:i)"), {"i": ids}).all()
+        )
+        ledger = s.execute(
+            text("SELECT count(*) FROM attempt WHERE trajectory_id = ANY(:i)"), {"i": ids}
+        ).scalar()
+        used = s.execute(
+            text("SELECT tokens_used FROM run WHERE id = :r"), {"r": held[0].holder.run_id}
+        ).scalar()
+    assert sorted(ids, key=seq.__getitem__) == ids, "finish_seq follows the order the writes arrived"
+    assert ledger == 16
+    assert used == sum(range(1, 17))  # result(n) completes n tokens: 1 + 2 + ... + 16
+
+
+def test_a_refused_write_fails_only_itself(database, tmp_path: Path) -> None:
+    publish = started_round(database, tmp_path, k=3)
+    held = claims.claim_batch(database, publish.trajectories, "w", 60)
+    writes = GroupCommit(database)
+    started, queued = threading.Event(), threading.Event()
+
+    def first(store: Store) -> bool:
+        started.set()
+        queued.wait(10)
+        return claims.finish(_In(store), held[0], "w", result(1), None)  # type: ignore[arg-type]
+
+    def refused(store: Store) -> None:
+        with store.isolated():
+            store.session.execute(text("SELECT 1 / 0"))
+
+    futures = [writes.submit(first)]
+    assert started.wait(10)
+    futures.append(writes.submit(refused))
+    futures.append(writes.submit(lambda store: claims.finish(_In(store), held[1], "w", result(2), None)))
+    futures.append(writes.submit(lambda store: claims.finish(_In(store), held[2], "w", result(3), None)))
+    queued.set()
+    assert futures[0].result(30) and futures[2].result(30) and futures[3].result(30)
+    with pytest.raises(StoreError, match="division by zero"):
+        futures[1].result(30)
+    with database.session() as s:
+        done = s.execute(
+            text("SELECT count(*) FROM trajectory WHERE status = 'done' AND id = ANY(:i)"),
+            {"i": [c.trajectory_id for c in held]},
+        ).scalar()
+    assert done == 3
+    assert (writes.groups, writes.writes) == (3, 3)  # the first; the group of 3 rolled back: 2 alone
+
+
+class _In:
+    """The store of the group's transaction, as the door `claims.finish` writes through."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def run(self, fn):  # type: ignore[no-untyped-def]
+        return fn(self.store)
