@@ -29,6 +29,7 @@ class Admission:
         self.capacity = 0
         self.in_flight = 0
         self.last_campaign = 0  # the campaign whose run was started last: the next turn is after it
+        self.publishing = 0  # forced by callbacks and not yet stamped published: not in the count yet
 
     def refresh(self, store: Store) -> int:
         """Measure the fleet and what is in flight; returns the room."""
@@ -37,7 +38,7 @@ class Admission:
         bound = max(self.floor, int(self.factor * capacity))
         with self.lock:
             self.capacity, self.in_flight = int(capacity), int(in_flight)
-            self.room = max(0, bound - self.in_flight)
+            self.room = max(0, bound - self.in_flight - self.publishing)
             return self.room
 
     def take(self, n: int) -> bool:
@@ -49,9 +50,17 @@ class Admission:
             return True
 
     def force(self, n: int) -> None:
-        """Count `n` published regardless of room: a later round of a started run, which goes first."""
+        """Count `n` published regardless of room: a later round of a started run, which goes first.
+        Until `stamped(n)`, a refresh counts them too (a tick between the callback's commit and its
+        publish stamp would not see them in flight)."""
         with self.lock:
             self.room -= n
+            self.publishing += n
+
+    def stamped(self, n: int) -> None:
+        """The `n` forced ones are stamped published (or their publish failed): the count sees them."""
+        with self.lock:
+            self.publishing -= n
 
     def left(self) -> int:
         with self.lock:

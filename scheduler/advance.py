@@ -19,9 +19,14 @@ def advance_and_publish(app: Celery, round_id: int) -> int:
     follow_up = rt.db.through_outages(_advance, rt, round_id)
     advanced = time.monotonic()
     if follow_up:
+        n = len(follow_up.trajectories)
         if rt.admission is not None:
-            rt.admission.force(len(follow_up.trajectories))
-        publish(app, [follow_up])
+            rt.admission.force(n)
+        try:
+            publish(app, [follow_up])
+        finally:
+            if rt.admission is not None:
+                rt.admission.stamped(n)
         if follow_up.waited is not None:  # the hop: last trajectory finished -> next round published
             metrics.ROUND_HOP.observe(follow_up.waited + time.monotonic() - advanced)
     return 1

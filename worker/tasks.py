@@ -22,13 +22,18 @@ log = logging.getLogger("pacore.worker")
 def register(app: Celery, node: Node) -> None:
     """The generate tasks of this worker process, generating with `node`'s engine."""
 
-    @app.task(name="pacore.generate_batch")
+    # With Redis as result backend a chord counts its parts in Redis and needs no stored header
+    # results: none are kept, so a finished campaign leaves no key behind. The database backend's
+    # chord_unlock reads them, so there they are stored.
+    native = bool(getattr(app.backend, "supports_native_join", False))
+
+    @app.task(name="pacore.generate_batch", ignore_result=native)
     def generate_batch(pairs: list[list[int]]) -> list[int]:
         """A batch of a round's trajectories, as (trajectory id, attempt) pairs: claimed in one
         transaction, generated at once on this process's engine."""
         return _batch(runtime(app), node, [(int(t), int(a)) for t, a in pairs])
 
-    @app.task(name="pacore.generate")
+    @app.task(name="pacore.generate", ignore_result=native)
     def generate(trajectory_id: int, attempt: int) -> int:
         """A batch of one: the message of a scheduler from before batches, still in a queue."""
         _batch(runtime(app), node, [(trajectory_id, attempt)])

@@ -22,8 +22,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from pacore.store.database import Database
 from pacore.store.store import Store
 
@@ -64,7 +62,7 @@ class GroupCommit:
         try:
             with self.db.store() as store:
                 results = [fn(store) for fn, _ in group]
-        except (OperationalError, InterfaceError) as exc:  # the connection: every caller retries
+        except Database.OUTAGES as exc:  # the connection: every caller retries
             for _, done in group:
                 done.set_exception(exc)
             return

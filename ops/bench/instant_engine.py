@@ -72,3 +72,18 @@ class InstantEngine:
                 self.wfile.write(payload)
 
         return Handler
+
+
+def main() -> None:
+    """Serve on its own (a process of its own, pinned to its own core by the caller): prints its URL."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the instant engine, as a process of its own")
+    parser.parse_args()
+    engine = InstantEngine()
+    print(engine.url, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,8 @@ class Changed:
     status: str
     runs: int = 0
     trajectories: int = 0
+    model: str | None = None  # with `unqueue`: the generation queue that may hold their messages
+    unqueue: tuple[int, ...] = ()  # trajectories none will generate whose messages may still be queued
 
 
 def _campaign(store: Store, name: str) -> tuple[int, str]:
@@ -84,7 +86,8 @@ def cancel(store: Store, name: str) -> Changed:
     )
     runs = store.end_runs(RunStatus.CANCELLED, "cancelled by the operator", campaign=cid)
     store.cancel_campaign(cid)
-    return Changed(name, CampaignStatus.CANCELLED, len(runs), len(fenced))
+    unqueue = tuple(f.trajectory_id for f in fenced if f.status == TrajectoryStatus.PENDING)
+    return Changed(name, CampaignStatus.CANCELLED, len(runs), len(fenced), _model(store, name), unqueue)
 
 
 def retry_failed(store: Store, name: str) -> Changed:
@@ -123,8 +126,13 @@ def delete(store: Store, name: str) -> Changed:
                 f"campaign {name!r} has {running} trajectories generating: cancel it first (`pacore cancel`)"
             )
     runs = store.count_runs(cid)
+    model, unqueue = _model(store, name), tuple(store.queued_trajectories(cid))
     store.delete_campaign(cid)  # cascades
-    return Changed(name, "deleted", runs)
+    return Changed(name, "deleted", runs, model=model, unqueue=unqueue)
+
+
+def _model(store: Store, name: str) -> str:
+    return str(find_campaign(store, name).config["model"])
 
 
 def set_campaign_budget(store: Store, name: str, limit: int | None) -> tuple[int, int, int]:

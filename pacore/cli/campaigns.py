@@ -193,12 +193,32 @@ def _control(obj: Context, action: str, campaign: str) -> None:
             changed = getattr(control, action)(store, campaign)
     except (UnknownCampaign, control.ControlError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if changed.unqueue and changed.model is not None:
+        _unqueue(obj, changed.model, changed.unqueue)
     details = []
     if changed.runs:
         details.append(f"{changed.runs} run(s)")
     if changed.trajectories:
         details.append(f"{changed.trajectories} trajectories")
     click.echo(f"campaign {campaign!r}: {changed.status}" + (f" ({', '.join(details)})" if details else ""))
+
+
+def _unqueue(obj: Context, model: str, trajectory_ids: tuple[int, ...]) -> None:
+    """Take the messages of what will not be generated out of the broker (after the commit)."""
+    from scheduler.app import make_app
+    from scheduler.unqueue import unqueue
+
+    try:
+        removed = unqueue(make_app(obj.settings, obj.db()), model, trajectory_ids)
+    except Exception as exc:  # the change is committed; workers skip such messages anyway
+        click.echo(
+            f"note: could not take its queued messages out of the broker ({type(exc).__name__}: {exc}); "
+            "workers that take them find nothing to generate",
+            err=True,
+        )
+        return
+    if removed:
+        click.echo(f"{removed} queued message(s) taken out of the broker")
 
 
 @main.command()

@@ -208,6 +208,9 @@ class CampaignQueries(StoreBase):
     def count_running_trajectories(self, campaign_id: int) -> int:
         return int(self.scalar("count_running_trajectories", {"id": campaign_id}))
 
+    def queued_trajectories(self, campaign_id: int) -> list[int]:
+        return self.scalars("queued_trajectories", {"id": campaign_id})
+
     def count_runs(self, campaign_id: int) -> int:
         return int(self.scalar("count_runs", {"id": campaign_id}))
 

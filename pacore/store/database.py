@@ -72,12 +72,15 @@ class Database:
     def from_settings(cls, settings: Settings, pool_size: int = 5, pre_ping: bool = True) -> Database:
         return cls(resolve_url(settings), pool_size, settings.db_outage_seconds, pre_ping)
 
+    # What an unreachable PostgreSQL raises (a restart, a failover, a dropped connection).
+    OUTAGES = (OperationalError, InterfaceError)
+
     def through_outages(self, fn: Callable[..., T], *args: object) -> T:
         """Call `fn` (one transaction), again while PostgreSQL cannot be reached (a restart, a failover),
         for up to `outage_seconds`. Only for transactions that are safe to run twice: a commit whose
         acknowledgement was lost is run again."""
         retrying = Retrying(
-            retry=retry_if_exception_type((OperationalError, InterfaceError)),
+            retry=retry_if_exception_type(self.OUTAGES),
             wait=wait_exponential_jitter(multiplier=0.2, max=5),
             stop=stop_after_delay(self.outage_seconds),
             reraise=True,

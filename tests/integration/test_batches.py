@@ -5,8 +5,11 @@ callback, or the campaign never finishes. Real scheduler, two workers, FakeEngin
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
+
+import redis
 
 from tests.fleet import wait_until
 
@@ -40,3 +43,68 @@ def test_a_round_within_one_batch_runs_on_one_worker_and_callbacks_advance_every
         assert {w for (w,) in fleet.query("SELECT DISTINCT worker_id FROM trajectory")} == {
             w for (w,) in fleet.query("SELECT id FROM worker")
         }, "both workers took batches"
+
+
+def carried(broker: redis.Redis, queue: str) -> list[set[int]]:
+    """The trajectory ids each queued generation message carries (kombu's envelope, JSON in base64)."""
+    out = []
+    for raw in broker.lrange(queue, 0, -1):
+        args = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
+        out.append({tid for tid, _attempt in args[0]})
+    return out
+
+
+def test_cancel_and_delete_take_their_messages_out_of_the_broker_and_an_ended_campaign_leaves_no_key(
+    fake_fleet, tmp_path: Path
+) -> None:
+    queue = "generate.fake-model"
+
+    def file(name: str, n: int) -> Path:
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(
+            "".join(json.dumps({"id": f"{name}{i}", "problem": f"p {i}"}) + "\n" for i in range(n))
+        )
+        return path
+
+    def ids(name: str) -> set[int]:
+        rows = fleet.query(
+            "SELECT t.id FROM trajectory t JOIN campaign c ON c.id = t.campaign_id WHERE c.name = %s", name
+        )
+        return {tid for (tid,) in rows}
+
+    with fake_fleet(workers=0, extra_env={"PACORE_BATCH_SIZE": "4"}) as fleet:
+        broker = redis.Redis.from_url(fleet.broker_url)
+        fleet.submit(file("gone", 3), "--name", "gone", "--rounds", "4")
+        fleet.submit(file("kept", 2), "--name", "kept", "--rounds", "8")
+        fleet.submit(file("deleted", 1), "--name", "deleted", "--rounds", "4")
+        wait_until(
+            lambda: (
+                len(ids("gone") | ids("kept") | ids("deleted")) == 3 * 4 + 2 * 8 + 4
+                and set().union(*carried(broker, queue)) == ids("gone") | ids("kept") | ids("deleted")
+            ),
+            "every round-1 batch queued (no worker takes them)",
+            30,
+        )
+        gone, kept, deleted = ids("gone"), ids("kept"), ids("deleted")
+        assert all(len(m) <= 4 and (m <= gone or m <= kept or m <= deleted) for m in carried(broker, queue))
+        before = carried(broker, queue)
+
+        cancelled = fleet.pacore("cancel", "gone")
+        assert cancelled.returncode == 0, cancelled.stderr
+        removed = sum(1 for m in before if m <= gone)
+        assert f"{removed} queued message(s) taken out of the broker" in cancelled.stdout, cancelled.stdout
+        assert carried(broker, queue) == [m for m in before if not m <= gone], "the others' messages stay"
+        fleet.pacore("pause", "deleted")
+        deleted_now = fleet.pacore("delete", "deleted", "--yes")
+        assert deleted_now.returncode == 0, deleted_now.stderr
+        assert "queued message(s) taken out of the broker" in deleted_now.stdout, deleted_now.stdout
+        assert carried(broker, queue) == [m for m in before if m <= kept]
+
+        fleet.start("worker-0", "worker", "--engine-url", fleet.engine_url, "--model", fleet.model)
+        assert fleet.wait_finished("kept")["runs"] == {"total": 2, "done": 2}
+        wait_until(lambda: broker.llen(queue) == 0, "the queue to drain", 30)
+        left = sorted(k.decode() for k in broker.keys("celery-*"))
+        # no task result and no chord counter: only the claims Celery's Redis backend keeps a few
+        # minutes after each chord's callback fired (so that it fires once), each expiring
+        assert all(k.startswith("celery-taskset-meta-") and k.endswith(".c") for k in left), left
+        assert all(0 < broker.ttl(k) <= 600 for k in left), [(k, broker.ttl(k)) for k in left]

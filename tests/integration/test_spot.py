@@ -252,22 +252,23 @@ def test_a_message_fetched_by_a_worker_that_died_before_claiming_it_is_published
             time.sleep(0.1)
         slow_campaign(fleet, tmp_path, "fetched", "an ordinary problem", problems=2)
         queue = f"generate.{fake_engine.model}"
-        while broker.llen(queue) < 8:
+        while broker.llen(queue) < 2:  # a message per round: a batch of its 4 trajectories
             assert time.monotonic() < deadline + 30
             time.sleep(0.1)
         taken = broker.rpop(queue)  # fetched by a consumer that then died: no ack, no claim
         assert taken is not None
         args, _kwargs, _embed = json.loads(base64.b64decode(json.loads(taken)["body"]))
-        lost_id = args[0]  # generate(trajectory_id, attempt)
-        (published,) = fleet.query("SELECT published_at FROM trajectory WHERE id = %s", lost_id)[0]
+        lost = [tid for tid, _attempt in args[0]]  # generate_batch([[trajectory_id, attempt], ...])
+        assert len(lost) == 4
+        published = dict(fleet.query("SELECT id, published_at FROM trajectory WHERE id = ANY(%s)", lost))
         fleet.start("worker-late", "worker", "--engine-url", fleet.engine_url, "--concurrency", "8")
         status = fleet.wait_finished("fetched", timeout=60)
         assert status["runs"] == {"total": 2, "done": 2}
         again = fleet.query(
-            "SELECT published_at, attempt FROM trajectory WHERE id = %s AND status = 'done'", lost_id
+            "SELECT id, published_at, attempt FROM trajectory WHERE id = ANY(%s) AND status = 'done'", lost
         )
-        assert again and again[0][0] > published and again[0][1] == 1, (
-            "the reconciler published the lost message again (same attempt) and it was done"
+        assert len(again) == 4 and all(at > published[tid] and attempt == 1 for tid, at, attempt in again), (
+            "the reconciler published the lost message's trajectories again (same attempts) and they were done"
         )
 
 

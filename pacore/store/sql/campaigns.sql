@@ -134,6 +134,10 @@ ORDER BY c.name;
 -- A campaign's trajectories generating now.
 SELECT count(*) FROM trajectory WHERE campaign_id = :id AND status = 'running';
 
+-- name: queued_trajectories
+-- A campaign's pending trajectories that have a message out (published): what a broker may still hold of it.
+SELECT id FROM trajectory WHERE campaign_id = :id AND status = 'pending' AND published_at IS NOT NULL;
+
 -- name: count_runs
 -- A campaign's runs (pool runs included).
 SELECT count(*) FROM run WHERE campaign_id = :id;
