@@ -18,7 +18,9 @@ def advance_and_publish(app: Celery, round_id: int) -> int:
     rt = runtime(app)
     follow_up = rt.db.through_outages(_advance, rt, round_id)
     advanced = time.monotonic()
-    if follow_up:
+    if follow_up is None:  # the run ended (or another advance won): its room may start another
+        rt.wake.set()
+    else:
         n = len(follow_up.trajectories)
         if rt.admission is not None:
             rt.admission.force(n)

@@ -9,8 +9,9 @@ admission control) hangs off `app.pacore`.
 from __future__ import annotations
 
 import re
+import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
@@ -32,6 +33,8 @@ class Runtime:
     settings: Settings
     db: Database
     admission: Admission | None = None  # on `pacore scheduler`
+    # set when a run ends (its room is free): the dispatch tick runs now, not at its next interval
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 def broker_urls(settings: Settings, db_url: str) -> tuple[str, str]:

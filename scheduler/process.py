@@ -1,6 +1,6 @@
 """`pacore scheduler`: a Celery worker on the `control` queue (chord callbacks) plus a ticker thread
-that runs the dispatch tick every PACORE_DISPATCH_INTERVAL seconds and the reconciler every
-PACORE_RECONCILE_INTERVAL seconds.
+that runs the dispatch tick every PACORE_DISPATCH_INTERVAL seconds, and at once when a chord callback
+ends a run (its room can start another), and the reconciler every PACORE_RECONCILE_INTERVAL seconds.
 
 A thread, not Celery beat: embedded beat forks a child process that outlives a scheduler killed with
 -9 and keeps ticking against whatever it was pointed at. Both passes are safe to run from several
@@ -37,7 +37,12 @@ def tick_forever(app: Celery, settings: Settings, stop: threading.Event) -> None
     next_reconcile = 0.0
     broker_down_since: float | None = None
     said = 0.0
-    while not stop.wait(settings.dispatch_interval):
+    wake = runtime(app).wake
+    while not stop.is_set():
+        wake.wait(settings.dispatch_interval)  # a run that ended wakes it: its room starts another
+        wake.clear()
+        if stop.is_set():
+            break
         try:
             dispatch_tick(app)
             if time.monotonic() >= next_reconcile:

@@ -45,13 +45,15 @@ class Node:
     batch_size: int = 1  # the most generations one message brings (PACORE_BATCH_SIZE)
     messages: int = 0  # batches taken and not yet acknowledged (their generations are in `active`)
     qos: Any = None  # the Celery consumer's prefetch control, once it consumes (worker/process.py)
+    wake: Callable[[], None] | None = None  # wakes the consumer's loop
     pool: ThreadPoolExecutor | None = None  # threads for a batch's generations past its first
     writes: Any = None  # where results are written: the process's group commit (worker/writes.py)
 
-    def bind(self, qos: Any) -> None:
-        """The consumer's prefetch control (None: not consuming); a new one after each reconnection."""
+    def bind(self, qos: Any, wake: Callable[[], None] | None = None) -> None:
+        """The consumer's prefetch control (None: not consuming; a new one after each reconnection) and
+        how to wake its loop (a prefetch raised while it waits must not wait for its next timer)."""
         with self.lock:
-            self.qos = qos
+            self.qos, self.wake = qos, wake
             self._prefetch()
 
     def message(self, delta: int) -> None:
@@ -68,9 +70,13 @@ class Node:
 
     def _prefetch(self) -> None:
         qos = self.qos
-        if qos is not None:  # applied by the consumer's loop (kombu QoS: set eventually, thread-safe)
-            with qos._mutex:
-                qos.value = self.prefetch()
+        if qos is None:
+            return
+        with qos._mutex:  # applied by the consumer's loop (kombu QoS: set eventually, thread-safe)
+            raised = self.prefetch() > qos.value
+            qos.value = self.prefetch()
+        if raised and self.wake is not None:
+            self.wake()
 
     def run(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on a generation thread of this process (a batch's generations past its first)."""

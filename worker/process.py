@@ -210,6 +210,10 @@ def _gate_on_engine_health(
     app.steps["consumer"].add(EngineGate)
 
 
+def _nothing() -> None:
+    pass
+
+
 def _count_generations(app: Celery, node: Node) -> None:
     """A consumer step: hand the node the consumer's prefetch control, so that the messages it takes
     are counted in generations (a message brings a batch of them), not in Celery threads."""
@@ -218,7 +222,7 @@ def _count_generations(app: Celery, node: Node) -> None:
         requires = {"celery.worker.consumer.tasks:Tasks"}
 
         def start(self, consumer: Any) -> None:
-            node.bind(consumer.qos)
+            node.bind(consumer.qos, lambda: consumer.call_soon(_nothing))
 
         def stop(self, consumer: Any) -> None:
             node.bind(None)
