@@ -16,14 +16,21 @@ def advance_and_publish(app: Celery, round_id: int) -> int:
     """Advance the round and publish the next one at once: later rounds of started runs go before new
     runs (admission control counts them against its room)."""
     rt = runtime(app)
-    follow_up = rt.db.through_outages(_advance, rt, round_id)
+    admission = rt.admission
+    if admission is not None:
+        admission.begin_advance()
+    try:
+        follow_up = rt.db.through_outages(_advance, rt, round_id)
+        if follow_up is not None and admission is not None:
+            admission.force(len(follow_up.trajectories))
+    finally:
+        if admission is not None:
+            admission.end_advance()
     advanced = time.monotonic()
     if follow_up is None:  # the run ended (or another advance won): its room may start another
         rt.wake.set()
     else:
         n = len(follow_up.trajectories)
-        if rt.admission is not None:
-            rt.admission.force(n)
         try:
             publish(app, [follow_up])
         finally:

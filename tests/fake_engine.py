@@ -66,6 +66,7 @@ class FakeEngine:
         self.model = model
         self.api_key = api_key  # when set, requests must carry it (vllm serve --api-key)
         self.requests: list[dict[str, Any]] = []
+        self.peers: list[tuple[str, int]] = []  # the client's address of each POST (its connection)
         self.per_text: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.down_until = 0.0
@@ -139,6 +140,8 @@ class FakeEngine:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with engine.lock:
+                    engine.peers.append(self.client_address)
                 # A client that stops reading (a refused budget block) aborts the request, as in vLLM; a
                 # dying engine breaks the stream (the connection closes mid-body).
                 try:

@@ -549,7 +549,8 @@ async def _follow(
     and drain act on a stream of keep-alives too). Only a chunk with tokens is progress: a stream of
     keep-alive comments times out like a silent one."""
     started = last = time.monotonic()
-    async for event in sse_events(response.aiter_lines()):
+    lines = response.aiter_lines()
+    async for event in sse_events(lines):
         now = time.monotonic()
         if event is not None:
             if "error" in event:
@@ -570,6 +571,19 @@ async def _follow(
             and not await guard(acc.take_raw(), acc.tokens, acc.take_ids())
         ):
             acc.finish_reason = BUDGET  # closing the stream aborts the request in vLLM
+            return
+    await _drain(lines)
+
+
+async def _drain(lines: AsyncIterator[str], most: int = 16) -> None:
+    """Read what follows `data: [DONE]` (the end of the chunked body), so that the connection goes back
+    to the pool for the next request: a response closed before its end closes its connection, and every
+    request would pay a new TCP connection (and the engine's server a new one). An engine that goes on
+    past [DONE] is left after `most` lines (its connection closed)."""
+    n = 0
+    async for _ in lines:
+        n += 1
+        if n >= most:
             return
 
 

@@ -17,7 +17,9 @@ def test_in_flight_work_stays_within_twice_the_fleet_and_campaigns_take_turns(
     fake_fleet, fake_engine, tmp_path: Path
 ) -> None:
     env = {"PACORE_ADMISSION_FACTOR": "2", "PACORE_ADMISSION_FLOOR": "1"}
-    with fake_fleet(concurrency=SLOTS, extra_env=env) as fleet:
+    # No worker yet: the floor (1) admits no round of K=4, so both campaigns wait with all their runs
+    # pending until the worker comes (a fast fleet could otherwise finish one before the other's submit).
+    with fake_fleet(workers=0, extra_env=env) as fleet:
         for name in ("left", "right"):
             path = tmp_path / f"{name}.jsonl"
             path.write_text(
@@ -26,6 +28,7 @@ def test_in_flight_work_stays_within_twice_the_fleet_and_campaigns_take_turns(
                 )
             )
             fleet.submit(path, "--preset", "low")
+        fleet.start("worker-0", "worker", "--engine-url", fleet.engine_url, "--concurrency", str(SLOTS))
         broker = redis.Redis.from_url(fleet.broker_url)
         seen = {"in_flight": 0, "queued": 0, "samples": 0}
         stop = threading.Event()
