@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from pacore.core.answers import extract_boxed
-from pacore.core.budget import grant_request
 from pacore.core.campaign import CampaignConfig
 from pacore.core.policy import RoundPlan, plan_round
 from pacore.core.rounds import after_round
@@ -63,7 +62,6 @@ def start_runs(
     by_id = {row.run_id: row for row in store.lock_pending_runs(candidates)}
     rows = [by_id[i] for i in candidates if i in by_id]  # round-robin order
     out: list[Publish] = []
-    generating: list[RunContext] = []  # started with a round 1 of their own: their grants, below
     for row in rows:
         try:
             cfg = CampaignConfig.model_validate(row.config)
@@ -89,26 +87,12 @@ def start_runs(
         except StoreError as exc:
             _cannot_start(store, run.run_id, run.campaign_id, f"the database refused it: {exc}")
             continue
-        if not run.cfg.pool and created:
-            generating.append(run)
         if admission is not None:
             admission.last_campaign = run.campaign_id
             if not admission.take(sum(len(p.trajectories) for p in created)):
                 break  # a new pool larger than the room: created, published by a later tick
         out.extend(created)
-    _grant_at_start(store, settings, generating)
     return out
-
-
-def _grant_at_start(store: Store, settings: Settings, runs: list[RunContext]) -> None:
-    """Each started run takes its first grant from its campaign here, last in the tick's transaction,
-    rather than with its first claim: the campaign row, which every grant locks, is then locked once per
-    tick for all the runs it started, not inside every claim transaction of every worker. A run the
-    campaign cannot grant now takes its grant with its first claim, as before (`budgets.reserve`)."""
-    for run in runs:
-        ask = grant_request(store.run_tokens(run.run_id), 0, settings.token_grant)
-        if ask > 0:
-            store.grant_to_run(run.run_id, run.campaign_id, ask, minimum=1)
 
 
 def _cannot_start(store: Store, run_id: int, campaign_id: int, why: str) -> None:
