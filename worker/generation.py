@@ -158,6 +158,7 @@ class Generation:
         self.last_line = self.last_token = 0.0
         self.cut: tuple[str, str] | None = None
         self.cut_lock = threading.Lock()
+        self.primed: threading.Event | None = None  # set at the first token (see `generate`)
 
     def where(self) -> dict[str, object]:
         h = self.claim.holder
@@ -174,6 +175,8 @@ class Generation:
         self.try_lines += 1  # the engine asks before it sends the request: that call is line 0
         if streamed > self.try_streamed:
             self.last_token = self.last_line
+            if self.primed is not None:
+                self.primed.set()
         self.recorder.add(raw, streamed - self.try_streamed, ids)
         metrics.GENERATED_TOKENS.inc(streamed - self.try_streamed)
         self.try_streamed = streamed
@@ -413,6 +416,16 @@ class Generation:
         )
 
 
-def generate(node: Node, db: Database, claim: Claim, settings: Settings) -> Attempted:
-    """Run the attempt. Never raises for engine failures: they come back as an error."""
-    return Generation(node, db, claim, settings).run()
+def generate(
+    node: Node, db: Database, claim: Claim, settings: Settings, primed: threading.Event | None = None
+) -> Attempted:
+    """Run the attempt. Never raises for engine failures: they come back as an error. `primed` is set
+    once the engine sent its first token (its prompt is prefilled, so in its prefix cache) or the
+    attempt ended."""
+    generation = Generation(node, db, claim, settings)
+    generation.primed = primed
+    try:
+        return generation.run()
+    finally:
+        if primed is not None:
+            primed.set()

@@ -5,6 +5,7 @@ callback must always run); returns the trajectory ids only."""
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import Celery
 
@@ -17,6 +18,11 @@ from worker import claims, generation
 from worker.node import Node
 
 log = logging.getLogger("pacore.worker")
+
+# A batch's trajectories share their round's prompt. The first is sent alone and the others once it
+# has its first token (its prompt is then in the engine's prefix cache, which they find: one prefill,
+# not one per request scheduled in the same engine step), or after this long at most.
+PRIME_SECONDS = 30
 
 
 def register(app: Celery, node: Node) -> None:
@@ -42,9 +48,10 @@ def register(app: Celery, node: Node) -> None:
 
 def _batch(rt: Runtime, node: Node, pairs: list[tuple[int, int]]) -> list[int]:
     """Take up the batch's trajectories this process is not already generating (a duplicate message),
-    claim them in one transaction, generate them (the first on this thread, the others on generation
-    threads), each writing its own result or handing its trajectory back, and each let go as soon as it
-    is written: a trajectory handed back may come back to this process while its batch still runs."""
+    claim them in one transaction, generate them at once (the first alone until its first token, see
+    PRIME_SECONDS; the last on this thread, the others on generation threads), each writing its own
+    result or handing its trajectory back, and each let go as soon as it is written: a trajectory
+    handed back may come back to this process while its batch still runs."""
     node.message(+1)
     try:
         taken = [(t, a) for t, a in pairs if node.begin(t)]
@@ -74,10 +81,19 @@ def _batch(rt: Runtime, node: Node, pairs: list[tuple[int, int]]) -> list[int]:
                 _let_go(node, t)
             else:
                 node.generating(t, c.attempt)
-        others = [node.run(lambda c=c: _one(rt, node, c)) for c in claimed[1:]]
+        others = []
+        if len(claimed) > 1:  # the leader's prompt goes into the engine's prefix cache first
+            primed = threading.Event()
+            others.append(node.run(lambda: _one(rt, node, claimed[0], primed)))
+            if not primed.wait(PRIME_SECONDS):
+                log.info(
+                    "the batch's first generation sent no token in %d s: starting the others", PRIME_SECONDS
+                )
+            claimed = claimed[1:]
+        others += [node.run(lambda c=c: _one(rt, node, c)) for c in claimed[:-1]]
         try:
             if claimed:
-                _one(rt, node, claimed[0])
+                _one(rt, node, claimed[-1])
         finally:
             for future in others:
                 try:
@@ -89,9 +105,9 @@ def _batch(rt: Runtime, node: Node, pairs: list[tuple[int, int]]) -> list[int]:
     return [t for t, _ in pairs]
 
 
-def _one(rt: Runtime, node: Node, claim: claims.Claim) -> None:
+def _one(rt: Runtime, node: Node, claim: claims.Claim, primed: threading.Event | None = None) -> None:
     try:
-        _generate(rt, node, claim)
+        _generate(rt, node, claim, primed)
     finally:
         _let_go(node, claim.trajectory_id)
 
@@ -101,7 +117,7 @@ def _let_go(node: Node, trajectory_id: int) -> None:
     metrics.ACTIVE_GENERATIONS.dec()
 
 
-def _generate(rt: Runtime, node: Node, claim: claims.Claim) -> None:
+def _generate(rt: Runtime, node: Node, claim: claims.Claim, primed: threading.Event | None = None) -> None:
     """Generate a claimed trajectory, then write the result or hand the trajectory back."""
     db = rt.db
     trajectory_id, attempt = claim.trajectory_id, claim.attempt
@@ -114,7 +130,7 @@ def _generate(rt: Runtime, node: Node, claim: claims.Claim) -> None:
         worker_id=node.worker_id,
     )
     try:
-        attempted = generation.generate(node, db, claim, rt.settings)
+        attempted = generation.generate(node, db, claim, rt.settings, primed)
     except Fenced:
         log.info(
             "trajectory %d attempt %d was taken over; dropping this attempt",

@@ -8,7 +8,8 @@ time, each a campaign of `--rounds K,K`: round 2's K requests share one synthesi
 final round's one). Affinity on: PACORE_BATCH_SIZE=16 (a round of K <= 16 is one message, taken by one
 worker, so its K requests meet in one engine's prefix cache); off: PACORE_BATCH_SIZE=1 (each request goes
 to whichever worker takes its message). Every problem is used once, so no prompt is in a cache from an
-earlier run.
+earlier run; each is restated to about `--words` words, so that prompts are long against vLLM's block
+(the last partial block of every request is computed by each).
 
 The prefill the engines computed for rounds >= 2 is the delta of `local_compute` in
 `vllm:prompt_tokens_by_source_total`, summed over both engines, from the moment the run's round 2 was
@@ -76,7 +77,8 @@ class Sampler:
     """Both engines' computed prefill, every 20 ms, with the wall time of each reading."""
 
     def __init__(self, urls: list[str]) -> None:
-        self.urls, self.samples = urls, [(time.time(), self.read())]
+        self.urls = urls
+        self.samples = [(time.time(), self.read())]
         self.stop = threading.Event()
         threading.Thread(target=self.loop, daemon=True).start()
 
@@ -92,9 +94,19 @@ class Sampler:
         return [v for t, v in self.samples if t < at][-1]
 
 
-def problems(n: int) -> list[dict]:
+def problems(n: int, words: int) -> list[dict]:
+    """MATH-500 problems, each restated until it is about `words` words long: at the paper's scale a
+    synthesis prompt is tens of thousands of tokens, and a short one measures vLLM's last partial
+    block (computed by every request) more than sharing."""
     source = (REPO.parent / "shared" / "data" / "math500.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in source[:n]]
+    out = []
+    for line in source[:n]:
+        record = json.loads(line)
+        message = record["messages"][-1]
+        times = max(1, words // max(1, len(message["content"].split())))
+        message["content"] = "\n\n".join([message["content"]] * times)
+        out.append(record)
+    return out
 
 
 def one_run(db: Database, url: str, root: Path, sampler: Sampler, name: str, problem: dict, k: int) -> dict:
@@ -129,11 +141,12 @@ def main() -> None:
     )
     parser.add_argument("--problems", type=int, default=3, help="runs per K and setting")
     parser.add_argument("--ks", default="8,16")
+    parser.add_argument("--words", type=int, default=0, help="restate each problem to about this many words")
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
     root = Path(tempfile.mkdtemp(prefix="pacore-affinity-"))
     figures: dict[str, dict] = {}
-    pool = iter(problems(args.problems * len(ks) * 2))
+    pool = iter(problems(args.problems * len(ks) * 2, args.words))
     try:
         with ExitStack() as stack:
             engines = [
