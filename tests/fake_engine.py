@@ -67,6 +67,7 @@ class FakeEngine:
         self.api_key = api_key  # when set, requests must carry it (vllm serve --api-key)
         self.requests: list[dict[str, Any]] = []
         self.peers: list[tuple[str, int]] = []  # the client's address of each POST (its connection)
+        self.posted: list[tuple[float, str]] = []  # when each POST arrived, and its last message's text
         self.per_text: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.down_until = 0.0
@@ -142,6 +143,8 @@ class FakeEngine:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with engine.lock:
                     engine.peers.append(self.client_address)
+                    text = (body.get("messages") or [{}])[-1].get("content", "")
+                    engine.posted.append((time.monotonic(), text if isinstance(text, str) else ""))
                 # A client that stops reading (a refused budget block) aborts the request, as in vLLM; a
                 # dying engine breaks the stream (the connection closes mid-body).
                 try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from celery import Celery
 
@@ -22,7 +23,7 @@ log = logging.getLogger("pacore.worker")
 # A batch's trajectories share their round's prompt. The first is sent alone and the others once it
 # has its first token (its prompt is then in the engine's prefix cache, which they find: one prefill,
 # not one per request scheduled in the same engine step), or after this long at most.
-PRIME_SECONDS = 30
+PRIME_SECONDS = 10
 
 
 def register(app: Celery, node: Node) -> None:
@@ -85,7 +86,7 @@ def _batch(rt: Runtime, node: Node, pairs: list[tuple[int, int]]) -> list[int]:
         if len(claimed) > 1:  # the leader's prompt goes into the engine's prefix cache first
             primed = threading.Event()
             others.append(node.run(lambda: _one(rt, node, claimed[0], primed)))
-            if not primed.wait(PRIME_SECONDS):
+            if not _primed(node, primed):
                 log.info(
                     "the batch's first generation sent no token in %d s: starting the others", PRIME_SECONDS
                 )
@@ -103,6 +104,16 @@ def _batch(rt: Runtime, node: Node, pairs: list[tuple[int, int]]) -> list[int]:
     finally:
         node.message(-1)
     return [t for t, _ in pairs]
+
+
+def _primed(node: Node, primed: threading.Event) -> bool:
+    """Wait for the leader's first token, at most PRIME_SECONDS, and not once the process drains or its
+    engine is lost (the others then start, and hand back at once)."""
+    deadline = time.monotonic() + PRIME_SECONDS
+    while not primed.wait(0.2):
+        if node.draining.is_set() or node.engine_lost.is_set() or time.monotonic() > deadline:
+            return False
+    return True
 
 
 def _one(rt: Runtime, node: Node, claim: claims.Claim, primed: threading.Event | None = None) -> None:

@@ -108,3 +108,20 @@ def test_cancel_and_delete_take_their_messages_out_of_the_broker_and_an_ended_ca
         # minutes after each chord's callback fired (so that it fires once), each expiring
         assert all(k.startswith("celery-taskset-meta-") and k.endswith(".c") for k in left), left
         assert all(0 < broker.ttl(k) <= 600 for k in left), [(k, broker.ttl(k)) for k in left]
+
+
+def test_a_batch_sends_its_first_request_alone_and_the_others_once_it_has_a_token(
+    fake_fleet, fake_engine, tmp_path: Path
+) -> None:
+    """The others then find the round's prompt in the engine's prefix cache (one prefill): here the
+    engine answers each request after 800 ms (SLOW800), so the others arrive that much after the first."""
+    path = tmp_path / "primed.jsonl"
+    path.write_text(json.dumps({"id": "p", "problem": "SLOW800 a primed problem"}) + "\n")
+    with fake_fleet(workers=1, extra_env={"PACORE_BATCH_SIZE": "4"}) as fleet:
+        fleet.submit(path, "--name", "primed", "--rounds", "4")
+        assert fleet.wait_finished("primed", timeout=120)["runs"] == {"total": 1, "done": 1}
+    arrived = sorted(at for at, text in fake_engine.posted if text == "SLOW800 a primed problem")
+    assert len(arrived) == 4, arrived  # round 1: one request each, no retry
+    first, others = arrived[0], arrived[1:]
+    assert min(others) - first >= 0.7, arrived  # after the first's token, not with it
+    assert max(others) - min(others) < 0.7, arrived  # the others together

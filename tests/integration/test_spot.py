@@ -125,7 +125,9 @@ def test_a_drain_cuts_streams_that_send_nothing(
     worker's watchdog cuts those reads, so a drained worker hands them back and exits 0 long before the
     client's own read timeout (here 120 s) or the engine (60 s) would end them; the engine sees its
     requests go."""
-    with fake_fleet(concurrency=4, extra_env={**FAST, "PACORE_ENGINE_TIMEOUT": "120"}) as spot_fleet:
+    # a message per trajectory: a batch would send its first request alone until its first token
+    env = {**FAST, "PACORE_ENGINE_TIMEOUT": "120", "PACORE_BATCH_SIZE": "1"}
+    with fake_fleet(concurrency=4, extra_env=env) as spot_fleet:
         hung_and_drained(spot_fleet, fake_engine, tmp_path, marker)
 
 
