@@ -96,15 +96,17 @@ class Reconciler:
 
 
 def _oldest_queued(raw: bytes | None) -> int | None:
-    """The trajectory id of a queued `generate` message (kombu's envelope around Celery's protocol 2
-    body: [args, kwargs, embed], base64-encoded), or None for an empty queue."""
+    """The first trajectory id of a queued generation message (kombu's envelope around Celery's
+    protocol 2 body: [args, kwargs, embed], base64-encoded; args `[[[id, attempt], ...]]` for
+    `generate_batch`, `[id, attempt]` for `generate`), or None for an empty queue."""
     if raw is None:
         return None
     message = json.loads(raw)
     body = message["body"]
     if message.get("properties", {}).get("body_encoding") == "base64":
         body = base64.b64decode(body)
-    return int(json.loads(body)[0][0])
+    first = json.loads(body)[0][0]
+    return int(first[0][0]) if isinstance(first, list) else int(first)
 
 
 def _redis_client(app: Celery):  # type: ignore[no-untyped-def]

@@ -85,12 +85,10 @@ def _batch(rt: Runtime, node: Node, pairs: list[tuple[int, int]]) -> list[int]:
         others = []
         if len(claimed) > 1:  # the leader's prompt goes into the engine's prefix cache first
             primed = threading.Event()
-            others.append(node.run(lambda: _one(rt, node, claimed[0], primed)))
+            leader, claimed = claimed[0], claimed[1:]
+            others.append(node.run(lambda: _one(rt, node, leader, primed)))
             if not _primed(node, primed):
-                log.info(
-                    "the batch's first generation sent no token in %d s: starting the others", PRIME_SECONDS
-                )
-            claimed = claimed[1:]
+                log.info("the batch's first generation has no token yet: starting the others without it")
         others += [node.run(lambda c=c: _one(rt, node, c)) for c in claimed[:-1]]
         try:
             if claimed:

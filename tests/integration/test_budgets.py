@@ -201,11 +201,13 @@ def test_a_lowered_budget_takes_back_what_runs_hold_unreserved(budget_fleet: Fle
     at_edit = re.search(r"\(([\d,]+) used, ([\d,]+) reserved\)", lowered.stdout)
     assert at_edit, lowered.stdout
     used_at_edit, held_at_edit = (int(v.replace(",", "")) for v in at_edit.groups())
-    ((free, held, c_reserved),) = budget_fleet.query(
-        "SELECT r.tokens_granted - r.tokens_used - r.tokens_reserved, r.tokens_reserved, c.tokens_reserved "
-        "FROM run r JOIN campaign c ON c.id = r.campaign_id WHERE c.name = 'lowered'"
+    ((free, held, c_reserved, c_used),) = budget_fleet.query(
+        "SELECT r.tokens_granted - r.tokens_used - r.tokens_reserved, r.tokens_reserved, c.tokens_reserved, "
+        "c.tokens_used FROM run r JOIN campaign c ON c.id = r.campaign_id WHERE c.name = 'lowered'"
     )
-    assert free == 0 and c_reserved >= held, "only the blocks trajectories hold stay reserved"
+    # only the blocks trajectories hold stay reserved; a grant taken since (a trajectory's next block)
+    # comes from the new budget
+    assert c_reserved >= held and (free == 0 or c_used + c_reserved <= 30), (free, held, c_reserved, c_used)
     status = budget_fleet.wait_finished("lowered")
     # After a lowering, usage stays within the new budget, or within what was used and held at the edit
     # when that was more: the blocks trajectories held may still be spent (README, `pacore budget`). The
