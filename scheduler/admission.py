@@ -19,8 +19,6 @@ import threading
 from pacore.settings import Settings
 from pacore.store.store import Store
 
-REFRESH_WAIT_SECONDS = 2.0  # past this, a refresh or a callback goes on (the bound is a soft one)
-
 
 class Admission:
     def __init__(self, settings: Settings) -> None:
@@ -32,41 +30,16 @@ class Admission:
         self.in_flight = 0
         self.last_campaign = 0  # the campaign whose run was started last: the next turn is after it
         self.publishing = 0  # forced by callbacks and not yet stamped published: not in the count yet
-        # Callbacks between their advance's commit and `force` hold the count as readers; a refresh
-        # reads in flight as the writer, so it never sees a committed round that is not yet counted.
-        self.turns = threading.Condition(self.lock)
-        self.advancing = 0
-        self.refreshing = False
 
     def refresh(self, store: Store) -> int:
-        """Measure the fleet and what is in flight; returns the room. Waits (a moment at most) for the
-        callbacks that committed a round and have not counted it yet."""
-        with self.turns:
-            self.refreshing = True
-            self.turns.wait_for(lambda: self.advancing == 0, timeout=REFRESH_WAIT_SECONDS)
-        try:
-            capacity = store.fleet_capacity(self.stale)
-            in_flight = store.count_in_flight()
-        finally:
-            with self.turns:
-                self.refreshing = False
-                self.turns.notify_all()
+        """Measure the fleet and what is in flight; returns the room."""
+        capacity = store.fleet_capacity(self.stale)
+        in_flight = store.count_in_flight()
         bound = max(self.floor, int(self.factor * capacity))
         with self.lock:
             self.capacity, self.in_flight = int(capacity), int(in_flight)
             self.room = max(0, bound - self.in_flight - self.publishing)
             return self.room
-
-    def begin_advance(self) -> None:
-        """A callback is about to commit a round's advance (its next round, uncounted until `force`)."""
-        with self.turns:
-            self.turns.wait_for(lambda: not self.refreshing, timeout=REFRESH_WAIT_SECONDS)
-            self.advancing += 1
-
-    def end_advance(self) -> None:
-        with self.turns:
-            self.advancing -= 1
-            self.turns.notify_all()
 
     def take(self, n: int) -> bool:
         """Reserve room for `n` trajectories to publish now; False when they do not fit."""

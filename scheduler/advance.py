@@ -16,16 +16,9 @@ def advance_and_publish(app: Celery, round_id: int) -> int:
     """Advance the round and publish the next one at once: later rounds of started runs go before new
     runs (admission control counts them against its room)."""
     rt = runtime(app)
-    admission = rt.admission
-    if admission is not None:
-        admission.begin_advance()
-    try:
-        follow_up = rt.db.through_outages(_advance, rt, round_id)
-        if follow_up is not None and admission is not None:
-            admission.force(len(follow_up.trajectories))
-    finally:
-        if admission is not None:
-            admission.end_advance()
+    follow_up = rt.db.through_outages(_advance, rt, round_id)
+    if follow_up is not None and rt.admission is not None:
+        rt.admission.force(len(follow_up.trajectories))
     advanced = time.monotonic()
     if follow_up is None:  # the run ended (or another advance won): its room may start another
         rt.wake.set()
