@@ -13,8 +13,6 @@ queue; a live worker would have claimed it within milliseconds: it is published 
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import time
 import uuid
@@ -24,6 +22,7 @@ from celery import Celery
 
 from scheduler.app import generation_queue, runtime
 from scheduler.sweep import sweep
+from scheduler.unqueue import carried
 
 log = logging.getLogger("pacore.reconciler")
 
@@ -96,17 +95,12 @@ class Reconciler:
 
 
 def _oldest_queued(raw: bytes | None) -> int | None:
-    """The first trajectory id of a queued generation message (kombu's envelope around Celery's
-    protocol 2 body: [args, kwargs, embed], base64-encoded; args `[[[id, attempt], ...]]` for
-    `generate_batch`, `[id, attempt]` for `generate`), or None for an empty queue."""
+    """The first trajectory id of a queued generation message (`scheduler.unqueue.carried`), or None
+    for an empty queue."""
     if raw is None:
         return None
-    message = json.loads(raw)
-    body = message["body"]
-    if message.get("properties", {}).get("body_encoding") == "base64":
-        body = base64.b64decode(body)
-    first = json.loads(body)[0][0]
-    return int(first[0][0]) if isinstance(first, list) else int(first)
+    ids, _ = carried(raw)
+    return ids[0] if ids else None
 
 
 def _redis_client(app: Celery):  # type: ignore[no-untyped-def]

@@ -39,8 +39,8 @@ def unqueue(app: Celery, model: str, trajectory_ids: Iterable[int]) -> int:
         client = channel.client
         for key in {channel._q_for_pri(queue, pri) for pri in channel.priority_steps}:
             for raw in client.lrange(key, 0, -1):
-                carried, group = _carried(raw)
-                if carried and carried <= gone and client.lrem(key, 1, raw):
+                ids, group = carried(raw)
+                if ids and set(ids) <= gone and client.lrem(key, 1, raw):
                     removed += 1
                     if group:
                         groups.add(group)
@@ -54,20 +54,21 @@ def unqueue(app: Celery, model: str, trajectory_ids: Iterable[int]) -> int:
     return removed
 
 
-def _carried(raw: bytes) -> tuple[set[int] | None, str | None]:
-    """The trajectory ids a generation message carries (None: not one of ours), and its chord's group."""
+def carried(raw: bytes) -> tuple[list[int] | None, str | None]:
+    """The trajectory ids a generation message carries, in its order (None: not one of ours), and its
+    chord's group. Also read by the reconciler for the head of a queue."""
     try:
         envelope = json.loads(raw)
         body = envelope["body"]
         if envelope.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         args = json.loads(body)[0]
-        headers = envelope["headers"]
-        task, group = headers["task"], headers.get("group")
+        headers = envelope.get("headers", {})
+        task, group = headers.get("task"), headers.get("group")
     except (ValueError, KeyError, TypeError, IndexError):
         return None, None
-    if task == "pacore.generate_batch":
-        return {int(t) for t, _ in args[0]}, group
-    if task == "pacore.generate":
-        return {int(args[0])}, group
+    if task == "pacore.generate_batch" or (task is None and isinstance(args[0], list)):
+        return [int(t) for t, _ in args[0]], group
+    if task in ("pacore.generate", None):
+        return [int(args[0])], group
     return None, None

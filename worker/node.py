@@ -72,9 +72,10 @@ class Node:
         qos = self.qos
         if qos is None:
             return
+        wanted = self.prefetch()
         with qos._mutex:  # applied by the consumer's loop (kombu QoS: set eventually, thread-safe)
-            raised = self.prefetch() > qos.value
-            qos.value = self.prefetch()
+            raised = wanted > qos.value
+            qos.value = wanted
         if raised and self.wake is not None:
             self.wake()
 
