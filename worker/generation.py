@@ -312,7 +312,9 @@ class Generation:
             self._charge_unseen()
         if not self.node.engine.health():
             # Refused: the engine was already gone. Broken mid-request: this request was there when it
-            # died, which counts toward quarantine.
+            # died, which counts toward quarantine. The attempt's record keeps the engine's words.
+            self.notes.append(f"try {self.tries} failed, the engine then did not answer /health: {exc}")
+            log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1], extra=self.where())
             return HandBack("engine down" if exc.kind == "connect" else "engine lost")
         return exc
 

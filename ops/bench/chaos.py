@@ -297,7 +297,9 @@ class FaultyEngine:
     then that line, then the end of the stream). `merge` asks vLLM itself for that many tokens per chunk
     (per-request stream_interval), as it does for a slow reader. `hang_all` hangs every new request.
     `hanging` counts the streams hung now, by cause ("hang" and "keepalive" faults, "hang_all"), from the
-    moment a request is taken. Everything else is forwarded as it is."""
+    moment a request is taken. A bad line counts as injected once it reached a client still there (one
+    that timed out on a slow engine first never saw it: another request gets it). Everything else is
+    forwarded as it is."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -305,6 +307,7 @@ class FaultyEngine:
         self.lock = threading.Lock()
         self.armed: dict[str, int] = {}
         self.injected: dict[str, int] = dict.fromkeys(FAULTS, 0)
+        self.sending = 0  # bad lines taken by requests, not yet delivered
         self.hit: set[tuple[str, str]] = set()
         self.merge: int | None = None
         self.merged = 0
@@ -320,8 +323,9 @@ class FaultyEngine:
             self.armed[fault] = self.armed.get(fault, 0) + n
 
     def armed_left(self) -> int:
+        """Faults not yet injected: armed, or a bad line on its way."""
         with self.lock:
-            return sum(self.armed.values())
+            return sum(self.armed.values()) + self.sending
 
     def hung(self, *causes: str) -> int:
         with self.lock:
@@ -345,10 +349,23 @@ class FaultyEngine:
                 if fault != "storm":  # a storm hits whatever comes; the others one prompt once
                     self.hit.add((key, fault))
                 self.armed[fault] -= 1
-                self.injected[fault] += 1
+                if fault in BAD_LINES:  # it counts once it reached its client (`delivered`)
+                    self.sending += 1
+                else:
+                    self.injected[fault] += 1
             if fault in HANGS:
                 self.hanging[fault] += 1  # until _hang sees the client go
             return fault
+
+    def delivered(self, fault: str, reached: bool) -> None:
+        """A bad line was sent to a client still there (injected), or its client had gone first (timed
+        out on a slow engine: it never saw the fault, so another request gets it)."""
+        with self.lock:
+            self.sending -= 1
+            if reached:
+                self.injected[fault] += 1
+            else:
+                self.armed[fault] += 1
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         return type("Handler", (ProxyHandler,), {"proxy": self})
@@ -381,8 +398,14 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 self._send(503, json.dumps(error).encode(), "application/json")
             elif fault in HANGS:
                 self._hang(fault)
+            elif fault in BAD_LINES:
+                reached = False
+                try:
+                    reached = self._forward(body, BAD_LINES[fault])
+                finally:
+                    self.proxy.delivered(fault, reached)
             else:
-                self._forward(body, BAD_LINES.get(fault or ""))
+                self._forward(body, None)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -397,6 +420,10 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
+    def _client_gone(self) -> bool:
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+
     def _hang(self, cause: str) -> None:
         keepalive = cause == "keepalive"
         try:
@@ -407,8 +434,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 self.end_headers()
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                readable, _, _ = select.select([self.connection], [], [], 0.1)
-                if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                time.sleep(0.1)
+                if self._client_gone():
                     break  # the client went (a timeout, a cut)
                 if keepalive:
                     self._chunk(b": keepalive\n\n")
@@ -417,7 +444,10 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 self.proxy.hanging[cause] -= 1
         self.close_connection = True
 
-    def _forward(self, body: dict[str, Any], bad: bytes | None) -> None:
+    def _forward(self, body: dict[str, Any], bad: bytes | None) -> bool:
+        """Forward the request; with `bad`, put that line in its stream. True when the bad line reached
+        a client that was still there."""
+        reached = False
         with self.proxy.client.stream("POST", self.path, json=body) as answer:
             self.send_response(answer.status_code)
             self.send_header("Content-Type", answer.headers.get("content-type", "application/json"))
@@ -426,15 +456,19 @@ class ProxyHandler(BaseHTTPRequestHandler):
             if bad is None:
                 for data in answer.iter_raw():
                     self._chunk(data)
-            else:  # three real events, then the bad line, then the end (the request aborted)
-                events = 0
+            else:  # up to three real events, then the bad line, then the end (the request aborted)
+                events = 0  # a short stream's bad line still comes before its [DONE], where it is read
                 for line in answer.iter_lines():
-                    self._chunk(line.encode() + b"\n")
-                    events += line.startswith("data:")
-                    if events == 3:
+                    done = line.startswith("data:") and line[5:].strip() == "[DONE]"
+                    if not done:
+                        self._chunk(line.encode() + b"\n")
+                        events += line.startswith("data:")
+                    if done or events == 3:
+                        reached = not self._client_gone()
                         self._chunk(bad)
                         break
         self.wfile.write(b"0\r\n\r\n")
+        return reached
 
 
 @dataclass
