@@ -52,6 +52,19 @@ class FleetQueries(StoreBase):
             for r in rows
         ]
 
+    def demand_by_model(self) -> dict[str, int]:
+        """The generation slots each model's queue needs now (ARCHITECTURE.md §3; view `fleet_demand`)."""
+        return {r.model: int(r.slots) for r in self.execute("demand_by_model", {}).all()}
+
+    def demand_of_model(self, model: str) -> int:
+        return int(self.execute("demand_of_model", {"model": model}).scalar_one())
+
+    def running_by_pid(self, host: str, pids: list[int]) -> dict[int, int]:
+        """Trajectories each of this host's worker processes (by pid) is generating now; a pid that has not
+        registered yet is absent."""
+        rows = self.execute("running_by_pid", {"host": host, "pids": pids}).all()
+        return {int(r.pid): int(r.running) for r in rows}
+
     def expired_leases(self, ids: list[int]) -> dict[int, tuple[int, float]]:
         """Per campaign: running trajectories whose lease ran out, and the oldest one's wait in seconds."""
         rows = self.execute("expired_leases", {"ids": ids}).all()

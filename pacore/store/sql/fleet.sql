@@ -41,3 +41,18 @@ SELECT campaign_id, count(*) AS trajectories, extract(epoch FROM now() - min(lea
 FROM trajectory
 WHERE campaign_id = ANY(:ids) AND status = 'running' AND lease_until < now()
 GROUP BY campaign_id;
+
+-- name: demand_by_model
+-- The generation slots each model's queue needs now (the view fleet_demand, migration 0006: running, pending and not waiting for budget, and round 1 of runs not started, of active campaigns).
+SELECT model, slots FROM fleet_demand ORDER BY model;
+
+-- name: demand_of_model
+-- One model's demand in slots; the KEDA ScaledObject's query is this text with the model's name in place of :model.
+SELECT coalesce(sum(slots), 0) AS slots FROM fleet_demand WHERE model = :model;
+
+-- name: running_by_pid
+-- What each of one host's worker processes generates now, by pid (an autoscaler scales in the least busy first).
+SELECT w.pid AS pid, count(t.id) AS running
+FROM worker w LEFT JOIN trajectory t ON t.worker_id = w.id AND t.status = 'running'
+WHERE w.hostname = :host AND w.pid = ANY(:pids) AND w.status IN ('up', 'engine_down')
+GROUP BY w.pid;
