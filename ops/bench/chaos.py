@@ -961,8 +961,10 @@ class Chaos:
             return waiting, exhausted
 
         def stopped() -> bool:
+            if any(stopped_work()):  # first: runs that ran out of it are finished, and count as stopped
+                return True
             self.unfinished("the lowered budget stopped anything")
-            return any(stopped_work())
+            return False
 
         wait_for(stopped, "trajectories to wait for budget", 300)
         waiting, exhausted = stopped_work()

@@ -42,7 +42,10 @@ def resolve_url(settings: Settings) -> str:
         return normalize_url(settings.database_url.get_secret_value())
     from pacore.store import embedded
 
-    return embedded.start(settings.data_dir)
+    try:
+        return embedded.start(settings.data_dir)
+    except embedded.NotStarted as exc:
+        raise DatabaseUnreachable(str(exc)) from exc
 
 
 T = TypeVar("T")

