@@ -60,11 +60,16 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self.stop.is_set():
-                row = conn.execute(SAMPLE, {"model": self.model}).fetchone()
-                assert row is not None
-                self.samples.append((round(time.monotonic() - self.t0, 1), *map(int, row)))
-                self.stop.wait(1.0)
+            while True:
+                self.sample(conn)
+                if self.stop.wait(1.0):
+                    self.sample(conn)  # the last: the fleet as the benchmark ends
+                    return
+
+    def sample(self, conn: psycopg.Connection[Any]) -> None:
+        row = conn.execute(SAMPLE, {"model": self.model}).fetchone()
+        assert row is not None
+        self.samples.append((round(time.monotonic() - self.t0, 1), *map(int, row)))
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -131,7 +136,9 @@ def figures(url: str, names: list[str]) -> dict[str, Any]:
         }
 
 
-def plot(samples: list[tuple[float, int, int, int, int]], per: int, submits: list[float], path: Path) -> None:
+def plot(
+    samples: list[tuple[float, int, int, int, int]], per: int, most: int, submits: list[float], path: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,7 +146,8 @@ def plot(samples: list[tuple[float, int, int, int, int]], per: int, submits: lis
 
     t = [s[0] for s in samples]
     fig, ax = plt.subplots(figsize=(9, 4))
-    ax.step(t, [s[1] / per for s in samples], where="post", label=f"demand / {per} (workers wanted)")
+    wanted = [min(most, math.ceil(s[1] / per)) for s in samples]
+    ax.step(t, wanted, where="post", label=f"wanted now: ceil(demand / {per}), at most {most}")
     ax.step(t, [s[2] for s in samples], where="post", label="live workers")
     ax.step(t, [s[3] for s in samples], where="post", label="idle workers", alpha=0.6)
     for at, name in zip(submits, "AB", strict=False):
@@ -147,7 +155,7 @@ def plot(samples: list[tuple[float, int, int, int, int]], per: int, submits: lis
         ax.text(at, ax.get_ylim()[1] * 0.95, f" submit {name}", color="grey")
     ax.set_xlabel("seconds")
     ax.set_ylabel("workers")
-    ax.legend(loc="upper right")
+    ax.legend(loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -261,7 +269,7 @@ def run(args: argparse.Namespace, root: Path, stack: ExitStack) -> dict[str, Any
         submits=submits,
         series=samples,
     )
-    plot(samples, args.per_worker, submits, args.plot)
+    plot(samples, args.per_worker, args.max, submits, args.plot)
     print(f"{'t s':>7} {'demand':>7} {'live':>5} {'idle':>5} {'running':>8}")
     last = None
     for t, demand, live, idle, running in samples:
