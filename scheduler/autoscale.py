@@ -119,11 +119,7 @@ class Autoscaler:
             )
             self.last = (demand, target)
         if target > len(live) and now < self.hold_until:
-            log.info(
-                "%d more workers wanted: holding %.0fs more after a worker exited on its own",
-                target - len(live),
-                self.hold_until - now,
-            )
+            pass  # a worker exited on its own: the log said when the next one starts
         elif target > len(live):
             for _ in range(target - len(live)):
                 self.start()

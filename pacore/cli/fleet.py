@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from pacore.cli.app import Context, main, pass_ctx
+from pacore.cli.display import clean
 from pacore.cli.options import engine_url_option
 
 # -- processes --------------------------------------------------------------------------------------
@@ -114,8 +115,10 @@ def fleet(ctx: click.Context, as_json: bool) -> None:
     for r in rows:
         down = f", {r['engines_down']} with their engine down" if r["engines_down"] else ""
         click.echo(
-            f"{r['model']}: demand {r['demand_slots']} slots; {r['live_workers']} live workers, "
-            f"{r['live_slots']} slots{down}"
+            clean(
+                f"{r['model']}: demand {r['demand_slots']} slots; {r['live_workers']} live workers, "
+                f"{r['live_slots']} slots{down}"
+            )
         )
 
 
