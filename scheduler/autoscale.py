@@ -187,7 +187,8 @@ class Autoscaler:
                 continue
             self.children.remove(child)
             if child.draining_since is not None:
-                log.info(
+                log.log(
+                    logging.INFO if code == 0 else logging.WARNING,
                     "worker %d (pid %d) drained in %.1fs, exit code %d",
                     child.number,
                     child.pid,
