@@ -15,7 +15,9 @@ it, `pacore fleet autoscale` scales on it, and the KEDA ScaledObject in `ops/dep
 - round 1's K for every run not started yet of an active campaign: admission holds those back only for
   want of the fleet this signal sizes (ARCHITECTURE.md §3 rule 8).
 
-Quarantined runs, paused and cancelled campaigns, and finished work count nothing.
+Quarantined runs, paused and cancelled campaigns, and finished work count nothing. A `--pool` campaign's
+runs not started count K1 each, though they will link pool trajectories instead: an overestimate until
+they start.
 """
 
 from alembic import op
