@@ -38,7 +38,8 @@ from worker.node import Node
 
 log = logging.getLogger("pacore.worker")
 
-# A draining generation keeps going only if, at its observed rate, it ends this long before the grace.
+# A draining generation keeps going only if, at its observed rate, it ends this long before the grace
+# (one whose end is not known: until this long before it).
 DRAIN_MARGIN_SECONDS = 3.0
 # A stream that sent no line for this long while it should stop is cut by the watchdog (a flowing one
 # stops itself at its next line).
@@ -195,7 +196,7 @@ class Generation:
             return "superseded"
         if self.node.engine_lost.is_set():  # noticed by the health gate; this stream itself may still flow
             return "engine down"
-        if self.node.draining.is_set() and not self._finishes_before_deadline():
+        if self.node.draining.is_set() and not self._keeps_going_while_draining():
             return "drained"
         return None
 
@@ -226,12 +227,17 @@ class Generation:
             if not cut(self.thread):  # not blocked in a read just now: its next line will do
                 self.cut = None
 
-    def _finishes_before_deadline(self) -> bool:
+    def _keeps_going_while_draining(self) -> bool:
+        """A draining worker's generation goes on while it can end within the grace: at its observed rate
+        when what it may still generate is known (capped), else until the grace is about to run out (no
+        cap, or no token yet this try: it may well end sooner, and a long grace, as a scale-in gives,
+        lets it). One that cannot end in time hands back at once."""
+        seconds_left = self.node.seconds_left() - DRAIN_MARGIN_SECONDS
         left = self.remaining()
         elapsed = time.monotonic() - self.try_started
         if left is None or self.try_streamed == 0 or elapsed <= 0:
-            return False
-        return left / (self.try_streamed / elapsed) < self.node.seconds_left() - DRAIN_MARGIN_SECONDS
+            return seconds_left > 0
+        return left / (self.try_streamed / elapsed) < seconds_left
 
     def one_try(self) -> GenerationResult:
         """One try: requests, segment after segment, until the trajectory ends (or the budget does)."""
