@@ -27,7 +27,9 @@ def status(fleet: Fleet, name: str) -> dict:
 
 
 def test_pause_lets_running_work_finish_and_resume_regenerates_nothing(fleet: Fleet, tmp_path: Path) -> None:
-    submit(fleet, tmp_path, "paused", "PACE40 LONG20 a problem")
+    submit(
+        fleet, tmp_path, "paused", "PACE100 LONG40 a problem"
+    )  # 4 s a trajectory: the pause (a CLI start) lands in round 1
     fleet.until(
         "SELECT count(*) >= 4 FROM trajectory t JOIN campaign c ON c.id = t.campaign_id "
         "WHERE c.name = 'paused' AND t.status = 'running'",
