@@ -283,8 +283,7 @@ class Generation:
             result = self.node.engine.generate(request, self.guard, self.may_block)
         except CannotContinue as exc:
             self.db.through_outages(self.node.checkpoints.restart, self.db, self.recorder)
-            self.notes.append(f"could not continue the checkpoint ({exc}): started afresh")
-            log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1], extra=self.where())
+            self._warn(f"could not continue the checkpoint ({exc}): started afresh")
             self.whole = True
             return None
         except EngineError as exc:
@@ -319,8 +318,7 @@ class Generation:
         if not self.node.engine.health():
             # Refused: the engine was already gone. Broken mid-request: this request was there when it
             # died, which counts toward quarantine. The attempt's record keeps the engine's words.
-            self.notes.append(f"try {self.tries} failed, the engine then did not answer /health: {exc}")
-            log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1], extra=self.where())
+            self._warn(f"try {self.tries} failed, the engine then did not answer /health: {exc}")
             return HandBack("engine down" if exc.kind == "connect" else "engine lost")
         return exc
 
@@ -387,6 +385,11 @@ class Generation:
         result = replace(result, completion_tokens=self.recorder.tokens, prompt_tokens=prompt)
         return Attempted(result, None, self._spent())
 
+    def _warn(self, note: str) -> None:
+        """A note for the attempt's record, logged as a warning."""
+        self.notes.append(note)
+        log.warning("trajectory %d: %s", self.claim.trajectory_id, note, extra=self.where())
+
     def _note_retry(self, state: RetryCallState) -> None:
         """A try failed and is retried: the attempt's record keeps the engine's words."""
         error = str(state.outcome.exception() if state.outcome else None)
@@ -408,10 +411,7 @@ class Generation:
             )
             if fit is None:
                 raise
-            self.notes.append(
-                f"max_tokens lowered from {self.remaining()} to {fit} after a context-length error"
-            )
-            log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1], extra=self.where())
+            self._warn(f"max_tokens lowered from {self.remaining()} to {fit} after a context-length error")
             self.cap = self.recorder.tokens + fit
             return retrying(self.one_try)
 
