@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from pacore.core.budget import block_size
@@ -86,10 +86,15 @@ def claim_batch(
     each attempt's first block. Safe to run twice: a retry re-claims its own rows and finds the blocks it
     took."""
     with db.store() as store:
-        return [
-            _claim(store, tid, attempt, worker_id, lease_seconds, max_model_len, first_block)
-            for tid, attempt in pairs
+        claims = [
+            _claim(store, tid, attempt, worker_id, lease_seconds, max_model_len) for tid, attempt in pairs
         ]
+        if first_block is not None:
+            # the blocks after every claim: a block that needs a grant locks the campaign's row, which
+            # every claim of every worker needing a grant waits for, until this transaction commits
+            block, grant = first_block
+            claims = [c if c is None else _first_block(store, c, block, grant) for c in claims]
+        return claims
 
 
 def _claim(
@@ -99,7 +104,6 @@ def _claim(
     worker_id: str,
     lease_seconds: int,
     max_model_len: int | None,
-    first_block: tuple[int, int] | None,
 ) -> Claim | None:
     row = store.claim_trajectory(trajectory_id, attempt, worker_id, lease_seconds)
     if row is None:
@@ -112,13 +116,15 @@ def _claim(
     if cap is not None and max_model_len is not None:
         cap = min(cap, max_model_len)
     holder = budgets.Holder(trajectory_id, attempt, row.run_id, row.campaign_id)
-    reserved = 0
-    if first_block is not None:
-        block, grant = first_block
-        want = block_size(0, None if cap is None else cap - base.tokens, block)
-        reserved = budgets.reserve(store, holder, want, 0, grant, held=0) if want > 0 else 0
     request = GenerationRequest(row.messages, cfg.model, cap, cfg.temperature, cfg.top_p, row.sampling_seed)
-    return Claim(holder, request, base, reserved, row.failed_attempts)
+    return Claim(holder, request, base, 0, row.failed_attempts)
+
+
+def _first_block(store: Store, claim: Claim, block: int, grant: int) -> Claim:
+    cap = claim.request.max_tokens
+    want = block_size(0, None if cap is None else cap - claim.checkpoint.tokens, block)
+    reserved = budgets.reserve(store, claim.holder, want, 0, grant, held=0) if want > 0 else 0
+    return replace(claim, reserved=reserved)
 
 
 class Writes(Protocol):

@@ -33,6 +33,7 @@ import httpx
 from pacore.core.compaction import THINK_END, parse_output
 from pacore.core.urls import engine_root, redact
 from pacore.settings import DEFAULT_STREAM_INTERVAL
+from worker import lean_http
 from worker.loop import LoopThread
 
 
@@ -372,12 +373,10 @@ class OpenAIEngine:
         # (an outage) never hold up another stream's guard
         self.looper = LoopThread("engine-loop", guard_threads=pool)
         self._cuttable: dict[int, _Call] = {}  # generating thread -> its call, while it waits on the engine
-        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
-        self.client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            transport=httpx.AsyncHTTPTransport(retries=0, limits=limits),
+        # the generations' client: a lean one (worker.lean_http), as httpx's asyncio path cost more CPU per
+        # request than all of a trajectory's database work
+        self.client = lean_http.AsyncClient(
+            self.base_url, headers, timeout=timeout, connect_timeout=10.0, pool=pool
         )
         self.control = httpx.Client(base_url=self.base_url, headers=headers, timeout=10.0)
 
@@ -484,13 +483,11 @@ class OpenAIEngine:
             if not call.was_cut:
                 raise
             raise call.cut_error(acc.tokens) from None
-        except httpx.TimeoutException as exc:
-            raise EngineError(
-                "timeout", f"{type(exc).__name__} from {self.shown_url}", streamed=acc.tokens
-            ) from exc
-        except httpx.ConnectError as exc:  # nothing listening: the engine was gone before this request
-            raise EngineError("connect", f"{type(exc).__name__}: {exc}") from exc
-        except httpx.HTTPError as exc:
+        except lean_http.Timeout as exc:
+            raise EngineError("timeout", f"{exc} ({self.shown_url})", streamed=acc.tokens) from exc
+        except lean_http.ConnectError as exc:  # nothing listening: the engine was gone before this request
+            raise EngineError("connect", f"ConnectError: {exc}") from exc
+        except lean_http.HTTPError as exc:
             raise EngineError("connection", f"{type(exc).__name__}: {exc}", streamed=acc.tokens) from exc
 
     async def _continuation_prompt(self, request: GenerationRequest) -> tuple[list[int], int | None]:
@@ -519,7 +516,7 @@ class OpenAIEngine:
     async def _tokenize(self, body: dict[str, Any]) -> tuple[list[int], int]:
         try:
             response = await self.client.post("/tokenize", json=body, timeout=60.0)
-        except httpx.HTTPError as exc:
+        except lean_http.HTTPError as exc:
             raise EngineError("connection", f"/tokenize: {type(exc).__name__}: {exc}") from exc
         if response.status_code in (404, 405):
             raise CannotContinue(f"the engine at {self.shown_url} has no /tokenize endpoint")
@@ -534,6 +531,12 @@ class OpenAIEngine:
         self.control.close()
 
 
+class Lines(Protocol):
+    """A streamed response body, as lines (`worker.lean_http.Response`; tests also give httpx's)."""
+
+    def aiter_lines(self) -> AsyncIterator[str]: ...
+
+
 @dataclass(frozen=True)
 class Patience:
     """How long a stream may go without a token: before its first (requests may queue) and after."""
@@ -543,7 +546,7 @@ class Patience:
 
 
 async def _follow(
-    response: httpx.Response, acc: StreamAccumulator, guard: AsyncGuard | None, patience: Patience
+    response: Lines, acc: StreamAccumulator, guard: AsyncGuard | None, patience: Patience
 ) -> None:
     """Read the stream into `acc`, asking the guard after every line whether to go on (so that cancel
     and drain act on a stream of keep-alives too). Only a chunk with tokens is progress: a stream of
@@ -587,7 +590,7 @@ async def _drain(lines: AsyncIterator[str], most: int = 16) -> None:
             return
 
 
-async def _error_message(response: httpx.Response) -> str:
+async def _error_message(response: lean_http.Response) -> str:
     body = (await response.aread()).decode("utf-8", "replace")
     try:
         error = json.loads(body).get("error", body)

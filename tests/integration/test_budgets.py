@@ -205,9 +205,13 @@ def test_a_lowered_budget_takes_back_what_runs_hold_unreserved(budget_fleet: Fle
         "SELECT r.tokens_granted - r.tokens_used - r.tokens_reserved, r.tokens_reserved, c.tokens_reserved, "
         "c.tokens_used FROM run r JOIN campaign c ON c.id = r.campaign_id WHERE c.name = 'lowered'"
     )
-    # only the blocks trajectories hold stay reserved; a grant taken since (a trajectory's next block)
-    # comes from the new budget
-    assert c_reserved >= held and (free == 0 or c_used + c_reserved <= 30), (free, held, c_reserved, c_used)
+    # The edit took back every run's free grant, and a grant taken since (a trajectory's next block) comes
+    # from the new budget: the campaign's commitment never grows past the new budget or, when the blocks
+    # held at the edit put it above, past what it was then. A run may hold a free grant again without a
+    # new one: a trajectory that ends inside its last block (10 tokens in blocks of 4) gives the rest of
+    # that block back to its run (CI saw free 2 with 36 committed against a budget of 30).
+    assert c_reserved >= held, (free, held, c_reserved, c_used)
+    assert c_used + c_reserved <= max(30, used_at_edit + held_at_edit), (free, held, c_reserved, c_used)
     status = budget_fleet.wait_finished("lowered")
     # After a lowering, usage stays within the new budget, or within what was used and held at the edit
     # when that was more: the blocks trajectories held may still be spent (README, `pacore budget`). The
