@@ -83,18 +83,35 @@ def claim_batch(
     it is not to be generated (done, stale, cancelled, paused). A trajectory's `max_tokens` (the
     campaign's or the round's, the smaller) is clamped to the engine's context length: an engine refuses
     a larger one outright. With `first_block` (the block and grant sizes), the transaction also reserves
-    each attempt's first block. Safe to run twice: a retry re-claims its own rows and finds the blocks it
-    took."""
+    each attempt's first block from its run's free grant; blocks that need a grant are taken after it
+    (below). Safe to run twice: a retry re-claims its own rows and finds the blocks it took."""
     with db.store() as store:
         claims = [
             _claim(store, tid, attempt, worker_id, lease_seconds, max_model_len) for tid, attempt in pairs
         ]
-        if first_block is not None:
-            # the blocks after every claim: a block that needs a grant locks the campaign's row, which
-            # every claim of every worker needing a grant waits for, until this transaction commits
-            block, grant = first_block
-            claims = [c if c is None else _first_block(store, c, block, grant) for c in claims]
+        if first_block is None:
+            return claims
+        block, grant = first_block
+        claims = [c if c is None else _first_block(store, c, block) for c in claims]
+    # Blocks the run's free grant could not cover need a grant. A grant locks the campaign's row, which
+    # every grant and run end of the campaign waits for until the transaction that took it commits: it
+    # is taken in a short transaction of its own, not in the batch's claim, then the blocks in another.
+    short = [c for c in claims if c is not None and c.reserved == 0 and _want(c, block) > 0]
+    needs: dict[tuple[int, int], int] = {}
+    for c in short:
+        key = (c.holder.run_id, c.holder.campaign_id)
+        needs[key] = needs.get(key, 0) + _want(c, block)
+    for (run_id, campaign_id), need in needs.items():
+        with db.store() as store:
+            budgets.grant_ahead(store, run_id, campaign_id, need, grant)
+    if not short:
         return claims
+    with db.store() as store:
+        taken = {
+            id(c): replace(c, reserved=budgets.reserve(store, c.holder, _want(c, block), 0, grant, held=0))
+            for c in short
+        }
+    return [None if c is None else taken.get(id(c), c) for c in claims]
 
 
 def _claim(
@@ -120,11 +137,18 @@ def _claim(
     return Claim(holder, request, base, 0, row.failed_attempts)
 
 
-def _first_block(store: Store, claim: Claim, block: int, grant: int) -> Claim:
+def _want(claim: Claim, block: int) -> int:
+    """The attempt's first block: a block, or what its max_tokens leaves after its checkpoint."""
     cap = claim.request.max_tokens
-    want = block_size(0, None if cap is None else cap - claim.checkpoint.tokens, block)
-    reserved = budgets.reserve(store, claim.holder, want, 0, grant, held=0) if want > 0 else 0
-    return replace(claim, reserved=reserved)
+    return block_size(0, None if cap is None else cap - claim.checkpoint.tokens, block)
+
+
+def _first_block(store: Store, claim: Claim, block: int) -> Claim:
+    """The first block from the run's free grant, in the claim's transaction (0: it has too little)."""
+    want = _want(claim, block)
+    return replace(
+        claim, reserved=budgets.reserve_granted(store, claim.holder, want, held=0) if want > 0 else 0
+    )
 
 
 class Writes(Protocol):

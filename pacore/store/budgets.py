@@ -53,6 +53,25 @@ def reserve(
     return _reserve_block(store, holder, want, streamed, held, minimum).got
 
 
+def reserve_granted(store: Store, holder: Holder, want: int, held: int) -> int:
+    """`reserve` from the run's free grant only: no grant (0 when the run has nothing free). Raises
+    Fenced; idempotent as `reserve`."""
+    taken = _reserve_block(store, holder, want, 0, held, 1)
+    assert taken.before is not None  # _reserve_block raised Fenced otherwise
+    return taken.before - held if taken.before > held else taken.got
+
+
+def grant_ahead(store: Store, run_id: int, campaign_id: int, need: int, grant: int) -> int:
+    """A grant so that the run's free grant covers `need` tokens, when it does not (nothing for a run
+    that has ended): for a transaction of its own, since a grant locks the campaign's row until its
+    transaction commits. Returns what the campaign gave."""
+    run = store.lock_live_run_tokens(run_id)
+    if run is None or run.free_grant >= need:
+        return 0
+    ask = grant_request(run, need, grant)
+    return store.grant_to_run(run_id, campaign_id, ask, minimum=1) if ask > 0 else 0
+
+
 def _reserve_block(
     store: Store, holder: Holder, want: int, streamed: int, held: int, minimum: int
 ) -> Reserved:

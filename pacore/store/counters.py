@@ -54,6 +54,10 @@ class CounterQueries(StoreBase):
         assert found is not None, f"run {run_id} does not exist"
         return found
 
+    def lock_live_run_tokens(self, run_id: int) -> RunTokens | None:
+        """Locked, before a grant of its own; None when the run has ended."""
+        return self.one(RunTokens, "lock_live_run_tokens", {"id": run_id})
+
     def campaign_tokens(self, campaign_id: int) -> CampaignTokens:
         """Without a lock: for estimates only."""
         found = self.one(CampaignTokens, "campaign_tokens", {"id": campaign_id})

@@ -32,7 +32,9 @@ SETTINGS = Settings()
 # then the publish stamp; the round hop is read by the advance itself).
 EXPECTED = {
     "claim, with its first block": (2, 1, 0),  # the checkpoint comes back with the claim; the block: 1
-    "claim, with its first block and a grant": (4, 1, 0),  # refused by the run; the campaign grants; taken
+    # the claim and its block refused by the run; then the grant in a short transaction of its own (the
+    # run locked, the campaign grants: it locks the campaign's row until it commits); then the block
+    "claim, with its first block and a grant": (5, 3, 0),
     "block": (1, 1, 0),  # trajectory and run, one conditional update
     "finish and settle": (1, 1, 0),  # result, completion order, checkpoint dropped, ledger, run settled
     "round advance (next round created)": (11, 1, 0),

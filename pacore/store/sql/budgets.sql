@@ -35,6 +35,11 @@ SELECT (SELECT tokens_reserved FROM mine) AS before, coalesce((SELECT n FROM too
        coalesce(f.tokens_reserved, 0) AS reserved
 FROM (SELECT 1) AS one LEFT JOIN free f ON true;
 
+-- name: lock_live_run_tokens
+-- Lock a run that has not ended and read its token counters, before a grant in a transaction of its own (the run's row, then the campaign's, as every grant locks them); no row: it has ended.
+SELECT token_limit AS "limit", tokens_granted AS granted, tokens_used AS used, tokens_reserved AS reserved
+FROM run WHERE id = :id AND status IN ('pending', 'running') FOR NO KEY UPDATE;
+
 -- name: grant_to_run
 -- A campaign grants a run up to :ask tokens, never more than an even share of what it has left among its runs still going (pending or running, this one included: pacore.core.budget.fair_ask), and at least :minimum, in one statement over the campaign and the run (whose row this transaction holds already); returns what it gave.
 WITH c AS (

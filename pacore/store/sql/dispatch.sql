@@ -8,8 +8,9 @@ WHERE status = 'up' AND heartbeat_at > now() - make_interval(secs => :stale);
 SELECT count(*) FROM trajectory WHERE status = 'running' OR (status = 'pending' AND published_at IS NOT NULL);
 
 -- name: mark_published
--- Stamp trajectories whose messages were just published (one that waited for budget waits no more).
-UPDATE trajectory SET published_at = now(), waiting_since = NULL WHERE id = ANY(:ids);
+-- Stamp trajectories whose messages were just published (one that waited for budget waits no more). A row another transaction holds is left: a worker claiming it (its message came before the stamp; running, it is in flight unstamped), or a hand-back or cancel unstamping it; waiting for those would hold the scheduler behind a batch's claim.
+WITH free AS (SELECT id FROM trajectory WHERE id = ANY(:ids) FOR NO KEY UPDATE SKIP LOCKED)
+UPDATE trajectory t SET published_at = now(), waiting_since = NULL FROM free WHERE t.id = free.id;
 
 -- name: unpublished_trajectories
 -- Pending trajectories with no message (deferred by admission, handed back, or a publish lost after commit), latest rounds first; one waiting for budget only once its run and campaign have :block tokens for it again (pacore.core.budget.wake_tokens; the oldest runs first).
