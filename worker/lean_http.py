@@ -77,17 +77,27 @@ class Response:
     """A response whose status line and headers are read; its body is read on demand, once."""
 
     def __init__(
-        self, client: AsyncClient, conn: _Connection, status: int, headers: dict[str, str], timeout: float
+        self,
+        client: AsyncClient,
+        conn: _Connection,
+        status: int,
+        headers: dict[str, str],
+        timeout: float,
+        http10: bool = False,
     ) -> None:
         self.client, self.conn, self.timeout = client, conn, timeout
         self.status_code = status
         self.headers = headers
         self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        length = headers.get("content-length")
-        self.length = int(length) if length is not None and not self.chunked else None
-        self.keep = headers.get("connection", "").lower() != "close" and (
-            self.chunked or self.length is not None
-        )
+        length = "0" if status in (204, 304) else headers.get("content-length")  # these have no body
+        try:
+            self.length = int(length) if length is not None and not self.chunked else None
+        except ValueError:
+            raise ReadError(f"a Content-Length that is not a number: {length[:40]!r}") from None
+        connection = headers.get("connection", "").lower()
+        # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only when told to keep it
+        kept = connection == "keep-alive" if http10 else connection != "close"
+        self.keep = kept and (self.chunked or self.length is not None)
         self.complete = False  # the body was read to its end
         self.content = b""
 
@@ -299,7 +309,7 @@ class AsyncClient:
             headers[name.strip().lower()] = value.strip()
         if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
             return await self._head(conn, timeout)
-        return Response(self, conn, status, headers, timeout)
+        return Response(self, conn, status, headers, timeout, http10=version == "HTTP/1.0")
 
     async def aclose(self) -> None:
         while self.idle:
