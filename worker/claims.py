@@ -106,11 +106,15 @@ def claim_batch(
             budgets.grant_ahead(store, run_id, campaign_id, need, grant)
     if not short:
         return claims
+    taken: dict[int, Claim] = {}
     with db.store() as store:
-        taken = {
-            id(c): replace(c, reserved=budgets.reserve(store, c.holder, _want(c, block), 0, grant, held=0))
-            for c in short
-        }
+        for c in short:
+            try:
+                taken[id(c)] = replace(
+                    c, reserved=budgets.reserve(store, c.holder, _want(c, block), 0, grant, held=0)
+                )
+            except budgets.Fenced:  # cancelled or taken over since the claim: its generation learns it
+                continue  # at its first guard; the batch's others go on
     return [None if c is None else taken.get(id(c), c) for c in claims]
 
 

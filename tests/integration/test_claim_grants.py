@@ -1,0 +1,95 @@
+"""A batch's claim takes its first blocks from its run's free grant; when the run needs a grant, the
+grant goes in a short transaction of its own (it locks the campaign's row until it commits), then the
+blocks. On real PostgreSQL; the expected counters are worked by hand from the block and grant sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from pacore.campaigns.submit import submit
+from pacore.core.campaign import CampaignConfig
+from pacore.settings import Settings
+from pacore.store.database import Database, normalize_url
+from pacore.store.store import Store
+from scheduler.rounds import start_runs
+from worker import claims
+
+BLOCK, GRANT = 64, 192  # a grant covers three blocks
+SETTINGS = Settings().model_copy(update={"token_block": BLOCK, "token_grant": GRANT})
+
+
+class BeforeTransaction(Database):
+    """Runs `before[n]()` as the `n`th transaction (0-based) of this database opens."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.opened = 0
+        self.before: dict[int, object] = {}
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        hook = self.before.get(self.opened)
+        self.opened += 1
+        if callable(hook):
+            hook()
+        with super().store() as store:
+            yield store
+
+
+def round_one(database: Database, tmp_path: Path, k: int) -> tuple[int, list[tuple[int, int]]]:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
+    config = CampaignConfig(rounds=[k, 1], model="m", campaign_budget=10_000)
+    campaign_id = submit(database, path, f"grants{k}", config).campaign_id
+    with database.store() as store:
+        (publish,) = start_runs(store, SETTINGS, 10)
+    return campaign_id, publish.trajectories
+
+
+def counters(url: str, campaign_id: int) -> tuple[int, int, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT run.tokens_granted, run.tokens_reserved, c.tokens_reserved FROM run "
+            "JOIN campaign c ON c.id = run.campaign_id WHERE c.id = %s",
+            (campaign_id,),
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def test_a_batch_whose_run_needs_grants_takes_them_outside_its_claim(
+    database_url: str, tmp_path: Path
+) -> None:
+    database = BeforeTransaction(normalize_url(database_url))
+    campaign_id, pairs = round_one(database, tmp_path, 4)
+    database.opened = 0
+    got = claims.claim_batch(database, pairs, "w", 60, None, (BLOCK, GRANT))
+    assert [c.reserved if c else None for c in got] == [BLOCK] * 4
+    # 4 blocks of 64 = 256: one grant of the 256 asked (more than a grant of 192), taken once
+    assert counters(database_url, campaign_id) == (256, 256, 256)
+    assert database.opened == 3  # the claims, the grant, the blocks
+    database.dispose()
+
+
+def test_a_trajectory_taken_over_between_its_claim_and_its_block_leaves_the_others_their_blocks(
+    database_url: str, tmp_path: Path
+) -> None:
+    database = BeforeTransaction(normalize_url(database_url))
+    campaign_id, pairs = round_one(database, tmp_path, 2)
+    (first, _), _ = pairs
+
+    def take_over() -> None:  # as a re-drive elsewhere would, after the claim committed
+        with psycopg.connect(database_url) as conn:
+            conn.execute("UPDATE trajectory SET attempt = attempt + 1 WHERE id = %s", (first,))
+
+    database.opened = 0
+    database.before[2] = take_over  # before the blocks' transaction
+    got = claims.claim_batch(database, pairs, "w", 60, None, (BLOCK, GRANT))
+    assert [c.reserved if c else None for c in got] == [0, BLOCK]
+    # the grant (192: it covers the 128 asked) stays with the run; one block is held
+    assert counters(database_url, campaign_id) == (GRANT, BLOCK, GRANT)
+    database.dispose()
