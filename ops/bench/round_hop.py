@@ -98,13 +98,18 @@ def measure(fleet: Fleet, engine: InstantEngine, names: list[str]) -> dict[str, 
         raise SystemExit("a round-2 request never reached the engine")
     hops = [(arrivals[content] - float(finished)) * 1000 for finished, content, _, _ in rows]
     # Where the time goes: finished -> next round created (the callback), -> published, -> at the engine.
+    # A trajectory a worker claimed before the scheduler stamped it keeps no publish time (the stamp
+    # skips rows a claim holds): the two parts after the callback are over the stamped ones only.
+    stamped = [row for row in rows if row[3] is not None]
     parts = {
         "advance (callback)": [(float(c) - float(f)) * 1000 for f, _, c, _ in rows],
-        "publish": [(float(p) - float(c)) * 1000 for _, _, c, p in rows],
-        "delivery to the engine": [(arrivals[t] - float(p)) * 1000 for _, t, _, p in rows],
+        "publish": [(float(p) - float(c)) * 1000 for _, _, c, p in stamped] or [float("nan")],
+        "delivery to the engine": [(arrivals[t] - float(p)) * 1000 for _, t, _, p in stamped]
+        or [float("nan")],
     }
     return {
         "hops": len(hops),
+        "claimed_before_stamped": len(rows) - len(stamped),
         "p50_ms": round(quantile(hops, 0.5), 1),
         "p99_ms": round(quantile(hops, 0.99), 1),
         "max_ms": round(max(hops), 1),
