@@ -68,6 +68,7 @@ class FakeEngine:
         self.requests: list[dict[str, Any]] = []
         self.peers: list[tuple[str, int]] = []  # the client's address of each POST (its connection)
         self.posted: list[tuple[float, str]] = []  # when each POST arrived, and its last message's text
+        self.first_tokens: list[tuple[float, str]] = []  # when each stream's first token was sent, its text
         self.per_text: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.down_until = 0.0
@@ -373,7 +374,7 @@ class FakeEngine:
                 choice["token_ids"] = [p["id"] for p in group]
                 if count == len(group) and "text" in group[0]:  # the completions API: the prompt's ids first
                     choice["prompt_token_ids"] = prompt_ids
-            self._count(tag, len(group))
+            self._count(tag, len(group), first=count == len(group))
             self._chunk(handler, {"choices": [choice], **({"usage": usage} if continuous else {})})
         if max_tokens is not None and len(pieces) >= max_tokens:
             self._finish(handler, "length", usage, [] if ids else None)
@@ -382,10 +383,13 @@ class FakeEngine:
         self._count(tag, 1)
         self._finish(handler, "stop", usage, [EOS] if ids else None)
 
-    def _count(self, tag: str, tokens: int) -> None:
+    def _count(self, tag: str, tokens: int, first: bool = False) -> None:
+        """Count tokens about to be sent; `first`: a stream's first (its time is kept in first_tokens)."""
         with self.lock:
             self.generated += tokens
             self.generated_by[tag] += tokens
+            if first:
+                self.first_tokens.append((time.monotonic(), tag))
 
     def misbehave(self, handler: Any, how: str) -> None:
         handler.send_response(200)
