@@ -96,11 +96,11 @@ def claim_batch(
     # Blocks the run's free grant could not cover need a grant. A grant locks the campaign's row, which
     # every grant and run end of the campaign waits for until the transaction that took it commits: it
     # is taken in a short transaction of its own, not in the batch's claim, then the blocks in another.
-    short = [c for c in claims if c is not None and c.reserved == 0 and _want(c, block) > 0]
+    short = [(c, want) for c in claims if c is not None and c.reserved == 0 and (want := _want(c, block)) > 0]
     needs: dict[tuple[int, int], int] = {}
-    for c in short:
+    for c, want in short:
         key = (c.holder.run_id, c.holder.campaign_id)
-        needs[key] = needs.get(key, 0) + _want(c, block)
+        needs[key] = needs.get(key, 0) + want
     for (run_id, campaign_id), need in needs.items():
         with db.store() as store:
             budgets.grant_ahead(store, run_id, campaign_id, need, grant)
@@ -108,11 +108,9 @@ def claim_batch(
         return claims
     taken: dict[int, Claim] = {}
     with db.store() as store:
-        for c in short:
+        for c, want in short:
             try:
-                taken[id(c)] = replace(
-                    c, reserved=budgets.reserve(store, c.holder, _want(c, block), 0, grant, held=0)
-                )
+                taken[id(c)] = replace(c, reserved=budgets.reserve(store, c.holder, want, 0, grant, held=0))
             except budgets.Fenced:  # cancelled or taken over since the claim: its generation learns it
                 continue  # at its first guard; the batch's others go on
     return [None if c is None else taken.get(id(c), c) for c in claims]

@@ -243,24 +243,20 @@ class AsyncClient:
 
     async def _send(self, request: bytes, timeout: float) -> Response:
         conn = await self._connection()
-        try:
-            conn.writer.write(request)
-            return await self._head(conn, timeout)
-        except _NoAnswer:
-            conn.close()
-            if not conn.reused:
+        while True:
+            try:
+                conn.writer.write(request)
+                return await self._head(conn, timeout)
+            except _NoAnswer:
+                conn.close()
+                if not conn.reused:
+                    raise
+            except BaseException:
+                conn.close()
                 raise
-        except BaseException:
-            conn.close()
-            raise
-        # a kept-alive connection the server closed as the request went out: it had not read it
-        conn = await self._connection(fresh=True)
-        try:
-            conn.writer.write(request)
-            return await self._head(conn, timeout)
-        except BaseException:
-            conn.close()
-            raise
+            # a kept-alive connection the server closed as the request went out: it had not read it,
+            # so it goes once more on a new connection (not reused: a second failure is raised)
+            conn = await self._connection(fresh=True)
 
     async def _connection(self, fresh: bool = False) -> _Connection:
         while self.idle and not fresh:

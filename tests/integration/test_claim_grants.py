@@ -4,7 +4,7 @@ blocks. On real PostgreSQL; the expected counters are worked by hand from the bl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,13 +28,13 @@ class BeforeTransaction(Database):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.opened = 0
-        self.before: dict[int, object] = {}
+        self.before: dict[int, Callable[[], None]] = {}
 
     @contextmanager
     def store(self) -> Iterator[Store]:
         hook = self.before.get(self.opened)
         self.opened += 1
-        if callable(hook):
+        if hook is not None:
             hook()
         with super().store() as store:
             yield store

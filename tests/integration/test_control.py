@@ -27,9 +27,8 @@ def status(fleet: Fleet, name: str) -> dict:
 
 
 def test_pause_lets_running_work_finish_and_resume_regenerates_nothing(fleet: Fleet, tmp_path: Path) -> None:
-    submit(
-        fleet, tmp_path, "paused", "PACE100 LONG40 a problem"
-    )  # 4 s a trajectory: the pause (a CLI start) lands in round 1
+    # 4 s a trajectory: the pause (a CLI start, slow under load) lands while round 1 runs
+    submit(fleet, tmp_path, "paused", "PACE100 LONG40 a problem")
     fleet.until(
         "SELECT count(*) >= 4 FROM trajectory t JOIN campaign c ON c.id = t.campaign_id "
         "WHERE c.name = 'paused' AND t.status = 'running'",
