@@ -12,7 +12,7 @@ the same CPU vLLM server, driven side by side in one run by:
   pacore      the campaign submitted in this process (no CLI subprocess) to a scheduler and workers
               (Celery + Redis + PostgreSQL), finished when the campaign row says so.
 
-    .venv/bin/python ops/bench/end_to_end.py [--problems 40] [--repeats 3] [--repeat-p 0.998]
+    .venv/bin/python ops/bench/end_to_end.py [--problems 160] [--repeats 5] [--repeat-p 0.998]
 
 The engine is pinned to core 0 and everything else (this process, pacore's PostgreSQL, Redis, scheduler
 and workers) to the other cores (taskset), so the figures measure the data path, not CPU contention.
@@ -20,10 +20,18 @@ Tokens are the engine's own `vllm:generation_tokens_total` delta over a run, ove
 (pacore: from the submit to the campaign's `finished_at`). Nothing polls while a run is measured but
 pacore's own processes and a 0.5 s query of the campaign's status in this process.
 
-First a sweep: raw at each of `--concurrencies`, then streaming at each of `--intervals`, each next to a
-raw@slots run; the smallest interval within 1% of the best streaming/raw ratio is the suggested
-PACORE_STREAM_INTERVAL. Then `--repeats` rounds of every driver, interleaved (ABCDE ABCDE ...): the
-ratios are medians of the per-round ratios, with their spread (min, max). Then one pacore run with
+First a sweep on the first `--sweep-problems` (interleaved, medians of `--sweep-repeats`): raw at each of
+`--concurrencies` (its fastest is raw's best), then streaming at each of `--intervals` beside raw@slots.
+The suggested PACORE_STREAM_INTERVAL is the smallest interval whose chunks cost the engine's API server
+at most 1% of the engine's CPU per token over what non-streaming requests cost it (the engine's
+processes' CPU, read from /proc: low noise, unlike tokens/s). Then `--repeats` rounds of every driver,
+interleaved (ABC ABC ...): the ratios are medians of the per-round ratios, with their spread (min, max).
+Drivers that are one client at one concurrency (raw at 64, raw@slots at 64 slots and the reference) run
+once a round and count for each name. Beside tokens/s: the generated tokens per engine step
+(`vllm:iteration_tokens_total` count), how full a driver kept the engine's batch (moved by the data path
+and by the run's random tail, not by the engine's drift in speed, which is +-15% over minutes at a
+constant load on this box, with no steal); its ratios are `batch_ratio_vs_*`. And the CPU per generated
+token of the client and of each engine process (API server, engine core, model). Then one pacore run with
 PACORE_TOKEN_BLOCK=256, so that trajectories continue in segments: the continuation prefill the engine
 computed (`local_compute` in `vllm:prompt_tokens_by_source_total`) against its cache hits. With
 `--before PATH` (a checkout of an earlier pacore, e.g. `git worktree add /tmp/before <commit>`) each round
@@ -81,6 +89,7 @@ def engine_counters(url: str) -> dict[str, float]:
 
     return {
         "generated": total(r"^vllm:generation_tokens_total"),
+        "iterations": total(r"^vllm:iteration_tokens_total_count"),  # engine steps the server recorded
         **{
             source: sum(
                 float(v)
@@ -95,15 +104,57 @@ def engine_counters(url: str) -> dict[str, float]:
     }
 
 
-def measured(url: str, run: Callable[[], tuple[float, float, float]]) -> dict[str, float]:
+ENGINE_PARTS = ("api_server", "engine_core", "model")
+
+
+def engine_cpu(session: int) -> dict[str, float]:
+    """CPU seconds (user + system) of the engine's processes, by part: the API server (the session's
+    leader: HTTP, chat template, detokenizing, the reasoning parser, streamed chunks), the engine core
+    (scheduling) and the model's worker. All share the engine's core, so what the API server spends per
+    token is taken from the model."""
+    parts = dict.fromkeys(ENGINE_PARTS, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone since listed
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) != session:
+            continue
+        if int(entry.name) == session:
+            part = "api_server"
+        elif name.startswith("VLLM::EngineCor"):
+            part = "engine_core"
+        elif name.startswith("VLLM::Worker"):
+            part = "model"
+        else:  # multiprocessing's resource tracker
+            continue
+        parts[part] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return parts
+
+
+def measured(url: str, session: int, run: Callable[[], tuple[float, float, float]]) -> dict[str, float]:
     """Run a driver (which returns its start and end on the wall clock, and its client CPU seconds);
-    the engine's counters before and after it."""
-    before = engine_counters(url)
+    the engine's counters and its processes' CPU (the server's session `session`) before and after it."""
+    before, cpu_before = engine_counters(url), engine_cpu(session)
     start, end, cpu = run()
-    after = engine_counters(url)
+    after, cpu_after = engine_counters(url), engine_cpu(session)
     tokens = after["generated"] - before["generated"]
+    iterations = after["iterations"] - before["iterations"]
+    server_cpu = {part: cpu_after[part] - cpu_before[part] for part in cpu_before}
     return {
+        # what serving the driver's requests cost the engine's API server per generated token: the part of
+        # the engine's core that streaming takes from the model (ms, low noise: CPU, not throughput)
+        "api_server_cpu_us_per_token": server_cpu["api_server"] / tokens * 1e6 if tokens else 0.0,
+        "engine_core_cpu_us_per_token": server_cpu["engine_core"] / tokens * 1e6 if tokens else 0.0,
+        "model_cpu_us_per_token": server_cpu["model"] / tokens * 1e6 if tokens else 0.0,
         "tokens_per_s": tokens / (end - start),
+        # generated tokens per engine step: how full the data path keeps the engine's batch, whatever the
+        # engine's own speed (which drifts by +-15% over minutes on this box at a constant load)
+        "tokens_per_step": tokens / iterations if iterations else 0.0,
+        "steps_per_s": iterations / (end - start),
         "tokens": tokens,
         "seconds": end - start,
         "client_cpu_us_per_token": cpu / tokens * 1e6 if tokens else 0.0,
@@ -200,6 +251,7 @@ def process_cpu_seconds(pid: int) -> float:
 
 def run_pacore(
     engine_url: str,
+    session: int,
     problems_path: Path,
     root: Path,
     label: str,
@@ -246,7 +298,7 @@ def run_pacore(
                         raise SystemExit(f"the campaign is {status}; logs in {root / label}")
                     time.sleep(0.5)  # the campaign's end is read from its row, not from this poll
 
-            result = measured(engine_url, run)
+            result = measured(engine_url, session, run)
             used, runs_done = conn.execute(
                 "SELECT c.tokens_used, count(*) FILTER (WHERE r.status = 'done') FROM campaign c "
                 "JOIN run r ON r.campaign_id = c.id GROUP BY c.id"
@@ -257,8 +309,14 @@ def run_pacore(
 # --- the report ------------------------------------------------------------------------------------------
 
 
-def ratio_stats(numerators: list[dict[str, float]], denominators: list[dict[str, float]]) -> dict[str, float]:
-    ratios = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(numerators, denominators, strict=True)]
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def ratio_stats(
+    numerators: list[dict[str, float]], denominators: list[dict[str, float]], key: str = "tokens_per_s"
+) -> dict[str, float]:
+    ratios = [a[key] / b[key] for a, b in zip(numerators, denominators, strict=True)]
     return {
         "median": round(statistics.median(ratios), 4),
         "min": round(min(ratios), 4),
@@ -269,54 +327,106 @@ def ratio_stats(numerators: list[dict[str, float]], denominators: list[dict[str,
 class Bench:
     """The drivers on one engine, each run measured by the engine's counters."""
 
-    def __init__(self, args: argparse.Namespace, url: str, root: Path, problems_path: Path) -> None:
-        self.args, self.url, self.root, self.problems_path = args, url, root, problems_path
+    def __init__(self, args: argparse.Namespace, engine: VllmServer, root: Path, problems_path: Path) -> None:
+        self.args, self.url, self.root, self.problems_path = args, engine.url, root, problems_path
+        self.session = engine.proc.pid  # the server runs in a session of its own
         self.problems = [json.loads(line)["messages"] for line in problems_path.read_text().splitlines()]
         self.per_worker = max(1, args.slots // args.workers)
         self.slots = self.per_worker * args.workers
         self.best = REFERENCE_CONCURRENCY  # the raw client's best concurrency, once swept
 
-    def raw(self, concurrency: int) -> dict[str, float]:
-        return measured(self.url, lambda: run_asyncio(self.url, self.problems, concurrency))
+    def raw(self, concurrency: int, problems: int | None = None) -> dict[str, float]:
+        chosen = self.problems[:problems]
+        return measured(self.url, self.session, lambda: run_asyncio(self.url, chosen, concurrency))
 
-    def streaming(self, interval: int) -> dict[str, float]:
-        return measured(self.url, lambda: run_asyncio(self.url, self.problems, self.slots, interval))
+    def streaming(self, interval: int, problems: int | None = None) -> dict[str, float]:
+        chosen = self.problems[:problems]
+        return measured(self.url, self.session, lambda: run_asyncio(self.url, chosen, self.slots, interval))
 
     def pacore(self, label: str, **env: str) -> dict[str, float]:
         env = {"PACORE_STREAM_INTERVAL": str(self.args.stream_interval), **env}
         return run_pacore(
-            self.url, self.problems_path, self.root, label, self.args.workers, self.per_worker, **env
+            self.url,
+            self.session,
+            self.problems_path,
+            self.root,
+            label,
+            self.args.workers,
+            self.per_worker,
+            **env,
         )
 
     def sweep(self) -> dict[str, Any]:
-        """raw at each concurrency; streaming at each interval, each next to a raw@slots run."""
-        raw = {c: self.raw(c) for c in map(int, self.args.concurrencies.split(","))}
+        """On the first `--sweep-problems`, `--sweep-repeats` interleaved rounds of raw at each concurrency,
+        then of streaming at each interval beside raw@slots; medians. The best concurrency is raw's
+        fastest. The suggested interval is the smallest whose chunks cost the engine's API server at most
+        1% of the engine's CPU per token over what raw@slots costs it: what streaming takes from the model,
+        in CPU (low noise), not in tokens/s (which the engine's drift moves by more than that)."""
+        n, repeats = self.args.sweep_problems, self.args.sweep_repeats
+        concurrencies = [int(c) for c in self.args.concurrencies.split(",")]
+        intervals = [int(i) for i in self.args.intervals.split(",")]
+        raw_runs: dict[int, list[dict[str, float]]] = {c: [] for c in concurrencies}
+        for _ in range(repeats):
+            for c in concurrencies:
+                raw_runs[c].append(self.raw(c, n))
+        raw = {c: medians(runs) for c, runs in raw_runs.items()}
         self.best = max(raw, key=lambda c: raw[c]["tokens_per_s"])
+        base_runs: list[dict[str, float]] = []
+        streaming_runs: dict[int, list[dict[str, float]]] = {i: [] for i in intervals}
+        for _ in range(repeats):
+            base_runs.append(self.raw(self.slots, n))
+            for i in intervals:
+                streaming_runs[i].append(self.streaming(i, n))
+        base = medians(base_runs)
+        engine_per_token = sum(base[f"{part}_cpu_us_per_token"] for part in ENGINE_PARTS)
         streaming = {}
-        for interval in map(int, self.args.intervals.split(",")):
-            s, r = self.streaming(interval), self.raw(self.slots)
-            streaming[interval] = {**s, "ratio_vs_raw_at_slots": s["tokens_per_s"] / r["tokens_per_s"]}
-        top = max(v["ratio_vs_raw_at_slots"] for v in streaming.values())
-        suggested = min(i for i, v in streaming.items() if v["ratio_vs_raw_at_slots"] >= 0.99 * top)
-        return {"raw": raw, "streaming": streaming, "suggested_stream_interval": suggested}
+        for i, runs in streaming_runs.items():
+            m = medians(runs)
+            extra = m["api_server_cpu_us_per_token"] - base["api_server_cpu_us_per_token"]
+            streaming[i] = {
+                **m,
+                "ratio_vs_raw_at_slots": ratio_stats(runs, base_runs)["median"],
+                "chunk_cost_share": extra / engine_per_token,
+            }
+        cheap = [i for i, v in streaming.items() if v["chunk_cost_share"] <= 0.01]
+        suggested = min(cheap) if cheap else max(intervals)
+        return {"raw": raw, "raw@slots": base, "streaming": streaming, "suggested_stream_interval": suggested}
 
     def rounds(self) -> dict[str, list[dict[str, float]]]:
-        """Every driver once per round, the rounds one after another (ABCDE ABCDE ...)."""
-        drivers: dict[str, Callable[[int], dict[str, float]]] = {
-            "raw": lambda _: self.raw(self.best),
-            "raw@slots": lambda _: self.raw(self.slots),
-            "streaming": lambda _: self.streaming(self.args.stream_interval),
-            "reference": lambda _: self.raw(REFERENCE_CONCURRENCY),
-            "pacore": lambda n: self.pacore(f"pacore-{n}"),
+        """Every driver once per round, the rounds one after another (ABCDE ABCDE ...). Drivers that are
+        the same client at the same concurrency (raw at its best, raw@slots and the reference, when the
+        best and the slot count are 64) run once and count for each of their names: the round's time
+        goes to more repeats instead of to identical runs."""
+        runs: dict[tuple[str, int], Callable[[int], dict[str, float]]] = {
+            ("raw", self.best): lambda _: self.raw(self.best),
+            ("raw", self.slots): lambda _: self.raw(self.slots),
+            ("raw", REFERENCE_CONCURRENCY): lambda _: self.raw(REFERENCE_CONCURRENCY),
+            ("streaming", self.slots): lambda _: self.streaming(self.args.stream_interval),
+            ("pacore", self.slots): lambda n: self.pacore(f"pacore-{n}"),
+        }
+        names = {
+            "raw": ("raw", self.best),
+            "raw@slots": ("raw", self.slots),
+            "streaming": ("streaming", self.slots),
+            "reference": ("raw", REFERENCE_CONCURRENCY),
+            "pacore": ("pacore", self.slots),
         }
         if self.args.before:
             before = str(self.args.before.resolve())
-            drivers["pacore_before"] = lambda n: self.pacore(f"before-{n}", PYTHONPATH=before)
-        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in drivers}
+            runs[("pacore_before", self.slots)] = lambda n: self.pacore(f"before-{n}", PYTHONPATH=before)
+            names["pacore_before"] = ("pacore_before", self.slots)
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in names}
         for n in range(self.args.repeats):
-            for name, driver in drivers.items():
-                rounds[name].append(driver(n))
-                print(f"round {n + 1} {name}: {rounds[name][-1]['tokens_per_s']:,.0f} tokens/s", flush=True)
+            for key, driver in runs.items():
+                result = driver(n)
+                shared = [name for name, k in names.items() if k == key]
+                for name in shared:
+                    rounds[name].append(result)
+                print(
+                    f"round {n + 1} {'='.join(shared)}: {result['tokens_per_s']:,.0f} tokens/s, "
+                    f"{result['tokens_per_step']:.2f} tokens per engine step",
+                    flush=True,
+                )
         return rounds
 
     def block_run(self) -> dict[str, Any]:
@@ -333,11 +443,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--problems", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--problems", type=int, default=160, help="runs long enough that the tail is small")
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--repeat-p", type=float, default=0.998, help="the tiny model's reasoning length")
     parser.add_argument("--concurrencies", default="32,64,128", help="swept for the raw client")
     parser.add_argument("--intervals", default="32,64,128,256", help="swept for the streaming client")
+    parser.add_argument("--sweep-problems", type=int, default=48, help="the sweep's runs take the first N")
+    parser.add_argument("--sweep-repeats", type=int, default=3)
     parser.add_argument("--stream-interval", type=int, default=DEFAULT_STREAM_INTERVAL)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
@@ -360,7 +472,7 @@ def main() -> None:
             engine = VllmServer(root, args.repeat_p)
             stack.callback(engine.stop)
             engine.wait()
-            bench = Bench(args, engine.url, root, problems_path)
+            bench = Bench(args, engine, root, problems_path)
             run_asyncio(engine.url, bench.problems[:4], 16)  # warm-up
             if not args.no_sweep:
                 sweep = bench.sweep()
@@ -380,13 +492,18 @@ def report(
     best: int,
     slots: int,
 ) -> None:
-    median = {
-        name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in rounds.items()
-    }
-    print(f"\n{'driver':<14} {'tokens/s':>10} {'seconds':>8} {'client CPU µs/token':>20}")
+    median = {name: medians(runs) for name, runs in rounds.items()}
+    print("\nCPU in µs per generated token: the client's, and the engine's by process")
+    print(
+        f"\n{'driver':<14} {'tokens/s':>10} {'seconds':>8} {'tokens/step':>12} {'steps/s':>8} "
+        f"{'client CPU µs/token':>20} {'API server':>11} {'engine core':>12} {'model':>6}"
+    )
     for name, m in median.items():
         print(
-            f"{name:<14} {m['tokens_per_s']:>10,.0f} {m['seconds']:>8.1f} {m['client_cpu_us_per_token']:>20.1f}"
+            f"{name:<14} {m['tokens_per_s']:>10,.0f} {m['seconds']:>8.1f} {m['tokens_per_step']:>12.2f} "
+            f"{m['steps_per_s']:>8.1f} {m['client_cpu_us_per_token']:>20.1f} "
+            f"{m['api_server_cpu_us_per_token']:>11.1f} {m['engine_core_cpu_us_per_token']:>12.1f} "
+            f"{m['model_cpu_us_per_token']:>6.1f}"
         )
     ratios = {
         "ratio_vs_raw": ratio_stats(rounds["pacore"], rounds["raw"]),
@@ -396,14 +513,23 @@ def report(
     }
     if "pacore_before" in rounds:
         ratios["before_ratio_vs_raw"] = ratio_stats(rounds["pacore_before"], rounds["raw"])
+    # the same comparisons in generated tokens per engine step (how full each driver kept the engine's
+    # batch): free of the engine's drift in speed, which tokens/s carries
+    for name in ("raw", "raw_streaming", "reference"):
+        driver = "streaming" if name == "raw_streaming" else name
+        ratios[f"batch_ratio_vs_{name}"] = ratio_stats(rounds["pacore"], rounds[driver], "tokens_per_step")
     for name, r in ratios.items():
-        print(f"{name:<24} {r['median']:.3f}  (min {r['min']:.3f}, max {r['max']:.3f})")
+        print(f"{name:<30} {r['median']:.3f}  (min {r['min']:.3f}, max {r['max']:.3f})")
     ledger = [(r["ledger_tokens"], r["tokens"]) for r in rounds["pacore"]]
     print(f"pacore ledger vs engine tokens per round: {ledger}")
     if sweep.get("streaming"):
         print(
-            "stream_interval sweep (streaming / raw@slots): "
-            + ", ".join(f"{i}: {v['ratio_vs_raw_at_slots']:.3f}" for i, v in sweep["streaming"].items())
+            "stream_interval sweep (streaming / raw@slots in tokens/s; the chunks' API-server CPU as a share "
+            "of the engine's CPU per token): "
+            + ", ".join(
+                f"{i}: {v['ratio_vs_raw_at_slots']:.3f}, {v['chunk_cost_share']:.2%}"
+                for i, v in sweep["streaming"].items()
+            )
             + f"; suggested {sweep['suggested_stream_interval']}"
         )
     if block_run:
