@@ -26,8 +26,10 @@ The suggested PACORE_STREAM_INTERVAL is the smallest interval whose chunks cost 
 at most 1% of the engine's CPU per token over what non-streaming requests cost it (the engine's
 processes' CPU, read from /proc: low noise, unlike tokens/s). Then `--repeats` rounds of every driver,
 interleaved (ABC ABC ...): the ratios are medians of the per-round ratios, with their spread (min, max).
-Drivers that are one client at one concurrency (raw at 64, raw@slots at 64 slots and the reference) run
-once a round and count for each name. Beside tokens/s: the generated tokens per engine step
+pacore's slots (its workers' --concurrency in all) are raw's best concurrency unless `--slots N`, as
+a lab sets its workers to what its engine does best; the reference stays at the official 64. Drivers
+that are one client at one concurrency (raw at its best and raw@slots; the reference when that is 64)
+run once a round and count for each name. Beside tokens/s: the generated tokens per engine step
 (`vllm:iteration_tokens_total` count), how full a driver kept the engine's batch (moved by the data path
 and by the run's random tail, not by the engine's drift in speed, which is +-15% over minutes at a
 constant load on this box, with no steal); its ratios are `batch_ratio_vs_*`. And the CPU per generated
@@ -331,9 +333,14 @@ class Bench:
         self.args, self.url, self.root, self.problems_path = args, engine.url, root, problems_path
         self.session = engine.proc.pid  # the server runs in a session of its own
         self.problems = [json.loads(line)["messages"] for line in problems_path.read_text().splitlines()]
-        self.per_worker = max(1, args.slots // args.workers)
-        self.slots = self.per_worker * args.workers
         self.best = REFERENCE_CONCURRENCY  # the raw client's best concurrency, once swept
+        self.follow_best = args.slots == "best"
+        self.use_slots(REFERENCE_CONCURRENCY if self.follow_best else int(args.slots))
+
+    def use_slots(self, slots: int) -> None:
+        """pacore's generations in all, split over its workers (each worker's --concurrency)."""
+        self.per_worker = max(1, slots // self.args.workers)
+        self.slots = self.per_worker * self.args.workers
 
     def raw(self, concurrency: int, problems: int | None = None) -> dict[str, float]:
         chosen = self.problems[:problems]
@@ -371,6 +378,8 @@ class Bench:
                 raw_runs[c].append(self.raw(c, n))
         raw = {c: medians(runs) for c, runs in raw_runs.items()}
         self.best = max(raw, key=lambda c: raw[c]["tokens_per_s"])
+        if self.follow_best:  # as a lab sets its workers' --concurrency to what its engine does best
+            self.use_slots(self.best)
         base_runs: list[dict[str, float]] = []
         streaming_runs: dict[int, list[dict[str, float]]] = {i: [] for i in intervals}
         for _ in range(repeats):
@@ -453,7 +462,10 @@ def main() -> None:
     parser.add_argument("--stream-interval", type=int, default=DEFAULT_STREAM_INTERVAL)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
-        "--slots", type=int, default=64, help="pacore's generations in all (split over workers)"
+        "--slots",
+        default="best",
+        help="pacore's generations in all (split over workers): a number, or best: raw's best concurrency "
+        "from the sweep (64 with --no-sweep)",
     )
     parser.add_argument("--before", type=Path, help="a checkout of an earlier pacore to compare with")
     parser.add_argument("--no-sweep", action="store_true")
