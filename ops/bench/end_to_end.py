@@ -24,7 +24,8 @@ First a sweep on the first `--sweep-problems` (interleaved, medians of `--sweep-
 `--concurrencies` (its fastest is raw's best), then streaming at each of `--intervals` beside raw@slots.
 The suggested PACORE_STREAM_INTERVAL is the smallest interval whose chunks cost the engine's API server
 at most 1% of the engine's CPU per token over what non-streaming requests cost it (the engine's
-processes' CPU, read from /proc: low noise, unlike tokens/s). Then `--repeats` rounds of every driver,
+processes' CPU, read from /proc; it drifts too, by about +-10% between identical runs, so the repeats
+matter). Then `--repeats` rounds of every driver,
 interleaved (ABC ABC ...): the ratios are medians of the per-round ratios, with their spread (min, max).
 pacore's slots (its workers' --concurrency in all) are raw's best concurrency unless `--slots N`, as
 a lab sets its workers to what its engine does best; the reference stays at the official 64. Drivers
@@ -147,8 +148,8 @@ def measured(url: str, session: int, run: Callable[[], tuple[float, float, float
     iterations = after["iterations"] - before["iterations"]
     server_cpu = {part: cpu_after[part] - cpu_before[part] for part in cpu_before}
     return {
-        # what serving the driver's requests cost the engine's API server per generated token: the part of
-        # the engine's core that streaming takes from the model (ms, low noise: CPU, not throughput)
+        # what serving the driver's requests cost each engine process per generated token (µs): the API
+        # server's share of the engine's core is taken from the model
         "api_server_cpu_us_per_token": server_cpu["api_server"] / tokens * 1e6 if tokens else 0.0,
         "engine_core_cpu_us_per_token": server_cpu["engine_core"] / tokens * 1e6 if tokens else 0.0,
         "model_cpu_us_per_token": server_cpu["model"] / tokens * 1e6 if tokens else 0.0,
@@ -368,7 +369,7 @@ class Bench:
         then of streaming at each interval beside raw@slots; medians. The best concurrency is raw's
         fastest. The suggested interval is the smallest whose chunks cost the engine's API server at most
         1% of the engine's CPU per token over what raw@slots costs it: what streaming takes from the model,
-        in CPU (low noise), not in tokens/s (which the engine's drift moves by more than that)."""
+        in CPU, not in tokens/s (which the engine's drift moves by far more than 1%)."""
         n, repeats = self.args.sweep_problems, self.args.sweep_repeats
         concurrencies = [int(c) for c in self.args.concurrencies.split(",")]
         intervals = [int(i) for i in self.args.intervals.split(",")]
@@ -448,6 +449,12 @@ class Bench:
         }
 
 
+def slots_arg(text: str) -> str:
+    if text == "best" or (text.isdigit() and int(text) > 0):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: give a number of generations above 0, or best")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -463,6 +470,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--slots",
+        type=slots_arg,
         default="best",
         help="pacore's generations in all (split over workers): a number, or best: raw's best concurrency "
         "from the sweep (64 with --no-sweep)",
