@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -136,18 +137,59 @@ class Fleet:
                 p.kill()
 
 
-def claim_redis_db(redis_url: str) -> str:
+OWNER_KEY = "pacore-test:owner"  # "host:pid" of the test process whose fleet uses the database
+
+
+def claim_redis_db(redis_url: str, numbers: list[int] | None = None) -> str:
     """An empty Redis database number nobody else is using, marked as ours. Two fleets on one broker
-    database would eat each other's messages (a worker drops a message for a row its database lacks)."""
-    numbers = list(range(1, 16))
-    random.shuffle(numbers)
+    database would eat each other's messages (a worker drops a message for a row its database lacks).
+    A database whose owner is a process of this host that no longer runs (a test run killed before its
+    fleet's teardown) is emptied and taken, in one transaction that fails if anyone else touched the mark
+    meanwhile. `numbers`: the database numbers to try, in order (default 1-15, shuffled)."""
+    if numbers is None:
+        numbers = list(range(1, 16))
+        random.shuffle(numbers)
+    me = f"{socket.gethostname()}:{os.getpid()}"
     for n in numbers:
         client = redis.Redis.from_url(f"{redis_url}/{n}")
-        if client.set("pacore-test:owner", os.getpid(), nx=True):
+        if _reclaim(client, me):
+            return f"{redis_url}/{n}"
+        if client.set(OWNER_KEY, me, nx=True):
             if client.dbsize() == 1:
                 return f"{redis_url}/{n}"
-            client.delete("pacore-test:owner")
+            client.delete(OWNER_KEY)
     raise RuntimeError(f"no empty Redis database left at {redis_url}")
+
+
+def _reclaim(client: redis.Redis, me: str) -> bool:
+    """Take the database if its owner is a dead process of this host; False if it is not, or if the mark
+    changed before the take."""
+    with client.pipeline() as pipe:
+        try:
+            pipe.watch(OWNER_KEY)
+            owner = pipe.get(OWNER_KEY)
+            if owner is None or not _dead_here(owner.decode()):
+                return False
+            pipe.multi()
+            pipe.flushdb()
+            pipe.set(OWNER_KEY, me)
+            pipe.execute()
+            return True
+        except redis.WatchError:  # another test process took or released it meanwhile
+            return False
+
+
+def _dead_here(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():  # another host's, or a mark without its host
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
