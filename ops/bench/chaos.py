@@ -847,7 +847,9 @@ class Chaos:
 
     def disturb_fleet(self) -> dict[str, Any]:
         """Kills spread over the campaign; FLUSHALL, a Redis restart, the scheduler's kill -9 (two come
-        back), a SIGSTOP'd worker, the PostgreSQL restart and the drain at fixed points."""
+        back), a SIGSTOP'd worker, the PostgreSQL restart and the drain at fixed points. The i-th of n
+        events comes `--every` seconds (on average) after the one before, or once i/(n+1) of the runs
+        have finished if that is sooner."""
         plan = ["kill"] * self.args.kills
         fixed = [("flushall", 0.15), ("drain", 0.3), ("scheduler_kill", 0.4), ("pg_restart", 0.5)]
         fixed += [("redis_restart", 0.6), ("sigstop", 0.75)]
@@ -863,11 +865,22 @@ class Chaos:
             "scheduler_kill": lambda: out.update(schedulers_after_kill=self.kill_scheduler()),
             "sigstop": lambda: out.update(sigstop=self.stop_one()),
         }
-        for event in plan:
-            time.sleep(self.args.every * self.rng.uniform(0.5, 1.5))
+        for i, event in enumerate(plan, start=1):
+            self.paced(i / (len(plan) + 1), self.args.every * self.rng.uniform(0.5, 1.5))
             handlers[event]()
             self.event(event)
         return out
+
+    def paced(self, share: float, seconds: float) -> None:
+        """Wait `seconds`, or until `share` of the campaign's runs have finished if that comes first: the
+        events spread over the campaign however fast the engine is, instead of a fast machine finishing
+        the campaign before the last of them."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            finished, total = self.progress()
+            if finished >= share * total:
+                return
+            time.sleep(0.2)
 
     def disturb_engine_faults(self) -> dict[str, Any]:
         """The workers go through the faulty proxy, which merges 40 tokens per chunk throughout: each
@@ -1233,7 +1246,13 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--every", type=float, default=2.0, help="mean seconds between disturbances")
+    parser.add_argument(
+        "--every",
+        type=float,
+        default=2.0,
+        help="mean seconds between the fleet scenario's disturbances (sooner: the i-th of n comes once i/(n+1) "
+        "of the runs have finished)",
+    )
     parser.add_argument("--repeat-p", type=float, default=0.999, help="reasoning length: mean 1/(1-p) tokens")
     parser.add_argument(
         "--budget-per-problem",
