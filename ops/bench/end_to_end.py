@@ -134,7 +134,7 @@ def engine_cpu(session: int) -> dict[str, float]:
             part = "model"
         else:  # multiprocessing's resource tracker
             continue
-        parts[part] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        parts[part] += stat_cpu_seconds(fields)
     return parts
 
 
@@ -146,13 +146,16 @@ def measured(url: str, session: int, run: Callable[[], tuple[float, float, float
     after, cpu_after = engine_counters(url), engine_cpu(session)
     tokens = after["generated"] - before["generated"]
     iterations = after["iterations"] - before["iterations"]
-    server_cpu = {part: cpu_after[part] - cpu_before[part] for part in cpu_before}
+
+    def per_token(seconds: float) -> float:  # µs of CPU per generated token
+        return seconds / tokens * 1e6 if tokens else 0.0
+
     return {
-        # what serving the driver's requests cost each engine process per generated token (µs): the API
+        # what serving the driver's requests cost each engine process per generated token: the API
         # server's share of the engine's core is taken from the model
-        "api_server_cpu_us_per_token": server_cpu["api_server"] / tokens * 1e6 if tokens else 0.0,
-        "engine_core_cpu_us_per_token": server_cpu["engine_core"] / tokens * 1e6 if tokens else 0.0,
-        "model_cpu_us_per_token": server_cpu["model"] / tokens * 1e6 if tokens else 0.0,
+        **{
+            f"{part}_cpu_us_per_token": per_token(cpu_after[part] - cpu_before[part]) for part in ENGINE_PARTS
+        },
         "tokens_per_s": tokens / (end - start),
         # generated tokens per engine step: how full the data path keeps the engine's batch, whatever the
         # engine's own speed (which drifts by +-15% over minutes on this box at a constant load)
@@ -160,7 +163,7 @@ def measured(url: str, session: int, run: Callable[[], tuple[float, float, float
         "steps_per_s": iterations / (end - start),
         "tokens": tokens,
         "seconds": end - start,
-        "client_cpu_us_per_token": cpu / tokens * 1e6 if tokens else 0.0,
+        "client_cpu_us_per_token": per_token(cpu),
         "prefill_computed": after["local_compute"] - before["local_compute"],
         "prefill_cached": after["local_cache_hit"] - before["local_cache_hit"],
     }
@@ -248,7 +251,11 @@ def run_asyncio(
 
 
 def process_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split())
+
+
+def stat_cpu_seconds(fields: list[str]) -> float:
+    """User + system CPU seconds from the fields of /proc/PID/stat after the command's name."""
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
@@ -407,13 +414,6 @@ class Bench:
         the same client at the same concurrency (raw at its best, raw@slots and the reference, when the
         best and the slot count are 64) run once and count for each of their names: the round's time
         goes to more repeats instead of to identical runs."""
-        runs: dict[tuple[str, int], Callable[[int], dict[str, float]]] = {
-            ("raw", self.best): lambda _: self.raw(self.best),
-            ("raw", self.slots): lambda _: self.raw(self.slots),
-            ("raw", REFERENCE_CONCURRENCY): lambda _: self.raw(REFERENCE_CONCURRENCY),
-            ("streaming", self.slots): lambda _: self.streaming(self.args.stream_interval),
-            ("pacore", self.slots): lambda n: self.pacore(f"pacore-{n}"),
-        }
         names = {
             "raw": ("raw", self.best),
             "raw@slots": ("raw", self.slots),
@@ -422,13 +422,11 @@ class Bench:
             "pacore": ("pacore", self.slots),
         }
         if self.args.before:
-            before = str(self.args.before.resolve())
-            runs[("pacore_before", self.slots)] = lambda n: self.pacore(f"before-{n}", PYTHONPATH=before)
             names["pacore_before"] = ("pacore_before", self.slots)
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name in names}
         for n in range(self.args.repeats):
-            for key, driver in runs.items():
-                result = driver(n)
+            for key in dict.fromkeys(names.values()):  # each distinct driver once, in the names' order
+                result = self.drive(key, n)
                 shared = [name for name, k in names.items() if k == key]
                 for name in shared:
                     rounds[name].append(result)
@@ -438,6 +436,17 @@ class Bench:
                     flush=True,
                 )
         return rounds
+
+    def drive(self, key: tuple[str, int], n: int) -> dict[str, float]:
+        """One run of the driver `key` (kind, concurrency) in round `n`."""
+        kind, concurrency = key
+        if kind == "raw":
+            return self.raw(concurrency)
+        if kind == "streaming":
+            return self.streaming(self.args.stream_interval)
+        if kind == "pacore":
+            return self.pacore(f"pacore-{n}")
+        return self.pacore(f"before-{n}", PYTHONPATH=str(self.args.before.resolve()))
 
     def block_run(self) -> dict[str, Any]:
         """pacore with blocks of 256 tokens, so that trajectories continue in segments."""
