@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,9 +38,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from chaos import ENGINE_CORES, FLEET_CORES, REPO, pin  # noqa: E402
+from chaos import FLEET_CORES, REPO  # noqa: E402
 from instant_engine import MODEL  # noqa: E402
-from round_hop import private_fleet  # noqa: E402
+from round_hop import private_fleet, start_instant_engine  # noqa: E402
 
 from pacore.campaigns.submit import submit  # noqa: E402
 from pacore.core.campaign import CampaignConfig  # noqa: E402
@@ -59,18 +58,6 @@ def problems_file(root: Path, name: str, n: int) -> Path:
     path = root / f"{name}.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def start_engine(root: Path, stack: ExitStack) -> str:
-    proc = subprocess.Popen(
-        [*pin(ENGINE_CORES), sys.executable, str(Path(__file__).with_name("instant_engine.py"))],
-        stdout=subprocess.PIPE,
-        stderr=(root / "engine.log").open("w"),
-        text=True,
-    )
-    stack.callback(proc.kill)
-    assert proc.stdout is not None
-    return proc.stdout.readline().strip()
 
 
 def baseline(url: str, rows: int, threads: int, batch: int) -> float:
@@ -168,7 +155,7 @@ def main() -> None:
     rounds: list[dict[str, dict[str, float] | float]] = []
     try:
         with ExitStack() as stack:
-            engine_url = start_engine(root, stack)
+            engine_url = start_instant_engine(root, stack)
             fleet = private_fleet(stack, root, engine_url, args.concurrency, FLEET_CORES)
             url = fleet.env["PACORE_DATABASE_URL"]
             db = Database(url)

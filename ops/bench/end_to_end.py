@@ -68,7 +68,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from chaos import FLEET_CORES, REPO, VllmServer  # noqa: E402
-from round_hop import private_fleet  # noqa: E402
+from round_hop import private_fleet, process_cpu_seconds, stat_cpu_seconds  # noqa: E402
 
 from pacore.core.compaction import Outcome  # noqa: E402
 from pacore.core.rounds import after_round  # noqa: E402
@@ -80,7 +80,6 @@ MODEL = "tiny-qwen3"
 PRESET = "low"
 ROUNDS = PRESETS[PRESET]
 REFERENCE_CONCURRENCY = 64  # the official pipeline's semaphore
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def engine_counters(url: str) -> dict[str, float]:
@@ -248,15 +247,6 @@ def run_asyncio(
 
 
 # --- pacore ----------------------------------------------------------------------------------------------
-
-
-def process_cpu_seconds(pid: int) -> float:
-    return stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split())
-
-
-def stat_cpu_seconds(fields: list[str]) -> float:
-    """User + system CPU seconds from the fields of /proc/PID/stat after the command's name."""
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
 def run_pacore(

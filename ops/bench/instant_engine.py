@@ -1,7 +1,7 @@
 """A minimal OpenAI-compatible engine for the control-plane benchmarks (benchmark code, not product
 code): it answers every chat completion at once with a short fixed stream (reasoning, `</think>`, a
 boxed answer, usage), so what is measured is pacore, not generation. It records when each request
-arrived and whether it was a synthesis (round 2+) request."""
+arrived and its last message (`GET /bench/arrivals`: a list of [wall time, content])."""
 
 from __future__ import annotations
 
@@ -38,8 +38,13 @@ class InstantEngine:
                 pass
 
             def do_GET(self) -> None:
-                body = {"data": [{"id": MODEL}]} if self.path == "/v1/models" else {}
-                self._json(body)
+                if self.path == "/v1/models":
+                    self._json({"data": [{"id": MODEL}]})
+                elif self.path == "/bench/arrivals":  # for a benchmark that runs this as a process
+                    with engine.lock:
+                        self._json(engine.arrivals)
+                else:
+                    self._json({})
 
             def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
