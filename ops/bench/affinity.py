@@ -9,7 +9,10 @@ final round's one). Affinity on: PACORE_BATCH_SIZE=16 (a round of K <= 16 is one
 worker, so its K requests meet in one engine's prefix cache); off: PACORE_BATCH_SIZE=1 (each request goes
 to whichever worker takes its message). Every problem is used once, so no prompt is in a cache from an
 earlier run; each is restated to about `--words` words, so that prompts are long against vLLM's block
-(the last partial block of every request is computed by each).
+(the last partial block of every request is computed by each). The tiny model is built with long
+conclusions (`--conclusion-p`: mean 1/(1-p) tokens after `</think>`, 100 by default), so that a
+synthesis prompt is mostly its K references, as at the paper's scale, not the problem that round 1
+already put in a cache.
 
 The prefill the engines computed for rounds >= 2 is the delta of `local_compute` in
 `vllm:prompt_tokens_by_source_total`, summed over both engines, from the moment the run's round 2 was
@@ -49,13 +52,27 @@ from pacore.store.database import Database  # noqa: E402
 MODEL = "tiny-qwen3"
 
 
-def start_engine(root: Path, stack: ExitStack, name: str, core: str) -> str:
+def model_env(conclusion_p: float) -> dict[str, str]:
+    """The tiny model whose conclusions are long (`--conclusion-repeat-p`), built once before the two
+    engines start (each engine's serve.sh would otherwise build it at the same time)."""
+    args = f"--repeat-p 0.9 --conclusion-repeat-p {conclusion_p}"
+    env = {
+        **os.environ,
+        "PACORE_TINY_MODEL": str(Path.home() / ".cache" / "pacore" / f"tiny-qwen3-p0.9-c{conclusion_p}"),
+        "PACORE_TINY_MODEL_ARGS": args,
+    }
+    subprocess.run(["bash", str(REPO / "ops/engine/bootstrap.sh")], env=env, check=True, capture_output=True)
+    return env
+
+
+def start_engine(root: Path, stack: ExitStack, name: str, core: str, env: dict[str, str]) -> str:
     port = free_port()
     proc = subprocess.Popen(
         ["taskset", "-c", core, "bash", str(REPO / "ops/engine/serve.sh"), str(port)],
         stdout=(root / f"{name}.log").open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env=env,
     )
     stack.callback(lambda: os.killpg(proc.pid, 9))
     return f"http://127.0.0.1:{port}"
@@ -142,15 +159,24 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=3, help="runs per K and setting")
     parser.add_argument("--ks", default="8,16")
     parser.add_argument("--words", type=int, default=0, help="restate each problem to about this many words")
+    parser.add_argument(
+        "--conclusion-p",
+        type=float,
+        default=0.99,
+        help="the tiny model's conclusions: mean 1/(1-p) filler words after </think> (0: a dozen tokens)",
+    )
     args = parser.parse_args()
+    if not 0 <= args.conclusion_p < 1:
+        parser.error(f"--conclusion-p must be at least 0 and below 1, not {args.conclusion_p}")
     ks = [int(k) for k in args.ks.split(",")]
     root = Path(tempfile.mkdtemp(prefix="pacore-affinity-"))
     figures: dict[str, dict] = {}
     pool = iter(problems(args.problems * len(ks) * 2, args.words))
     try:
         with ExitStack() as stack:
+            env = model_env(args.conclusion_p)
             engines = [
-                start_engine(root, stack, f"vllm-{i}", str(i % (os.cpu_count() or 1))) for i in range(2)
+                start_engine(root, stack, f"vllm-{i}", str(i % (os.cpu_count() or 1)), env) for i in range(2)
             ]
             for url in engines:
                 wait_healthy(url)

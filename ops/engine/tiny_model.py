@@ -7,10 +7,16 @@ and `lm_head` maps each to its successor with a large logit. A served trajectory
     <think>\\n Okay, let me work through this carefully hmm hmm ... </think> The answer is \\boxed{X}.
 
 with a geometric number of " hmm" (each repeats with probability --repeat-p, mean 1/(1-p)) and X drawn
-from --answers. Real `</think>` compaction, real `\\boxed{}` answers and real token counts, from a real
-engine. Runs in the engine venv (needs torch, transformers, tokenizers).
+from --answers. With --conclusion-repeat-p q > 0 the conclusion itself is long: `</think>` is followed
+by a geometric number (mean 1/(1-q)) of filler words, each drawn from eight, before " The answer is",
+so that the references a synthesis prompt gathers outweigh the problem, as at the paper's scale, and
+two conclusions differ from their first words on (no prompt shares a long prefix with another by
+chance). Real `</think>` compaction,
+real `\\boxed{}` answers and real token counts, from a real engine. Runs in the engine venv (needs
+torch, transformers, tokenizers).
 
-    python ops/engine/tiny_model.py OUT_DIR [--repeat-p 0.9] [--answers 204:0.5,25:0.3,809:0.2]
+    python ops/engine/tiny_model.py OUT_DIR [--repeat-p 0.9] [--conclusion-repeat-p 0]
+        [--answers 204:0.5,25:0.3,809:0.2]
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ START = "\n"  # the generation prompt ends in "<think>\n": the chain starts from
 PREAMBLE = ["Okay", ",", " let", " me", " work", " through", " this", " carefully"]
 REPEAT = " hmm"
 CONCLUSION = ["</think>", " The", " answer", " is", " \\boxed{"]
+FILLERS = [" so", " then", " thus", " hence", " now", " well", " yes", " right"]  # --conclusion-repeat-p
 CLOSE = ["}", "."]
 EOS = "<|im_end|>"
 SPECIAL = ["<|endoftext|>", "<|im_start|>", EOS]
@@ -80,13 +87,23 @@ def build_tokenizer(out: Path, script: list[str]):  # type: ignore[no-untyped-de
     return tokenizer
 
 
-def transitions(repeat_p: float, answers: dict[str, float]) -> dict[str, dict[str, float]]:
+def transitions(
+    repeat_p: float, answers: dict[str, float], conclusion_p: float = 0.0
+) -> dict[str, dict[str, float]]:
     chain = [START, *PREAMBLE, REPEAT]
     table = {a: {b: 1.0} for a, b in zip(chain, chain[1:], strict=False)}
     table[REPEAT] = (
         {REPEAT: repeat_p, CONCLUSION[0]: 1.0 - repeat_p} if repeat_p > 0 else {CONCLUSION[0]: 1.0}
     )
     table.update({a: {b: 1.0} for a, b in zip(CONCLUSION, CONCLUSION[1:], strict=False)})
+    if conclusion_p > 0:  # </think> then so yes ... well The answer is
+        share = 1.0 / len(FILLERS)
+        table[CONCLUSION[0]] = dict.fromkeys(FILLERS, share)
+        for filler in FILLERS:
+            table[filler] = {
+                **dict.fromkeys(FILLERS, conclusion_p * share),
+                CONCLUSION[1]: 1.0 - conclusion_p,
+            }
     table[CONCLUSION[-1]] = dict(answers)
     table.update({answer: {CLOSE[0]: 1.0} for answer in answers})
     table[CLOSE[0]] = {CLOSE[1]: 1.0}
@@ -94,15 +111,16 @@ def transitions(repeat_p: float, answers: dict[str, float]) -> dict[str, dict[st
     return table
 
 
-def build(out: Path, repeat_p: float, answers: dict[str, float]) -> None:
+def build(out: Path, repeat_p: float, answers: dict[str, float], conclusion_p: float = 0.0) -> None:
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
-    script = [START, *PREAMBLE, REPEAT, *CONCLUSION, *answers, *CLOSE]
+    extra = FILLERS if conclusion_p > 0 else []  # the default model's vocabulary is unchanged
+    script = [START, *PREAMBLE, REPEAT, *CONCLUSION, *answers, *CLOSE, *extra]
     tokenizer = build_tokenizer(out, script)
     ids = {t: _single_id(tokenizer, t) for t in [*script, EOS]}
-    table = transitions(repeat_p, answers)
+    table = transitions(repeat_p, answers, conclusion_p)
     hidden = 64
     assert len(table) <= hidden, "every state token needs its own orthonormal embedding"
     config = Qwen3Config(
@@ -156,9 +174,17 @@ def main() -> None:
     )
     parser.add_argument("out", type=Path)
     parser.add_argument("--repeat-p", type=float, default=0.9, help="probability that ' hmm' repeats")
+    parser.add_argument(
+        "--conclusion-repeat-p",
+        type=float,
+        default=0.0,
+        help="probability that another filler word follows </think> (0: the conclusion is ' The answer is ...')",
+    )
     parser.add_argument("--answers", default="204:0.5,25:0.3,809:0.2", help="answer:weight,...")
     args = parser.parse_args()
-    build(args.out, args.repeat_p, parse_answers(args.answers))
+    if not 0 <= args.conclusion_repeat_p < 1:
+        parser.error(f"--conclusion-repeat-p must be at least 0 and below 1, not {args.conclusion_repeat_p}")
+    build(args.out, args.repeat_p, parse_answers(args.answers), args.conclusion_repeat_p)
     print(args.out)
 
 
