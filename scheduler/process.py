@@ -1,6 +1,7 @@
 """`pacore scheduler`: a Celery worker on the `control` queue (chord callbacks) plus a ticker thread
 that runs the dispatch tick every PACORE_DISPATCH_INTERVAL seconds, and at once when a chord callback
-ends a run (its room can start another), and the reconciler every PACORE_RECONCILE_INTERVAL seconds.
+ends a run (its room can start another) or a submit, resume or retry commits (LISTEN/NOTIFY,
+`pacore.store.notices`), and the reconciler every PACORE_RECONCILE_INTERVAL seconds.
 
 A thread, not Celery beat: embedded beat forks a child process that outlives a scheduler killed with
 -9 and keeps ticking against whatever it was pointed at. Both passes are safe to run from several
@@ -20,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from pacore import metrics
 from pacore.core.urls import redact
 from pacore.settings import Settings
+from pacore.store import notices
 from pacore.store.database import Database
 from scheduler.admission import Admission
 from scheduler.app import CONTROL_QUEUE, consume, make_app, runtime
@@ -82,6 +84,11 @@ def run_scheduler(settings: Settings, db: Database, concurrency: int) -> None:
         target=tick_forever, args=(app, settings, stop), name="scheduler-tick", daemon=True
     )
     ticker.start()
+    # a submit, resume or retry wakes the tick when it commits (a hint: the tick runs at its interval too)
+    wake = runtime(app).wake
+    threading.Thread(
+        target=notices.listen, args=(db.url, wake.set, stop), name="scheduler-listen", daemon=True
+    ).start()
     try:
         consume(app, CONTROL_QUEUE, concurrency, "scheduler", settings.log_level)
     finally:

@@ -57,6 +57,7 @@ def resume(store: Store, name: str) -> Changed:
     if status != CampaignStatus.PAUSED:
         raise ControlError(f"campaign {name!r} is {status}: only a paused campaign can be resumed")
     store.set_campaign_status(cid, CampaignStatus.ACTIVE)
+    store.wake_scheduler()
     unstamped = store.unstamp_pending(cid)
     store.finish_campaign_if_done(cid)  # a run may have been the last one
     return Changed(name, CampaignStatus.ACTIVE, trajectories=unstamped)
@@ -105,6 +106,7 @@ def retry_failed(store: Store, name: str) -> Changed:
         Scope(rounds=round_ids), [TrajectoryStatus.FAILED], TrajectoryStatus.PENDING, Outcome.FAILED, None
     )
     store.reopen_runs([run_id for run_id, _ in rounds])
+    store.wake_scheduler()
     if status == CampaignStatus.DONE:
         store.reopen_campaign(cid)
     return Changed(
@@ -166,6 +168,7 @@ def _reopen_exhausted(store: Store, cid: int, status: str) -> int:
     # a reopened round has nothing unfinished: the dispatch tick advances it again (`stuck_rounds`)
     store.reopen_rounds([round_id for _, round_id in rows if round_id is not None])
     reopened = store.reopen_runs([run_id for run_id, _ in rows])
+    store.wake_scheduler()
     if status == CampaignStatus.DONE:
         store.reopen_campaign(cid)
     return len(reopened)
@@ -173,9 +176,11 @@ def _reopen_exhausted(store: Store, cid: int, status: str) -> int:
 
 def lift_quarantine(store: Store, name: str) -> list[tuple[int, str | None]]:
     """Put the campaign's quarantined runs back to work: their pending trajectories are published
-    again by the scheduler's next tick, and only engine deaths after now count toward a new
-    quarantine. Returns the (run id, quarantine reason) pairs lifted."""
+    again by the scheduler's next tick (woken when this commits), and only engine deaths after now
+    count toward a new quarantine. Returns the (run id, quarantine reason) pairs lifted."""
     cid, _ = _campaign(store, name)
     lifted = store.lift_quarantine(cid)
     store.unstamp_pending_of_runs([run_id for run_id, _ in lifted])
+    if lifted:
+        store.wake_scheduler()
     return lifted

@@ -62,6 +62,7 @@ def submit(
                 f"{path}: no problems to submit" + (" (every line is invalid)" if errors else "")
             )
         runs = store.insert_runs(campaign_id, config.samples, config.problem_budget)
+        store.wake_scheduler()
         return Submitted(campaign_id, name, problems, runs, errors)
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from pacore.core.reconcile import TrajectoryRow
 from pacore.store.base import StoreBase
+from pacore.store.notices import WORK_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class DispatchQueries(StoreBase):
 
     def count_in_flight(self) -> int:
         return int(self.scalar("count_in_flight"))
+
+    def wake_scheduler(self) -> None:
+        """Schedulers run their dispatch tick as soon as this transaction commits (`pacore.store.notices`)."""
+        self.execute("wake_scheduler", {"channel": WORK_CHANNEL})
 
     def mark_published(self, trajectory_ids: list[int]) -> None:
         self.execute("mark_published", {"ids": trajectory_ids})

@@ -139,7 +139,7 @@ class RoundQueries(StoreBase):
 
     def set_trajectory_messages(self, messages: dict[int, str | None]) -> None:
         """trajectory id -> the reference it gives (None: none)."""
-        self.execute("set_trajectory_message", [{"id": t, "message": m} for t, m in messages.items()])
+        self.execute("set_trajectory_messages", {"ids": list(messages), "messages": list(messages.values())})
 
     def record_round_decision(
         self, round_id: int, order: list[int], finished: list[int], reason: str

@@ -82,3 +82,7 @@ WHERE ((t.status = 'running' AND (:everything OR t.lease_until < now()))
 -- The model each round generates with.
 SELECT r.id, c.config ->> 'model' FROM round r JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id
 WHERE r.id = ANY(:ids);
+
+-- name: wake_scheduler
+-- Tell the schedulers, when this transaction commits, that it made work to start (pacore.store.notices).
+SELECT pg_notify(:channel, '');

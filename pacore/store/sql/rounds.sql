@@ -99,9 +99,10 @@ FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id
 WHERE rt.round_id = :id
 ORDER BY CASE WHEN t.round_id = rt.round_id THEN t.finish_seq END NULLS LAST, rt.position;
 
--- name: set_trajectory_message
--- Store the reference a trajectory gives the next round (null: none).
-UPDATE trajectory SET message = :message WHERE id = :id;
+-- name: set_trajectory_messages
+-- Store the reference each trajectory of a round gives the next round (null: none), in one statement.
+UPDATE trajectory t SET message = v.message
+FROM unnest(CAST(:ids AS bigint[]), CAST(:messages AS text[])) AS v(id, message) WHERE t.id = v.id;
 
 -- name: record_round_decision
 -- Store how a round advanced: its official response order, its completion order and the decision.
