@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from pacore.core.budget import block_size
 from pacore.core.campaign import CampaignConfig
@@ -86,13 +86,13 @@ def claim_batch(
     each attempt's first block from its run's free grant; blocks that need a grant are taken after it
     (below). Safe to run twice: a retry re-claims its own rows and finds the blocks it took."""
     with db.store() as store:
-        claims = [
+        rows = [
             _claim(store, tid, attempt, worker_id, lease_seconds, max_model_len) for tid, attempt in pairs
         ]
         if first_block is None:
-            return claims
+            return [None if row is None else row.claim for row in rows]
         block, grant = first_block
-        claims = [c if c is None else _first_block(store, c, block) for c in claims]
+        claims = _first_blocks(store, rows, block)
     # Blocks the run's free grant could not cover need a grant. A grant locks the campaign's row, which
     # every grant and run end of the campaign waits for until the transaction that took it commits: it
     # is taken in a short transaction of its own, not in the batch's claim, then the blocks in another.
@@ -116,6 +116,12 @@ def claim_batch(
     return [None if c is None else taken.get(id(c), c) for c in claims]
 
 
+class Claimable(NamedTuple):
+    claim: Claim
+    free_grant: int  # its run's, as the claim read it
+    held: int  # what the attempt holds already (a re-claim after a lost answer)
+
+
 def _claim(
     store: Store,
     trajectory_id: int,
@@ -123,7 +129,7 @@ def _claim(
     worker_id: str,
     lease_seconds: int,
     max_model_len: int | None,
-) -> Claim | None:
+) -> Claimable | None:
     row = store.claim_trajectory(trajectory_id, attempt, worker_id, lease_seconds)
     if row is None:
         return None
@@ -136,7 +142,7 @@ def _claim(
         cap = min(cap, max_model_len)
     holder = budgets.Holder(trajectory_id, attempt, row.run_id, row.campaign_id)
     request = GenerationRequest(row.messages, cfg.model, cap, cfg.temperature, cfg.top_p, row.sampling_seed)
-    return Claim(holder, request, base, 0, row.failed_attempts)
+    return Claimable(Claim(holder, request, base, 0, row.failed_attempts), row.free_grant, row.held)
 
 
 def _want(claim: Claim, block: int) -> int:
@@ -145,12 +151,25 @@ def _want(claim: Claim, block: int) -> int:
     return block_size(0, None if cap is None else cap - claim.checkpoint.tokens, block)
 
 
-def _first_block(store: Store, claim: Claim, block: int) -> Claim:
-    """The first block from the run's free grant, in the claim's transaction (0: it has too little)."""
-    want = _want(claim, block)
-    return replace(
-        claim, reserved=budgets.reserve_granted(store, claim.holder, want, held=0) if want > 0 else 0
-    )
+def _first_blocks(store: Store, rows: list[Claimable | None], block: int) -> list[Claim | None]:
+    """Each claim's first block from its run's free grant, in the claim's transaction (0: too little).
+    A run whose free grant the claim read as spent (by the batch's earlier claims, say) is not asked,
+    unless the attempt holds a block already (a re-claim finds it): its claims take a grant after this
+    transaction, as a refused block would."""
+    free: dict[int, int] = {}  # run -> its free grant as the claims read it, less what they took
+    out: list[Claim | None] = []
+    for row in rows:
+        if row is None:
+            out.append(None)
+            continue
+        claim = row.claim
+        left = free.setdefault(claim.holder.run_id, row.free_grant)
+        want = _want(claim, block)
+        if want > 0 and (left > 0 or row.held > 0):
+            claim = replace(claim, reserved=budgets.reserve_granted(store, claim.holder, want, held=0))
+            free[claim.holder.run_id] = left - claim.reserved if claim.reserved else 0
+        out.append(claim)
+    return out
 
 
 class Writes(Protocol):

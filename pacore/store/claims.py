@@ -20,6 +20,8 @@ class Claimed:
     checkpoint_text: str  # what earlier attempts streamed, to continue
     checkpoint_tokens: int
     checkpoint_ids: list[int] | None  # its token ids (None: some chunk has none)
+    free_grant: int  # its run's grant not used or reserved, as read (a hint: a block's statement decides)
+    held: int  # tokens the attempt holds (a re-claim after a lost answer: the block it took)
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,25 @@ def test_a_lost_commit_answer_applies_nothing_twice(database, database_url: str,
     assert row(database_url, "SELECT count(*) FROM trajectory") == 3
 
 
+def test_a_claim_whose_block_came_from_the_free_grant_finds_that_block_again(
+    database, database_url: str, tmp_path: Path
+) -> None:
+    """A re-claim reads its run's free grant as spent (by its own lost commit): it must find the block
+    it holds, not take a second grant for it."""
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
+    submit(database, path, "held", CampaignConfig(rounds=[2, 1], model="m", campaign_budget=10_000))
+    with database.store() as store:
+        (publish,) = start_runs(store, SETTINGS, 10)
+    (first, a1), (second, a2) = publish.trajectories
+    assert claims.claim(database, first, a1, "w", 60, None, (64, 128)) is not None  # a grant of 128
+    again = twice(database, claims.claim, database, second, a2, "w", 60, None, (64, 128))
+    assert again is not None and again.reserved == 64, "the block its lost commit took from the grant"
+    assert row(database_url, "SELECT tokens_reserved, tokens_granted FROM run") == (128, 128), (
+        "no second grant"
+    )
+
+
 def row(url: str, sql: str, *params: object) -> Any:
     with psycopg.connect(url) as conn:
         found = conn.execute(sql, params).fetchone()

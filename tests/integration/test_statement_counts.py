@@ -32,9 +32,10 @@ SETTINGS = Settings()
 # then the publish stamp; the round hop is read by the advance itself).
 EXPECTED = {
     "claim, with its first block": (2, 1, 0),  # the checkpoint comes back with the claim; the block: 1
-    # the claim and its block refused by the run; then the grant in a short transaction of its own (the
-    # run locked, the campaign grants: it locks the campaign's row until it commits); then the block
-    "claim, with its first block and a grant": (5, 3, 0),
+    # the claim, which reads that its run has no free grant (no block is asked of it: 5 statements before
+    # 2026-12-06); then the grant in a short transaction of its own (the run locked, the campaign grants:
+    # it locks the campaign's row until it commits); then the block
+    "claim, with its first block and a grant": (4, 3, 0),
     "block": (1, 1, 0),  # trajectory and run, one conditional update
     "finish and settle": (1, 1, 0),  # result, completion order, checkpoint dropped, ledger, run settled
     "round advance (next round created)": (11, 1, 0),
@@ -122,3 +123,25 @@ def test_statements_and_transactions_per_trajectory_and_per_round_advance(
 
 def result(n: int) -> GenerationResult:
     return GenerationResult(f" The answer is \\boxed{{{n}}}.", "thinking", "stop", 5, n)
+
+
+def test_a_batch_whose_run_has_no_grant_asks_one_grant_and_no_block_before_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Round 1 of a run (K=4, one batch): the claims read that the run has no free grant, so none asks
+    it for a block (before 2026-12-06 each did, and was refused: 4 more statements); one grant for the
+    batch in a transaction of its own, then the four blocks in one more."""
+    database = Database(normalize_url(database_url), pre_ping=False)
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
+    submit(database, path, "batch", CampaignConfig(rounds=[4, 1], model="m", campaign_budget=10_000))
+    settings = SETTINGS.model_copy(update={"token_block": 64, "token_grant": 512})
+    with database.store() as store:
+        (publish,) = start_runs(store, settings, 10)
+    counted = Counted(database)
+    seen: dict[str, tuple[int, int, int]] = {}
+    with counted.measuring("batch of 4", seen):
+        held = claims.claim_batch(database, publish.trajectories, "w", 60, None, (64, 512))
+    assert [c.reserved if c else None for c in held] == [64, 64, 64, 64]
+    # 4 claims; the grant (the run locked, the campaign grants); 4 blocks
+    assert seen == {"batch of 4": (4 + 2 + 4, 3, 0)}

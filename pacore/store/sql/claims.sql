@@ -1,5 +1,5 @@
 -- name: claim_trajectory
--- A worker claims a pending trajectory (or re-claims its own, whose answer was lost), fenced by attempt, and reads what its request needs and the checkpoint earlier attempts left (text, tokens, and token ids when every chunk has them).
+-- A worker claims a pending trajectory (or re-claims its own, whose answer was lost), fenced by attempt, and reads what its request needs, the checkpoint earlier attempts left (text, tokens, and token ids when every chunk has them), its run's free grant (read, not locked: a hint for whether a block can come from it) and what the attempt holds (a re-claim: the block it took before its answer was lost).
 UPDATE trajectory t SET status = 'running', worker_id = :worker, started_at = now(),
        lease_until = now() + make_interval(secs => :lease)
 FROM round r JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id
@@ -8,6 +8,7 @@ WHERE t.id = :id AND t.attempt = :attempt AND r.id = t.round_id
   AND c.status = 'active' AND run.status = 'running'
 RETURNING t.sampling_seed AS sampling_seed, r.input_messages AS messages, r.max_tokens AS round_max_tokens,
           c.config AS config, run.id AS run_id, c.id AS campaign_id, t.failed_attempts AS failed_attempts,
+          run.tokens_granted - run.tokens_used - run.tokens_reserved AS free_grant, t.tokens_reserved AS held,
           (SELECT coalesce(string_agg(ch.text, '' ORDER BY ch.attempt, ch.seq), '') FROM chunk ch
            WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_text,
           (SELECT coalesce(sum(ch.tokens), 0) FROM chunk ch
