@@ -181,7 +181,6 @@ def create_round(
         return None
     seeds = [run.cfg.sampling_seed(run.run_id, index, i) for i in range(plan.k)]
     ids = store.insert_trajectories(run.campaign_id, round_id, seeds)
-    store.link_own_trajectories(round_id)
     return Publish(round_id, run.cfg.model, [(tid, 1) for tid, _ in ids])
 
 
@@ -191,15 +190,14 @@ def advance_round(store: Store, settings: Settings, round_id: int) -> Publish | 
     won = store.win_round(round_id)
     if won is None:
         return None
-    ctx = store.run_context(won.run_id)
-    run = RunContext(won.run_id, ctx.campaign_id, CampaignConfig.model_validate(ctx.config), ctx.messages)
+    run = RunContext(won.run_id, won.campaign_id, CampaignConfig.model_validate(won.config), won.messages)
     outcomes = store.round_outcomes(round_id)  # in completion order
-    pool = ctx.sample < 0  # a round-1 pool's own run
+    pool = won.sample < 0  # a round-1 pool's own run
     next_k = None if won.is_final or pool else run.cfg.schedule[won.index]
     cfg = run.cfg
     decision = after_round(next_k, won.index, run.messages, outcomes, cfg.seed, cfg.pass_truncated, pool)
-    store.set_trajectory_messages({o.trajectory_id: decision.messages[o.index] for o in outcomes})
-    store.record_round_decision(round_id, decision.order, decision.finish_order, decision.reason)
+    given = {o.trajectory_id: decision.messages[o.index] for o in outcomes}  # each one's reference
+    store.record_round_decision(round_id, given, decision.order, decision.finish_order, decision.reason)
     if decision.kind == "next_round":
         assert decision.next_messages is not None
         gathered = len(decision.references)

@@ -21,18 +21,16 @@ class PendingRun:
 
 @dataclass(frozen=True)
 class WonRound:
+    """A round this transaction advances, and what deciding its run's next step needs."""
+
     run_id: int
     index: int
     is_final: bool
     waited: Any  # seconds since its last trajectory finished (a Decimal; None for a round of none)
-
-
-@dataclass(frozen=True)
-class RunContextRow:
     campaign_id: int
-    config: dict[str, Any]
-    messages: list[dict[str, Any]]
-    sample: int
+    config: dict[str, Any]  # the campaign's
+    messages: list[dict[str, Any]]  # the problem's
+    sample: int  # the run's (-1: a round-1 pool's own run)
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,8 @@ class RoundQueries(StoreBase):
     def insert_trajectories(
         self, campaign_id: int, round_id: int, seeds: list[int | None]
     ) -> list[tuple[int, int]]:
-        """(id, index) of the round's new trajectories, in index order."""
+        """(id, index) of the round's new trajectories, in index order; each is linked to the round at its
+        index."""
         params = {
             "campaign": campaign_id,
             "round": round_id,
@@ -87,9 +86,6 @@ class RoundQueries(StoreBase):
         return sorted(
             ((int(i), int(x)) for i, x in self.execute("insert_trajectories", params)), key=lambda r: r[1]
         )
-
-    def link_own_trajectories(self, round_id: int) -> None:
-        self.execute("link_own_trajectories", {"round": round_id})
 
     def link_pool_trajectories(self, round_id: int, pool_round_id: int, indices: list[int]) -> None:
         self.execute("link_pool_trajectories", {"round": round_id, "pool": pool_round_id, "indices": indices})
@@ -128,24 +124,23 @@ class RoundQueries(StoreBase):
     def win_round(self, round_id: int) -> WonRound | None:
         return self.one(WonRound, "win_round", {"id": round_id})
 
-    def run_context(self, run_id: int) -> RunContextRow:
-        found = self.one(RunContextRow, "run_context", {"run": run_id})
-        assert found is not None, f"run {run_id} does not exist"
-        return found
-
     def round_outcomes(self, round_id: int) -> list[OutcomeRow]:
         """In completion order."""
         return self.all(OutcomeRow, "round_outcomes", {"id": round_id})
 
-    def set_trajectory_messages(self, messages: dict[int, str | None]) -> None:
-        """trajectory id -> the reference it gives (None: none)."""
-        self.execute("set_trajectory_messages", {"ids": list(messages), "messages": list(messages.values())})
-
     def record_round_decision(
-        self, round_id: int, order: list[int], finished: list[int], reason: str
+        self,
+        round_id: int,
+        messages: dict[int, str | None],
+        order: list[int],
+        finished: list[int],
+        reason: str,
     ) -> None:
+        """`messages`: trajectory id -> the reference it gives the next round (None: none)."""
         params = {
             "id": round_id,
+            "ids": list(messages),
+            "messages": list(messages.values()),
             "order": json.dumps(order),
             "finished": json.dumps(finished),
             "reason": reason,

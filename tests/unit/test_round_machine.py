@@ -15,7 +15,7 @@ from pacore.core.prompts import render_synthesis
 from pacore.core.vocabulary import CampaignStatus
 from pacore.settings import Settings
 from pacore.store.endings import EndingQueries, Progress
-from pacore.store.rounds import OutcomeRow, RunContextRow, WonRound
+from pacore.store.rounds import OutcomeRow, WonRound
 from scheduler.rounds import advance_round
 
 PROBLEM = [{"role": "user", "content": "What is 2+2?"}]
@@ -26,7 +26,6 @@ class MemoryStore:
     """What `advance_round` reads and writes, in memory (the methods of `Store` it calls)."""
 
     won: WonRound | None
-    context: RunContextRow
     outcomes: list[OutcomeRow]
     run_row: RunTokens = field(default_factory=lambda: RunTokens(None))
     campaign_row: CampaignTokens = field(default_factory=lambda: CampaignTokens(None))
@@ -38,18 +37,18 @@ class MemoryStore:
     def win_round(self, round_id: int) -> WonRound | None:
         return self.won
 
-    def run_context(self, run_id: int) -> RunContextRow:
-        return self.context
-
     def round_outcomes(self, round_id: int) -> list[OutcomeRow]:
         return self.outcomes
 
-    def set_trajectory_messages(self, messages: dict[int, str | None]) -> None:
-        self.written["messages"] = messages
-
     def record_round_decision(
-        self, round_id: int, order: list[int], finished: list[int], reason: str
+        self,
+        round_id: int,
+        messages: dict[int, str | None],
+        order: list[int],
+        finished: list[int],
+        reason: str,
     ) -> None:
+        self.written["messages"] = messages
         self.written["decision"] = (order, finished, reason)
 
     def fail_round(self, round_id: int) -> None:
@@ -96,9 +95,6 @@ class MemoryStore:
     def insert_trajectories(self, campaign_id: int, round_id: int, seeds: list[Any]) -> list[tuple[int, int]]:
         return [(1000 + i, i) for i in range(len(seeds))]
 
-    def link_own_trajectories(self, round_id: int) -> None:
-        pass
-
 
 def done(index: int, content: str, tid: int | None = None) -> OutcomeRow:
     return OutcomeRow(index, "done", content, "thinking", "stop", tid if tid is not None else 10 + index)
@@ -113,8 +109,9 @@ def store_for(
 ) -> MemoryStore:
     config = {"rounds": rounds, "model": "m", "seed": 42}
     return MemoryStore(
-        WonRound(run_id=1, index=round_index, is_final=is_final, waited=0.5),
-        RunContextRow(campaign_id=7, config=config, messages=PROBLEM, sample=sample),
+        WonRound(
+            1, round_index, is_final, 0.5, campaign_id=7, config=config, messages=PROBLEM, sample=sample
+        ),
         outcomes,
     )
 

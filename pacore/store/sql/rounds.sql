@@ -27,16 +27,17 @@ ON CONFLICT (run_id, index) DO NOTHING
 RETURNING id;
 
 -- name: insert_trajectories
--- Create a round's K trajectories (indexes 0..:last) with their sampling seeds (a JSON list; null entries for none).
-INSERT INTO trajectory (campaign_id, round_id, index, sampling_seed)
-SELECT :campaign, :round, i, (CAST(:seeds AS jsonb) ->> i)::bigint FROM generate_series(0, :last) AS i
-ORDER BY i
-RETURNING id, index;
-
--- name: link_own_trajectories
--- A round uses its own trajectories, each at its index.
-INSERT INTO round_trajectory (round_id, position, trajectory_id)
-SELECT :round, t.index, t.id FROM trajectory t WHERE t.round_id = :round;
+-- Create a round's K own trajectories (indexes 0..:last) with their sampling seeds (a JSON list; null entries for none), and link each to the round at its index, in one statement.
+WITH created AS (
+  INSERT INTO trajectory (campaign_id, round_id, index, sampling_seed)
+  SELECT :campaign, :round, i, (CAST(:seeds AS jsonb) ->> i)::bigint FROM generate_series(0, :last) AS i
+  ORDER BY i
+  RETURNING id, index
+),
+linked AS (
+  INSERT INTO round_trajectory (round_id, position, trajectory_id) SELECT :round, index, id FROM created
+)
+SELECT id, index FROM created;
 
 -- name: link_pool_trajectories
 -- A round uses trajectories of a pool round: the pool indexes :indices, at positions 0, 1, ... in that (sample) order.
@@ -76,20 +77,16 @@ SELECT avg(t.completion_tokens) FROM trajectory t JOIN round r ON r.id = t.round
 WHERE r.run_id = :run AND t.status = 'done';
 
 -- name: win_round
--- Advance a round exactly once: the guarded update wins only while the round is generating and nothing of it is unfinished; returns how long its last trajectory has been finished (the round hop so far).
+-- Advance a round exactly once: the guarded update wins only while the round is generating and nothing of it is unfinished; returns how long its last trajectory has been finished (the round hop so far) and what deciding its run's next step needs: its campaign and settings, the problem's messages, its sample.
 UPDATE round SET status = 'done', finished_at = now()
-WHERE id = :id AND status = 'generating'
+FROM run JOIN problem p ON p.id = run.problem_id JOIN campaign c ON c.id = run.campaign_id
+WHERE round.id = :id AND round.status = 'generating' AND run.id = round.run_id
   AND NOT EXISTS (SELECT 1 FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id
                   WHERE rt.round_id = :id AND t.status IN ('pending', 'running'))
-RETURNING run_id, index, is_final,
+RETURNING round.run_id AS run_id, round.index AS index, round.is_final AS is_final,
           (SELECT extract(epoch FROM clock_timestamp() - max(t.finished_at)) FROM round_trajectory rt
-           JOIN trajectory t ON t.id = rt.trajectory_id WHERE rt.round_id = :id) AS waited;
-
--- name: run_context
--- What deciding a run's next step needs: its campaign and settings, the problem's messages, its sample.
-SELECT run.campaign_id AS campaign_id, c.config AS config, p.messages AS messages, run.sample AS sample
-FROM run JOIN problem p ON p.id = run.problem_id JOIN campaign c ON c.id = run.campaign_id
-WHERE run.id = :run;
+           JOIN trajectory t ON t.id = rt.trajectory_id WHERE rt.round_id = :id) AS waited,
+          run.campaign_id AS campaign_id, c.config AS config, p.messages AS messages, run.sample AS sample;
 
 -- name: round_outcomes
 -- A round's outcomes in completion order: by finish_seq; a round drawn from a pool in its sample (position) order; rows finished before finish_seq existed by position.
@@ -99,13 +96,12 @@ FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id
 WHERE rt.round_id = :id
 ORDER BY CASE WHEN t.round_id = rt.round_id THEN t.finish_seq END NULLS LAST, rt.position;
 
--- name: set_trajectory_messages
--- Store the reference each trajectory of a round gives the next round (null: none), in one statement.
-UPDATE trajectory t SET message = v.message
-FROM unnest(CAST(:ids AS bigint[]), CAST(:messages AS text[])) AS v(id, message) WHERE t.id = v.id;
-
 -- name: record_round_decision
--- Store how a round advanced: its official response order, its completion order and the decision.
+-- Store how a round advanced, in one statement: the reference each of its trajectories gives the next round (null: none), its official response order, its completion order and the decision.
+WITH refs AS (
+  UPDATE trajectory t SET message = v.message
+  FROM unnest(CAST(:ids AS bigint[]), CAST(:messages AS text[])) AS v(id, message) WHERE t.id = v.id
+)
 UPDATE round SET response_order = CAST(:order AS jsonb), finish_order = CAST(:finished AS jsonb), decision = :reason
 WHERE id = :id;
 
