@@ -152,8 +152,9 @@ def next_round(
     gathered: int,
 ) -> Publish | None:
     """Plan round `index` against the budget left, then create it, or end the run when nothing fits."""
-    estimate = _estimate(store, run, settings)
-    room = budgets.room(store, run.run_id, run.campaign_id)
+    counters = store.plan_counters(run.run_id)
+    estimate = _estimate(counters.mean, run, settings)
+    room = budgets.room(counters.run, counters.campaign)
     plan = plan_round(
         run.cfg.schedule, index, room, estimate, run.cfg.max_tokens, gathered, settings.min_trajectory_tokens
     )
@@ -163,9 +164,8 @@ def next_round(
     return create_round(store, run, index, plan, messages)
 
 
-def _estimate(store: Store, run: RunContext, settings: Settings) -> int:
+def _estimate(mean: float | None, run: RunContext, settings: Settings) -> int:
     """Expected tokens of one trajectory: this run's mean so far, else a block (the reservation unit)."""
-    mean = store.mean_trajectory_tokens(run.run_id)
     default = min(run.cfg.max_tokens or settings.token_block, settings.token_block)
     return int(mean) if mean else default
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pacore.core.budget import grant_request
+from pacore.core.budget import CampaignTokens, RunTokens, grant_request
 from pacore.store.counters import Reserved
 from pacore.store.store import Store
 
@@ -83,12 +83,10 @@ def _reserve_block(
     return taken
 
 
-def room(store: Store, run_id: int, campaign_id: int) -> int | None:
-    """What the run may still spend, at both levels (None: unlimited). Read at a round boundary, to plan
-    the round: an estimate (the blocks enforce the budget), so the campaign row is read, not locked (it
-    is locked per grant and per run end only)."""
-    run = store.run_tokens(run_id)
-    campaign = store.campaign_tokens(campaign_id)
+def room(run: RunTokens, campaign: CampaignTokens) -> int | None:
+    """What the run may still spend, at both levels (None: unlimited), from counters read at a round
+    boundary to plan the round (`Store.plan_counters`): an estimate (the blocks enforce the budget), so
+    the campaign row is read, not locked (it is locked per grant and per run end only)."""
     limits = []
     if run.limit is not None:
         limits.append(run.limit - run.used - run.reserved)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pacore.core.budget import CampaignTokens, RunTokens
 from pacore.store.base import StoreBase
@@ -20,6 +21,27 @@ class Reserved:
     @property
     def run(self) -> RunTokens:
         return RunTokens(self.limit, self.granted, self.used, self.reserved)
+
+
+@dataclass(frozen=True)
+class PlanCounters:
+    """What planning a run's next round reads (without a lock: estimates only)."""
+
+    run: RunTokens
+    campaign: CampaignTokens
+    mean: float | None  # the run's mean completion tokens per finished trajectory (None before any)
+
+
+@dataclass(frozen=True)
+class _PlanRow:
+    run_limit: int | None
+    run_granted: int
+    run_used: int
+    run_reserved: int
+    campaign_limit: int | None
+    campaign_used: int
+    campaign_reserved: int
+    mean: Any  # a Decimal, or None
 
 
 class CounterQueries(StoreBase):
@@ -48,18 +70,14 @@ class CounterQueries(StoreBase):
         """What a run none of whose trajectories runs gave back to its campaign (0: nothing, or one runs)."""
         return int(self.scalar("return_idle_grant", {"run": run_id}))
 
-    def run_tokens(self, run_id: int) -> RunTokens:
+    def plan_counters(self, run_id: int) -> PlanCounters:
         """Without a lock: for estimates only."""
-        found = self.one(RunTokens, "run_tokens", {"id": run_id})
-        assert found is not None, f"run {run_id} does not exist"
-        return found
+        row = self.one(_PlanRow, "plan_counters", {"id": run_id})
+        assert row is not None, f"run {run_id} does not exist"
+        run = RunTokens(row.run_limit, row.run_granted, row.run_used, row.run_reserved)
+        campaign = CampaignTokens(row.campaign_limit, row.campaign_used, row.campaign_reserved)
+        return PlanCounters(run, campaign, None if row.mean is None else float(row.mean))
 
     def lock_live_run_tokens(self, run_id: int) -> RunTokens | None:
         """Locked, before a grant of its own; None when the run has ended."""
         return self.one(RunTokens, "lock_live_run_tokens", {"id": run_id})
-
-    def campaign_tokens(self, campaign_id: int) -> CampaignTokens:
-        """Without a lock: for estimates only."""
-        found = self.one(CampaignTokens, "campaign_tokens", {"id": campaign_id})
-        assert found is not None, f"campaign {campaign_id} does not exist"
-        return found

@@ -117,10 +117,6 @@ class RoundQueries(StoreBase):
     def own_pool_round(self, run_id: int) -> int:
         return int(self.scalar("own_pool_round", {"run": run_id}))
 
-    def mean_trajectory_tokens(self, run_id: int) -> float | None:
-        mean = self.scalar("mean_trajectory_tokens", {"run": run_id})
-        return None if mean is None else float(mean)
-
     def win_round(self, round_id: int) -> WonRound | None:
         return self.one(WonRound, "win_round", {"id": round_id})
 

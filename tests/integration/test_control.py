@@ -159,7 +159,9 @@ def test_delete_asks_first(fleet: Fleet, tmp_path: Path) -> None:
 def test_watch_follows_a_campaign_to_its_end_and_a_problem_shows_its_trajectories(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    submit(fleet, tmp_path, "watched", "PACE20 LONG30 a problem")
+    # about 7 s of generation (2 rounds of 35 tokens at 100 ms): the campaign starts as soon as it is
+    # submitted (the submit wakes the scheduler), so it must outlast the watch's start-up
+    submit(fleet, tmp_path, "watched", "PACE100 LONG30 a problem")
     watch = subprocess.run(
         [pacore_executable(), "status", "watched", "--watch", "--interval", "0.3"],
         env=fleet.env(),

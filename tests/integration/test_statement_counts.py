@@ -38,9 +38,10 @@ EXPECTED = {
     "claim, with its first block and a grant": (4, 3, 0),
     "block": (1, 1, 0),  # trajectory and run, one conditional update
     "finish and settle": (1, 1, 0),  # result, completion order, checkpoint dropped, ledger, run settled
-    # won with its run's context, outcomes, references with the decision, the plan's three reads, the
-    # round, its trajectories linked to it (11 before 2026-12-06: context, references and links apart)
-    "round advance (next round created)": (8, 1, 0),
+    # won with its run's context, outcomes, references with the decision, the plan's counters, the
+    # round, its trajectories linked to it (11 before 2026-12-06: context, references, links and the
+    # plan's three reads apart)
+    "round advance (next round created)": (6, 1, 0),
     "hand-back": (1, 1, 0),  # fenced off, the next attempt started, the ledger, the run settled
     # the round's 3 (won with its context, outcomes, references with the decision; 5 before 2026-12-06),
     # then the run ended with its tokens moved to the campaign, the campaign's progress read and the

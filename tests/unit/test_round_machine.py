@@ -14,6 +14,7 @@ from pacore.core.budget import CampaignTokens, RunTokens
 from pacore.core.prompts import render_synthesis
 from pacore.core.vocabulary import CampaignStatus
 from pacore.settings import Settings
+from pacore.store.counters import PlanCounters
 from pacore.store.endings import EndingQueries, Progress
 from pacore.store.rounds import OutcomeRow, WonRound
 from scheduler.rounds import advance_round
@@ -75,14 +76,8 @@ class MemoryStore:
 
     finish_campaign_if_done = EndingQueries.finish_campaign_if_done  # the store's writer, over this memory
 
-    def mean_trajectory_tokens(self, run_id: int) -> float | None:
-        return 100.0
-
-    def run_tokens(self, run_id: int) -> RunTokens:
-        return self.run_row
-
-    def campaign_tokens(self, campaign_id: int) -> CampaignTokens:
-        return self.campaign_row
+    def plan_counters(self, run_id: int) -> PlanCounters:
+        return PlanCounters(self.run_row, self.campaign_row, 100.0)
 
     def insert_round(
         self, run_id: int, index: int, k: int, is_final: bool, max_tokens: Any, messages: Any, reason: str

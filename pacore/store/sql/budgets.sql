@@ -1,11 +1,11 @@
--- name: run_tokens
--- Read a run's token counters without a lock (a round's plan only estimates: blocks enforce the budget).
-SELECT token_limit AS "limit", tokens_granted AS granted, tokens_used AS used, tokens_reserved AS reserved
-FROM run WHERE id = :id;
-
--- name: campaign_tokens
--- Read a campaign's token counters without a lock (a round's plan only estimates: blocks enforce the budget).
-SELECT campaign_budget AS "limit", tokens_used AS used, tokens_reserved AS reserved FROM campaign WHERE id = :id;
+-- name: plan_counters
+-- What planning a run's next round reads, in one statement and without a lock (a plan only estimates: blocks enforce the budget): the run's and its campaign's token counters, and the run's mean completion tokens per finished trajectory so far (null before any).
+SELECT run.token_limit AS run_limit, run.tokens_granted AS run_granted, run.tokens_used AS run_used,
+       run.tokens_reserved AS run_reserved, c.campaign_budget AS campaign_limit, c.tokens_used AS campaign_used,
+       c.tokens_reserved AS campaign_reserved,
+       (SELECT avg(t.completion_tokens) FROM trajectory t JOIN round r ON r.id = t.round_id
+        WHERE r.run_id = run.id AND t.status = 'done') AS mean
+FROM run JOIN campaign c ON c.id = run.campaign_id WHERE run.id = :id;
 
 -- name: reserve_block
 -- A running attempt holding :held takes up to :want tokens (at least :minimum) from its run's free grant, in one statement over the trajectory, then the run; returns what it held before (null: it no longer runs the trajectory), what it took, and the run's counters (for a grant when it took nothing).

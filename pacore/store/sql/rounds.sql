@@ -71,11 +71,6 @@ SELECT r.id FROM run pr JOIN run me ON me.problem_id = pr.problem_id AND me.id =
 JOIN round r ON r.run_id = pr.id AND r.index = 1
 WHERE pr.sample = -1;
 
--- name: mean_trajectory_tokens
--- A run's mean completion tokens per finished trajectory so far (null before any).
-SELECT avg(t.completion_tokens) FROM trajectory t JOIN round r ON r.id = t.round_id
-WHERE r.run_id = :run AND t.status = 'done';
-
 -- name: win_round
 -- Advance a round exactly once: the guarded update wins only while the round is generating and nothing of it is unfinished; returns how long its last trajectory has been finished (the round hop so far) and what deciding its run's next step needs: its campaign and settings, the problem's messages, its sample.
 UPDATE round SET status = 'done', finished_at = now()
