@@ -44,7 +44,7 @@ def listen(url: str, on_notice: Callable[[], None], stop: threading.Event, poll:
                 while not stop.is_set():
                     for _ in conn.notifies(timeout=poll):
                         on_notice()
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:  # the connection lost, or refused: listen again after a pause
             if down_since is None:
                 down_since = time.monotonic()
                 log.warning(

@@ -21,11 +21,12 @@ def problems(tmp_path: Path, name: str) -> Path:
     return path
 
 
+LISTENER = "datname = current_database() AND query = 'LISTEN pacore_work'"
+
+
 def listening(fleet: Fleet) -> None:
     """Once the scheduler listens, its first tick has run (listening starts with one)."""
-    fleet.until(
-        "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN pacore_work'"
-    )
+    fleet.until(f"SELECT count(*) > 0 FROM pg_stat_activity WHERE {LISTENER}")
 
 
 def test_a_submit_starts_its_runs_without_waiting_for_the_next_tick(fake_fleet, tmp_path: Path) -> None:
@@ -55,3 +56,13 @@ def test_a_resume_publishes_again_without_waiting_for_the_next_tick(fake_fleet, 
             "paused",
             timeout=60,
         )
+
+
+def test_the_scheduler_listens_again_after_its_connection_is_lost(fake_fleet, tmp_path: Path) -> None:
+    with fake_fleet(workers=0, extra_env=SLOW_TICK) as fleet:
+        listening(fleet)
+        (old,) = fleet.query(f"SELECT pid FROM pg_stat_activity WHERE {LISTENER}")
+        fleet.query("SELECT pg_terminate_backend(%s)", old[0])
+        fleet.until(f"SELECT count(*) > 0 FROM pg_stat_activity WHERE {LISTENER} AND pid <> %s", old[0])
+        fleet.submit(problems(tmp_path, "again"), "--name", "again", "--preset", "low")
+        fleet.until(f"SELECT ({ROUNDS}) = 2", "again", timeout=60)
