@@ -200,8 +200,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--problems", type=int, default=60)
+    parser.add_argument("--problems", type=int, default=60, help="a third at rest, the rest in the burst")
     args = parser.parse_args()
+    if args.problems < 6:
+        parser.error(f"--problems must be at least 6 (a third of them run at rest), not {args.problems}")
     root = Path(tempfile.mkdtemp(prefix="pacore-hop-"))
     try:
         with ExitStack() as stack:
@@ -213,7 +215,10 @@ def main() -> None:
             fleet.start_scheduler()
             fleet.start_worker()
             conn = stack.enter_context(psycopg.connect(url, autocommit=True))
+            deadline = time.monotonic() + 120
             while conn.execute("SELECT count(*) FROM worker WHERE status = 'up'").fetchone() != (1,):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the worker did not register in 2 minutes (PACORE_BENCH_KEEP=1 keeps its log)")
                 time.sleep(0.2)  # the worker has registered; its Celery consumer follows
             source = (REPO.parent / "shared" / "data" / "math500.jsonl").read_text().splitlines()
             source = source[: args.problems]
