@@ -218,7 +218,9 @@ def main() -> None:
             deadline = time.monotonic() + 120
             while conn.execute("SELECT count(*) FROM worker WHERE status = 'up'").fetchone() != (1,):
                 if time.monotonic() > deadline:
-                    raise SystemExit("the worker did not register in 2 minutes (PACORE_BENCH_KEEP=1 keeps its log)")
+                    raise SystemExit(
+                        "the worker did not register in 2 minutes (PACORE_BENCH_KEEP=1 keeps its log)"
+                    )
                 time.sleep(0.2)  # the worker has registered; its Celery consumer follows
             source = (REPO.parent / "shared" / "data" / "math500.jsonl").read_text().splitlines()
             source = source[: args.problems]
