@@ -17,7 +17,7 @@ from pacore.core.campaign import CampaignConfig
 from pacore.settings import Settings
 from pacore.store import budgets
 from pacore.store.database import Database
-from scheduler.rounds import advance_round, start_runs
+from scheduler.rounds import Publish, advance_round, start_runs
 from worker import claims
 from worker.claims import Spent
 from worker.engine import GenerationResult
@@ -44,12 +44,18 @@ def twice(db: Database, fn: Any, *args: Any) -> Any:
     return out
 
 
-def test_a_lost_commit_answer_applies_nothing_twice(database, database_url: str, tmp_path: Path) -> None:
+def started(database: Database, tmp_path: Path, name: str) -> Publish:
+    """Round 1 (K=2) of a one-problem campaign with a budget, created and not yet claimed."""
     path = tmp_path / "p.jsonl"
     path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
-    submit(database, path, "lost", CampaignConfig(rounds=[2, 1], model="m", campaign_budget=10_000))
+    submit(database, path, name, CampaignConfig(rounds=[2, 1], model="m", campaign_budget=10_000))
     with database.store() as store:
         (publish,) = start_runs(store, SETTINGS, 10)
+    return publish
+
+
+def test_a_lost_commit_answer_applies_nothing_twice(database, database_url: str, tmp_path: Path) -> None:
+    publish = started(database, tmp_path, "lost")
     (first, a1), (second, a2) = publish.trajectories
 
     claim = twice(database, claims.claim, database, first, a1, "w", 60, None, (64, 128))
@@ -100,12 +106,7 @@ def test_a_claim_whose_block_came_from_the_free_grant_finds_that_block_again(
 ) -> None:
     """A re-claim reads its run's free grant as spent (by its own lost commit): it must find the block
     it holds, not take a second grant for it."""
-    path = tmp_path / "p.jsonl"
-    path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
-    submit(database, path, "held", CampaignConfig(rounds=[2, 1], model="m", campaign_budget=10_000))
-    with database.store() as store:
-        (publish,) = start_runs(store, SETTINGS, 10)
-    (first, a1), (second, a2) = publish.trajectories
+    (first, a1), (second, a2) = started(database, tmp_path, "held").trajectories
     assert claims.claim(database, first, a1, "w", 60, None, (64, 128)) is not None  # a grant of 128
     again = twice(database, claims.claim, database, second, a2, "w", 60, None, (64, 128))
     assert again is not None and again.reserved == 64, "the block its lost commit took from the grant"
