@@ -68,7 +68,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from chaos import FLEET_CORES, REPO, VllmServer  # noqa: E402
-from round_hop import private_fleet, process_cpu_seconds, stat_cpu_seconds  # noqa: E402
+from round_hop import private_fleet, process_cpu_seconds, processes, stat_cpu_seconds  # noqa: E402
 
 from pacore.core.compaction import Outcome  # noqa: E402
 from pacore.core.rounds import after_round  # noqa: E402
@@ -115,17 +115,10 @@ def engine_cpu(session: int) -> dict[str, float]:
     (scheduling) and the model's worker. All share the engine's core, so what the API server spends per
     token is taken from the model."""
     parts = dict.fromkeys(ENGINE_PARTS, 0.0)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone since listed
-            continue
-        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+    for pid, name, fields in processes():
         if int(fields[3]) != session:
             continue
-        if int(entry.name) == session:
+        if pid == session:
             part = "api_server"
         elif name.startswith("VLLM::EngineCor"):
             part = "engine_core"

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -81,19 +82,25 @@ def process_cpu_seconds(pid: int) -> float:
     return stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split())
 
 
+def processes() -> Iterator[tuple[int, str, list[str]]]:
+    """Every live process: its pid, its command's name and the fields of /proc/PID/stat after it."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone since listed
+            continue
+        yield int(entry.name), stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+
+
 def postgres_cpu_seconds(data: Path) -> float:
     """CPU seconds of a PostgreSQL server: the postmaster, its live children, and its children that
     have exited (counted in its own cutime and cstime once reaped)."""
     postmaster = int((data / "postmaster.pid").read_text().split()[0])
     total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone since listed
-            continue
-        if int(entry.name) == postmaster:
+    for pid, _, fields in processes():
+        if pid == postmaster:
             total += stat_cpu_seconds(fields) + (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
         elif int(fields[1]) == postmaster:
             total += stat_cpu_seconds(fields)
