@@ -1,17 +1,23 @@
-"""What every part of the store shares: running a named query on the store's session and building typed
-rows from its columns (see `pacore.store.store.Store`)."""
+"""What every part of the store shares: running a named query on the store's connection (one
+transaction, opened by `Database.store()`) and building typed rows from its columns (see
+`pacore.store.store.Store`).
+
+The queries run on psycopg itself, not through SQLAlchemy's session: on the hot path (a claim, a result,
+a round advance) the session's machinery cost about as much client CPU as psycopg's own work, ~0.1 ms per
+statement and ~0.3 ms per transaction on this box (ops/SCALING.md). SQLAlchemy keeps the connection pool
+and the migrations."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, Result
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+import psycopg
+from psycopg.rows import kwargs_row, namedtuple_row
 
-from pacore.store.queries import clause
+from pacore.store.queries import statement
 
 T = TypeVar("T")
 
@@ -21,9 +27,20 @@ class StoreError(Exception):
     cannot go on as it is. Raised by `StoreBase.isolated`, whose writes were rolled back."""
 
 
+@dataclass
+class Sent:
+    """What a `Database` sent PostgreSQL through its stores: statements, and transactions that ran at
+    least one (for the statement-count test and benchmarks)."""
+
+    statements: int = 0
+    transactions: int = 0
+
+
 class StoreBase:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, conn: psycopg.Connection[Any], sent: Sent | None = None) -> None:
+        self.conn = conn
+        self.sent = sent if sent is not None else Sent()
+        self.statements = 0  # in this store's transaction
 
     @contextmanager
     def isolated(self) -> Iterator[None]:
@@ -31,35 +48,46 @@ class StoreBase:
         back and StoreError raised, and the transaction goes on for the rest of its work. (A lost
         connection is not refused work: it propagates as it is, for the caller's retry.)"""
         try:
-            with self.session.begin_nested():
+            with self.conn.transaction():  # inside the store's transaction: a savepoint
                 yield
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
+        except psycopg.Error as exc:
+            if self.conn.broken or isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
                 raise
-            raise StoreError(str(exc.orig).strip().splitlines()[0]) from exc
+            raise StoreError(str(exc).strip().splitlines()[0]) from exc
 
     def execute(
         self, name: str, params: dict[str, Any] | Sequence[dict[str, Any]] | None = None
-    ) -> Result[Any]:
-        """Run named query `name` (a list of parameter sets runs it once per set)."""
-        return self.session.execute(clause(name), params or {})
+    ) -> psycopg.Cursor[Any]:
+        """Run named query `name` (a list of parameter sets runs it once per set); its rows are named
+        tuples."""
+        return self._run(name, params, namedtuple_row)
+
+    def _run(self, name: str, params: Any, rows: Any) -> psycopg.Cursor[Any]:
+        cursor = self.conn.cursor(row_factory=rows)
+        self.statements += 1
+        self.sent.statements += 1
+        if self.statements == 1:
+            self.sent.transactions += 1
+        if isinstance(params, list | tuple):
+            cursor.executemany(statement(name), params)
+        else:
+            cursor.execute(statement(name), params or {})
+        return cursor
 
     def one(self, row: type[T], name: str, params: dict[str, Any] | None = None) -> T | None:
         """The first row of `name` as a `row`, built from its column names; None when there is none."""
-        found = self.execute(name, params).mappings().first()
-        return None if found is None else row(**found)
+        return self._run(name, params, kwargs_row(row)).fetchone()  # type: ignore[no-any-return]
 
     def all(self, row: type[T], name: str, params: dict[str, Any] | None = None) -> list[T]:
-        return [row(**found) for found in self.execute(name, params).mappings()]
+        return self._run(name, params, kwargs_row(row)).fetchall()
 
     def scalar(self, name: str, params: dict[str, Any] | None = None) -> Any:
-        return self.execute(name, params).scalar()
+        found = self.execute(name, params).fetchone()
+        return None if found is None else found[0]
 
     def scalars(self, name: str, params: dict[str, Any] | None = None) -> list[Any]:
-        return list(self.execute(name, params).scalars())
+        return [found[0] for found in self.execute(name, params)]
 
     def count(self, name: str, params: dict[str, Any] | None = None) -> int:
         """The rows a write changed."""
-        result = self.execute(name, params)
-        assert isinstance(result, CursorResult)
-        return int(result.rowcount)
+        return self.execute(name, params).rowcount

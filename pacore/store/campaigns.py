@@ -114,7 +114,7 @@ class CampaignQueries(StoreBase):
     def copy_problems(self, rows: Iterable[tuple[Any, ...]]) -> int:
         """COPY rows (campaign_id, external_id, messages, ground_truth, category, extra, line) in; the
         documents are given as they are (Python values). Returns how many."""
-        cursor = self.session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = self.conn.cursor()
         count = 0
         with cursor.copy(load()["copy_problems"].sql) as copy:
             copy.set_types(("int8", "text", "json", "jsonb", "text", "jsonb", "int4"))
@@ -153,7 +153,7 @@ class CampaignQueries(StoreBase):
         return [(int(cid), reason) for cid, reason in self.execute("budget_decision_reasons", {"ids": ids})]
 
     def find_problem(self, campaign_id: int, problem_id: str) -> tuple[int, Any] | None:
-        row = self.execute("find_problem", {"c": campaign_id, "p": problem_id}).first()
+        row = self.execute("find_problem", {"c": campaign_id, "p": problem_id}).fetchone()
         return None if row is None else (int(row[0]), row[1])
 
     def first_problem_ids(self, campaign_id: int) -> list[str]:
@@ -169,7 +169,7 @@ class CampaignQueries(StoreBase):
         return dict(out)
 
     def finished_run_cost(self, campaign_id: int) -> tuple[int, float]:
-        row = self.execute("finished_run_cost", {"c": campaign_id}).one()
+        row = self.execute("finished_run_cost", {"c": campaign_id}).fetchone()
         return int(row.runs), float(row.mean_tokens)
 
     def settled_tokens(self, campaign_id: int) -> int:

@@ -1,5 +1,5 @@
-"""The one door to PostgreSQL: URL resolution (configured or embedded), the engine and sessions,
-and schema migrations."""
+"""The one door to PostgreSQL: URL resolution (configured or embedded), the connection pool and the
+store's transactions, and schema migrations."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import psycopg
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from pacore.settings import Settings
-from pacore.store.queries import clause
+from pacore.store.base import Sent
 from pacore.store.store import Store
 
 log = logging.getLogger("pacore.store")
@@ -69,14 +69,15 @@ class Database:
                 f"PACORE_DATABASE_URL is not a PostgreSQL URL ({type(exc).__name__}): write it as "
                 "postgresql://USER:PASSWORD@HOST:5432/DBNAME"
             ) from None
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.sent = Sent()  # what its stores sent PostgreSQL
 
     @classmethod
     def from_settings(cls, settings: Settings, pool_size: int = 5, pre_ping: bool = True) -> Database:
         return cls(resolve_url(settings), pool_size, settings.db_outage_seconds, pre_ping)
 
-    # What an unreachable PostgreSQL raises (a restart, a failover, a dropped connection).
-    OUTAGES = (OperationalError, InterfaceError)
+    # What an unreachable PostgreSQL raises (a restart, a failover, a dropped connection): psycopg's own
+    # in a store, SQLAlchemy's from the pool (a checkout that cannot connect).
+    OUTAGES = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
     def through_outages(self, fn: Callable[..., T], *args: object) -> T:
         """Call `fn` (one transaction), again while PostgreSQL cannot be reached (a restart, a failover),
@@ -101,16 +102,18 @@ class Database:
             )
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on any exception."""
-        with self._sessions() as session, session.begin():
-            yield session
-
-    @contextmanager
     def store(self) -> Iterator[Store]:
-        """The store on one transaction: commits on success, rolls back on any exception."""
-        with self.session() as session:
-            yield Store(session)
+        """The store on one transaction of a pooled connection: commits on success, rolls back on any
+        exception. A connection found broken is dropped from the pool, not handed out again."""
+        pooled = self.engine.raw_connection()
+        conn: psycopg.Connection[object] = pooled.driver_connection  # type: ignore[assignment]
+        try:
+            with conn.transaction():
+                yield Store(conn, self.sent)
+        finally:
+            if conn.broken or conn.closed:
+                pooled.invalidate()
+            pooled.close()  # back to the pool
 
     def run(self, fn: Callable[[Store], T]) -> T:
         """`fn` on the store of a transaction of its own (see worker.writes for one shared by many)."""
@@ -143,10 +146,10 @@ class Database:
         command.downgrade(self.alembic_config(), revision)
 
     def current_revision(self) -> str | None:
-        with self.engine.connect() as conn:
-            if not conn.execute(clause("has_schema_version")).scalar():
+        with self.store() as store:
+            if not store.scalar("has_schema_version"):
                 return None
-            return conn.execute(clause("schema_version")).scalar()
+            return store.scalar("schema_version")  # type: ignore[no-any-return]
 
     def head_revision(self) -> str | None:
         from alembic.script import ScriptDirectory

@@ -46,7 +46,7 @@ class FleetQueries(StoreBase):
         self.execute("set_worker_engine", {"id": worker_id, "status": "up" if up else "engine_down"})
 
     def fleet_by_model(self) -> list[ModelFleet]:
-        rows = self.execute("fleet_by_model", {"stale": LIVE_SECONDS}).all()
+        rows = self.execute("fleet_by_model", {"stale": LIVE_SECONDS})
         return [
             ModelFleet(r.model, int(r.workers), int(r.slots), int(r.engines_down), list(r.revisions))
             for r in rows
@@ -54,20 +54,20 @@ class FleetQueries(StoreBase):
 
     def demand_by_model(self) -> dict[str, int]:
         """The generation slots each model's queue needs now (ARCHITECTURE.md §3; view `fleet_demand`)."""
-        return {r.model: int(r.slots) for r in self.execute("demand_by_model", {}).all()}
+        return {r.model: int(r.slots) for r in self.execute("demand_by_model", {})}
 
     def demand_of_model(self, model: str) -> int:
-        return int(self.execute("demand_of_model", {"model": model}).scalar_one())
+        return int(self.scalar("demand_of_model", {"model": model}))
 
     def running_by_pid(self, host: str, pids: list[int]) -> dict[int, int]:
         """Trajectories each of this host's worker processes (by pid) is generating now; a pid that has not
         registered yet is absent."""
-        rows = self.execute("running_by_pid", {"host": host, "pids": pids}).all()
+        rows = self.execute("running_by_pid", {"host": host, "pids": pids})
         return {int(r.pid): int(r.running) for r in rows}
 
     def expired_leases(self, ids: list[int]) -> dict[int, tuple[int, float]]:
         """Per campaign: running trajectories whose lease ran out, and the oldest one's wait in seconds."""
-        rows = self.execute("expired_leases", {"ids": ids}).all()
+        rows = self.execute("expired_leases", {"ids": ids})
         return {r.campaign_id: (int(r.trajectories), float(r.waited)) for r in rows}
 
     def mark_worker_down(self, worker_id: str) -> None:

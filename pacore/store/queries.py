@@ -5,7 +5,8 @@ headed by its name and a one-line purpose, as procrastinate's `queries.sql`:
     -- A worker claims a pending trajectory, fenced by its attempt, and reads what its request needs.
     UPDATE trajectory ...;
 
-Only `Store` runs them. Parameters are SQLAlchemy's `:name` binds.
+Only `Store` runs them, through psycopg. Parameters are written `:name` (readable, as SQLAlchemy's
+binds) and sent as psycopg's `%(name)s`: `Query.psycopg` is the statement in that form.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import TextClause, text
-
 SQL_DIR = Path(__file__).parent / "sql"
 _HEADER = re.compile(r"^-- name: (?P<name>[a-z_]+)\n-- (?P<purpose>.+)\n", re.M)
+# A `:name` parameter: not a `::` cast, as SQLAlchemy's `text()` reads them.
+_PARAM = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,9 @@ class Query:
     source: str  # the file it is in
 
     @property
-    def clause(self) -> TextClause:
-        return text(self.sql)
+    def psycopg(self) -> str:
+        """The statement as psycopg takes it: `%(name)s` parameters, and `%` written `%%`."""
+        return _PARAM.sub(r"%(\1)s", self.sql.replace("%", "%%"))
 
 
 def parse(source: str, content: str) -> dict[str, Query]:
@@ -64,5 +66,6 @@ def load() -> dict[str, Query]:
 
 
 @cache
-def clause(name: str) -> TextClause:
-    return load()[name].clause
+def statement(name: str) -> str:
+    """Named query `name`, as psycopg runs it."""
+    return load()[name].psycopg

@@ -74,7 +74,7 @@ class ResultQueries(StoreBase):
         return [(int(r), int(i), m) for r, i, m in self.execute("round_references", {"id": campaign_id})]
 
     def archive_state(self, campaign_id: int) -> tuple[str | None, Any]:
-        row = self.execute("archive_state", {"id": campaign_id}).one()
+        row = self.execute("archive_state", {"id": campaign_id}).fetchone()
         return row[0], row[1]
 
     def set_archived_to(self, campaign_id: int, path: str) -> None:

@@ -16,7 +16,6 @@ from pacore.core.campaign import CampaignConfig
 from pacore.settings import Settings
 from pacore.store import budgets
 from pacore.store.database import Database
-from pacore.store.store import Store
 from scheduler.rounds import start_runs
 from worker import claims
 from worker.engine import GenerationResult
@@ -26,7 +25,7 @@ CAMPAIGN_BUDGET, PROBLEM_BUDGET, GRANT = 500, 240, 64
 
 
 def violations(db: Database, campaign_id: int) -> list[str]:
-    with db.session() as session:
+    with db.engine.begin() as session:
         c_used, c_reserved = session.execute(
             text("SELECT tokens_used, tokens_reserved FROM campaign WHERE id = :c"), {"c": campaign_id}
         ).one()
@@ -49,8 +48,8 @@ def stream(db: Database, claim: claims.Claim, seed: int) -> int:
     rng = random.Random(seed)
     reserved = used = 0
     while True:
-        with db.session() as session:
-            got = budgets.reserve(Store(session), claim.holder, rng.randint(5, 40), used, GRANT, reserved)
+        with db.store() as store:
+            got = budgets.reserve(store, claim.holder, rng.randint(5, 40), used, GRANT, reserved)
         if not got:
             break
         reserved += got
@@ -90,8 +89,8 @@ def test_racing_workers_never_overspend(database_url: str, tmp_path: Path) -> No
             rounds=[6], model="m", problem_budget=PROBLEM_BUDGET, campaign_budget=CAMPAIGN_BUDGET
         )
         campaign_id = submit(db, path, f"race{rep}", cfg).campaign_id
-        with db.session() as session:
-            publishes = start_runs(Store(session), settings, 10)
+        with db.store() as store:
+            publishes = start_runs(store, settings, 10)
         held = [claims.claim(db, tid, 1, f"w{tid}", 60) for p in publishes for tid, _ in p.trajectories]
         assert len(held) == 18 and all(held)
         done = threading.Event()
@@ -107,7 +106,7 @@ def test_racing_workers_never_overspend(database_url: str, tmp_path: Path) -> No
         watcher.join()
         found.extend(violations(db, campaign_id))
         assert len(results) == 18
-        with db.session() as session:
+        with db.engine.begin() as session:
             spent, granted = session.execute(
                 text(
                     "SELECT sum(r.tokens_used), c.tokens_reserved FROM run r JOIN campaign c ON c.id = r.campaign_id "

@@ -9,7 +9,6 @@ from sqlalchemy import text
 from pacore.campaigns.submit import submit
 from pacore.core.campaign import CampaignConfig
 from pacore.settings import Settings
-from pacore.store.store import Store
 from scheduler.rounds import advance_round, start_runs
 from worker import claims
 from worker.engine import GenerationResult
@@ -21,8 +20,8 @@ def started_round(database, tmp_path: Path, k: int = 4):
     path = tmp_path / "p.jsonl"
     path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
     submit(database, path, "fencing", CampaignConfig(rounds=[k], model="m"))
-    with database.session() as session:
-        (publish,) = start_runs(Store(session), SETTINGS, 10)
+    with database.store() as store:
+        (publish,) = start_runs(store, SETTINGS, 10)
     return publish
 
 
@@ -39,7 +38,7 @@ def test_a_stale_attempt_can_neither_claim_nor_write(database, tmp_path) -> None
     assert claims.claim(database, tid, attempt, "w2", 60) is None, (
         "already running: a duplicate message exits"
     )
-    with database.session() as session:  # the reconciler re-drives it as attempt 2
+    with database.engine.begin() as session:  # the reconciler re-drives it as attempt 2
         session.execute(
             text("UPDATE trajectory SET status = 'pending', attempt = 2 WHERE id = :id"), {"id": tid}
         )
@@ -48,7 +47,7 @@ def test_a_stale_attempt_can_neither_claim_nor_write(database, tmp_path) -> None
     )
     second = claims.claim(database, tid, 2, "w2", 60)
     assert second is not None and claims.finish(database, second, "w2", result(9), None)
-    with database.session() as session:
+    with database.engine.begin() as session:
         row = session.execute(
             text("SELECT status, content, completion_tokens, worker_id FROM trajectory WHERE id = :id"),
             {"id": tid},
@@ -63,7 +62,7 @@ def test_settlement_happens_once_per_attempt(database, tmp_path) -> None:
     claim = claims.claim(database, tid, attempt, "w1", 60)
     assert claims.finish(database, claim, "w1", result(11), None)
     assert claims.finish(database, claim, "w1", result(11), None) is False
-    with database.session() as session:
+    with database.engine.begin() as session:
         ledger = session.execute(text("SELECT count(*), sum(completion_tokens) FROM attempt")).one()
         used = session.execute(text("SELECT sum(tokens_used), sum(prompt_tokens) FROM run")).one()
     assert tuple(ledger) == (1, 11) and tuple(used) == (11, 5)
@@ -75,12 +74,12 @@ def test_a_round_advances_exactly_once_under_concurrent_callbacks(database, tmp_
         claims.finish(database, claims.claim(database, tid, attempt, "w", 60), "w", result(tid), None)
 
     def advance(_: int) -> bool:
-        with database.session() as session:
-            return advance_round(Store(session), SETTINGS, publish.round_id) is not None
+        with database.store() as store:
+            return advance_round(store, SETTINGS, publish.round_id) is not None
 
     with ThreadPoolExecutor(8) as pool:
         winners = sum(pool.map(advance, range(8)))
-    with database.session() as session:
+    with database.engine.begin() as session:
         rounds = session.execute(text("SELECT index, k, status FROM round ORDER BY index")).all()
         trajectories = session.execute(text("SELECT count(*) FROM trajectory")).scalar()
     assert (
@@ -94,9 +93,9 @@ def test_a_round_with_unfinished_trajectories_does_not_advance(database, tmp_pat
     publish = started_round(database, tmp_path)
     tid, attempt = publish.trajectories[0]
     claims.finish(database, claims.claim(database, tid, attempt, "w", 60), "w", result(1), None)
-    with database.session() as session:
-        assert advance_round(Store(session), SETTINGS, publish.round_id) is None
-        assert session.execute(text("SELECT status FROM round")).scalar() == "generating"
+    with database.store() as store:
+        assert advance_round(store, SETTINGS, publish.round_id) is None
+        assert store.conn.execute("SELECT status FROM round").fetchone() == ("generating",)
 
 
 def finish_all(database, publishes) -> None:
@@ -114,8 +113,8 @@ def advance_together(database, round_ids: list[int]) -> list:
 
     def advance(round_id: int) -> None:
         barrier.wait()
-        with database.session() as session:
-            follow = advance_round(Store(session), SETTINGS, round_id)
+        with database.store() as store:
+            follow = advance_round(store, SETTINGS, round_id)
         if follow:
             follow_ups.append(follow)
 
@@ -133,12 +132,12 @@ def test_the_campaign_is_done_when_its_last_runs_finish_at_the_same_moment(datab
     path.write_text('{"id": "a", "problem": "A"}\n{"id": "b", "problem": "B"}\n')
     for n in range(5):
         submit(database, path, f"pair{n}", CampaignConfig(rounds=[1], model="m"))
-        with database.session() as session:
-            publishes = start_runs(Store(session), SETTINGS, 10)
+        with database.store() as store:
+            publishes = start_runs(store, SETTINGS, 10)
         for _ in range(2):  # round 1, then the final round
             finish_all(database, publishes)
             publishes = advance_together(database, [p.round_id for p in publishes])
-        with database.session() as session:
+        with database.engine.begin() as session:
             status = session.execute(
                 text("SELECT status FROM campaign WHERE name = :n"), {"n": f"pair{n}"}
             ).scalar()

@@ -44,7 +44,7 @@ def test_writes_arriving_during_a_commit_go_together_in_their_order_each_settled
     assert (writes.groups, writes.writes) == (2, 16)  # the first alone, then the 15 that queued
 
     ids = [held[0].trajectory_id] + [held[i].trajectory_id for i in order]
-    with database.session() as s:
+    with database.engine.begin() as s:
         seq = dict(
             s.execute(text("SELECT id, finish_seq FROM trajectory WHERE id = ANY(:i)"), {"i": ids}).all()
         )
@@ -72,7 +72,7 @@ def test_a_refused_write_fails_only_itself(database, tmp_path: Path) -> None:
 
     def refused(store: Store) -> None:
         with store.isolated():
-            store.session.execute(text("SELECT 1 / 0"))
+            store.conn.execute("SELECT 1 / 0")
 
     futures = [writes.submit(first)]
     assert started.wait(10)
@@ -83,7 +83,7 @@ def test_a_refused_write_fails_only_itself(database, tmp_path: Path) -> None:
     assert futures[0].result(30) and futures[2].result(30) and futures[3].result(30)
     with pytest.raises(StoreError, match="division by zero"):
         futures[1].result(30)
-    with database.session() as s:
+    with database.engine.begin() as s:
         done = s.execute(
             text("SELECT count(*) FROM trajectory WHERE status = 'done' AND id = ANY(:i)"),
             {"i": [c.trajectory_id for c in held]},

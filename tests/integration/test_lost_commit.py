@@ -5,18 +5,20 @@ right after each COMMIT once; the retry must apply nothing twice."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
+import pytest
 
 from pacore.campaigns.submit import submit
 from pacore.core.campaign import CampaignConfig
 from pacore.settings import Settings
 from pacore.store import budgets
-from pacore.store.database import Database
+from pacore.store.database import Database, normalize_url
+from pacore.store.store import Store
 from scheduler.rounds import Publish, advance_round, start_runs
 from worker import claims
 from worker.claims import Spent
@@ -25,22 +27,32 @@ from worker.engine import GenerationResult
 SETTINGS = Settings().model_copy(update={"token_block": 64, "token_grant": 128})
 
 
-def lose_the_next_answer(db: Database) -> list[int]:
-    """The next COMMIT goes through, then its caller sees the connection drop."""
-    dropped: list[int] = []
+class LosesAnAnswer(Database):
+    """A database whose next store, once armed, commits and then raises as a connection that dropped
+    before COMMIT's answer came back would."""
 
-    def after_commit(session: Any) -> None:
-        dropped.append(1)
-        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+    armed = lost = 0
 
-    event.listen(db._sessions, "after_commit", after_commit, once=True)  # type: ignore[attr-defined]
-    return dropped
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        with super().store() as store:
+            yield store
+        if self.armed:
+            self.armed, self.lost = self.armed - 1, self.lost + 1
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
 
 
-def twice(db: Database, fn: Any, *args: Any) -> Any:
-    dropped = lose_the_next_answer(db)
+@pytest.fixture
+def database(database_url: str) -> Iterator[LosesAnAnswer]:
+    db = LosesAnAnswer(normalize_url(database_url))
+    yield db
+    db.dispose()
+
+
+def twice(db: LosesAnAnswer, fn: Any, *args: Any) -> Any:
+    db.armed, db.lost = 1, 0
     out = db.through_outages(fn, *args)
-    assert dropped == [1], "the first commit's answer was lost, and the call was run again"
+    assert db.lost == 1, "the first commit's answer was lost, and the call was run again"
     return out
 
 

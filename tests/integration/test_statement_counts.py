@@ -1,5 +1,5 @@
-"""Statements and transactions on the hot path, counted at the database driver as they reach
-PostgreSQL: per trajectory (its claim, each token block, its finish) and per round advance. They cost
+"""Statements and transactions on the hot path, counted at the database door (`Database.sent`) as it
+sends them to PostgreSQL: per trajectory (its claim, each token block, its finish) and per round advance. They cost
 every GPU-second of orchestration, so they must not grow back silently: a change that adds or removes a
 statement here changes this table on purpose (and says so in its commit)."""
 
@@ -51,27 +51,28 @@ EXPECTED = {
 
 
 class Counted:
+    """Statements and transactions as the database door sends them (`Database.sent`), and the round
+    trips of connection pre-pings (the pool's checkouts)."""
+
     def __init__(self, db: Database) -> None:
-        self.statements = self.transactions = self.pings = 0
-        event.listen(db.engine, "before_cursor_execute", self._statement)
-        event.listen(db.engine, "begin", self._begin)
+        self.sent = db.sent
+        self.checkouts = 0
         event.listen(db.engine.pool, "checkout", self._checkout)
         self.pre_ping = bool(db.engine.pool._pre_ping)  # type: ignore[attr-defined]
 
-    def _statement(self, *args: Any) -> None:
-        self.statements += 1
-
-    def _begin(self, *args: Any) -> None:
-        self.transactions += 1
-
     def _checkout(self, *args: Any) -> None:
-        self.pings += self.pre_ping  # a pre-ping is a round trip of its own on every checkout
+        self.checkouts += 1
+
+    @property
+    def pings(self) -> int:
+        return self.checkouts if self.pre_ping else 0  # a pre-ping is a round trip on every checkout
 
     @contextmanager
     def measuring(self, label: str, into: dict[str, tuple[int, int, int]]) -> Iterator[None]:
-        before = (self.statements, self.transactions, self.pings)
+        before = (self.sent.statements, self.sent.transactions, self.pings)
         yield
-        into[label] = (self.statements - before[0], self.transactions - before[1], self.pings - before[2])
+        after = (self.sent.statements, self.sent.transactions, self.pings)
+        into[label] = (after[0] - before[0], after[1] - before[1], after[2] - before[2])
 
 
 def test_statements_and_transactions_per_trajectory_and_per_round_advance(

@@ -58,7 +58,7 @@ class Campaign:
         with db.store() as store:
             publishes = start_runs(store, Settings(), 100)
         # The budget under test is set after the runs started: a small one would change their plan.
-        with db.session() as session:
+        with db.engine.begin() as session:
             session.execute(
                 text("UPDATE campaign SET campaign_budget = :b WHERE id = :c"), {"b": budget, "c": self.id}
             )
@@ -73,7 +73,7 @@ class Campaign:
         )
 
     def row(self, sql: str, a: Any = None) -> tuple:
-        with self.db.session() as session:
+        with self.db.engine.begin() as session:
             return tuple(session.execute(text(sql), {"a": a, "c": self.id}).one())
 
     def claim(self, tid: int, attempt: int = 1) -> claims.Claim:
@@ -97,7 +97,7 @@ class Campaign:
         return self.row("SELECT status, attempt, tokens_reserved FROM trajectory WHERE id = :a", tid)  # type: ignore[return-value]
 
     def ledger(self, tid: int) -> list[tuple]:
-        with self.db.session() as session:
+        with self.db.engine.begin() as session:
             return [
                 tuple(r)
                 for r in session.execute(
@@ -347,7 +347,7 @@ def _until_a_backend_waits_on_a_lock(db: Database) -> None:
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        with db.session() as session:
+        with db.engine.begin() as session:
             waiting = session.execute(
                 text(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
@@ -363,7 +363,7 @@ class SideBySide:
     """The store's statements and the pure arithmetic, applied to the same operations."""
 
     def __init__(self, c: Campaign, campaign_limit: int | None, run_limit: int | None, grant: int) -> None:
-        with c.db.session() as session:
+        with c.db.engine.begin() as session:
             params = {"b": campaign_limit, "l": run_limit, "c": c.id}
             session.execute(text("UPDATE campaign SET campaign_budget = :b WHERE id = :c"), params)
             session.execute(text("UPDATE run SET token_limit = :l WHERE campaign_id = :c"), params)
@@ -393,7 +393,7 @@ class SideBySide:
         if with_result:
             done = claims.GenerationResult("x", None, "stop", 0, spent)
             assert claims.finish(db, claim, "w", done, None, claims.Spent(spent, 0, 0))
-            with db.session() as session:  # made to run again, so that the test goes on
+            with db.engine.begin() as session:  # made to run again, so that the test goes on
                 bump = "UPDATE trajectory SET status = 'pending', attempt = attempt + 1 WHERE id = :t"
                 session.execute(text(bump), {"t": tid})
         else:
