@@ -9,13 +9,15 @@ and the migrations."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import kwargs_row, namedtuple_row
+from psycopg.rows import kwargs_row
 
 from pacore.store.queries import statement
 
@@ -34,6 +36,17 @@ class Sent:
 
     statements: int = 0
     transactions: int = 0
+
+
+@cache
+def _row_class(names: tuple[str, ...]) -> Any:
+    return namedtuple("Row", names, rename=True)  # type: ignore[misc]  # two `count` columns: _1
+
+
+def named_rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], Any]:
+    """Rows as named tuples of their columns (psycopg's `namedtuple_row` refuses a name used twice)."""
+    names = tuple(column.name for column in cursor.description or ())
+    return _row_class(names)._make  # type: ignore[no-any-return]
 
 
 class StoreBase:
@@ -60,7 +73,7 @@ class StoreBase:
     ) -> psycopg.Cursor[Any]:
         """Run named query `name` (a list of parameter sets runs it once per set); its rows are named
         tuples."""
-        return self._run(name, params, namedtuple_row)
+        return self._run(name, params, named_rows)
 
     def _run(self, name: str, params: Any, rows: Any) -> psycopg.Cursor[Any]:
         cursor = self.conn.cursor(row_factory=rows)
