@@ -32,7 +32,8 @@ class StoreError(Exception):
 @dataclass
 class Sent:
     """What a `Database` sent PostgreSQL through its stores: statements, and transactions that ran at
-    least one (for the statement-count test and benchmarks)."""
+    least one (for the statement-count test and benchmarks; plain counters, so threads that run stores
+    at the same instant may lose an increment)."""
 
     statements: int = 0
     transactions: int = 0
