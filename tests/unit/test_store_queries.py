@@ -93,3 +93,16 @@ def test_no_sql_outside_the_store() -> None:
             for match in re.finditer(pattern, source):
                 offenders.append(f"{path.relative_to(REPO)}: {match.group(0)[:60]}")
     assert offenders == []
+
+
+def test_a_query_goes_to_psycopg_with_its_parameters_named_and_its_percent_signs_doubled() -> None:
+    (query,) = queries.parse(
+        "x.sql",
+        "-- name: sample\n-- A statement with every kind of colon and a percent sign.\n"
+        "SELECT (c.config ->> 'x')::float, CAST(:b AS jsonb), '[]'::json FROM t "
+        "WHERE t.a = :a AND t.n LIKE '%x%' AND t.d = ANY(:ids_2);\n",
+    ).values()
+    assert query.psycopg == (
+        "SELECT (c.config ->> 'x')::float, CAST(%(b)s AS jsonb), '[]'::json FROM t "
+        "WHERE t.a = %(a)s AND t.n LIKE '%%x%%' AND t.d = ANY(%(ids_2)s)"
+    )
