@@ -71,3 +71,20 @@ def listening_on(port: int) -> list[str]:
                     else address
                 )
     return found
+
+
+def test_the_campaign_gauges_follow_the_rows(database, tmp_path: Path) -> None:
+    """The scheduler refreshes them in its reconcile pass, from a query whose two columns are both
+    named `count` (the store's rows take a name twice: psycopg's own named tuples refuse it)."""
+    from pacore import metrics
+    from tests.integration.test_fencing import result, started_round
+    from worker import claims
+
+    publish = started_round(database, tmp_path)  # a campaign "fencing" of K=4
+    (tid, attempt), *_ = publish.trajectories
+    assert claims.finish(database, claims.claim(database, tid, attempt, "w", 60), "w", result(3), None)
+    with database.store() as store:
+        metrics.refresh_campaign_gauges(store)
+    gauge = metrics.TRAJECTORIES.labels("fencing", "done")._value.get()  # type: ignore[attr-defined]
+    pending = metrics.TRAJECTORIES.labels("fencing", "pending")._value.get()  # type: ignore[attr-defined]
+    assert (gauge, pending) == (1, 3)
