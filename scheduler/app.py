@@ -82,13 +82,16 @@ def make_app(settings: Settings, db: Database) -> Celery:
     return app
 
 
-def prepare_database_broker(app: Celery) -> None:
-    """With the database as broker and result backend, kombu and Celery create their tables on first
-    use; processes starting together on a fresh database race to create them. Create them once, here."""
+def prepare_database_broker(app: Celery, models: list[str] | None = None) -> None:
+    """With the database as broker and result backend, kombu and Celery create their tables and each
+    queue's row on first use; processes starting together on a fresh database race to create them (a
+    worker that loses dies on the duplicate key of `kombu_queue`). Create them once, here: the control
+    queue and the generation queue of each of `models`."""
     if not app.conf.broker_url.startswith("sqla+"):
         return
     with app.connection_for_write() as connection:
-        connection.default_channel.queue_declare(queue=CONTROL_QUEUE)
+        for queue in [CONTROL_QUEUE, *(generation_queue(m) for m in models or [])]:
+            connection.default_channel.queue_declare(queue=queue)
     app.backend.get_task_meta("pacore-warm-up")  # the database backend creates its tables on first read
 
 

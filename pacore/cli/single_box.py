@@ -73,7 +73,7 @@ def run_campaign(
             file=sys.stderr,
         )
     app = make_app(settings, db)
-    prepare_database_broker(app)
+    prepare_database_broker(app, [stored.model])  # before the sweep publishes and the workers consume
     swept = sweep(app, campaign_id, orphan_all_running=True)
     print(
         f"{'resuming' if resumed else 'submitted'} campaign {name!r} (id {campaign_id}); swept {swept or 'nothing'}",

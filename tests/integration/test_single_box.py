@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -138,3 +139,22 @@ def test_run_reads_the_database_url_from_a_file_and_takes_the_engines_v1_base_ur
     assert len(engine.requests) == 5  # four trajectories and the final one, all at /v1/chat/completions
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM campaign WHERE name = 'filed'").fetchone() == (1,)
+
+
+def test_the_database_broker_has_the_generation_queue_before_any_process_starts(database_url: str) -> None:
+    """`pacore run` creates the campaign model's queue row itself: a worker and the scheduler that
+    declare it at the same instant on a fresh database raced on kombu's unique queue name, and the
+    worker that lost died (seen once in CI). (In a process of its own: kombu's SQLAlchemy transport
+    leaves this interpreter unable to parse Python at the session's end, CPython 3.11.7.)"""
+    prepare = (
+        "from pacore.settings import Settings; from pacore.store.database import Database, normalize_url; "
+        "from scheduler.app import make_app, prepare_database_broker; import os; "
+        "url = normalize_url(os.environ['PACORE_DATABASE_URL']); "
+        "prepare_database_broker(make_app(Settings(broker_url=None), Database(url)), ['fake-model'])"
+    )
+    env = {**os.environ, "PACORE_DATABASE_URL": database_url}
+    env.pop("PACORE_BROKER_URL", None)
+    subprocess.run([sys.executable, "-c", prepare], env=env, check=True, timeout=60)
+    with psycopg.connect(database_url) as conn:
+        names = {name for (name,) in conn.execute("SELECT name FROM kombu_queue")}
+    assert {"control", "generate.fake-model"} <= names, names
