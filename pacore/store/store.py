@@ -1,6 +1,6 @@
-"""`Store`: the one door to the database. It runs the named queries of `sql/*.sql` on one session (one
-transaction, opened by `Database.store()`) and returns typed rows; its methods are named after their
-queries and grouped by domain. Nothing else in pacore, scheduler or worker writes SQL."""
+"""`Store`: the one door to the database. It runs the named queries of `sql/*.sql` on one connection
+(one transaction, opened by `Database.store()`) and returns typed rows; its methods are named after
+their queries and grouped by domain. Nothing else in pacore, scheduler or worker writes SQL."""
 
 from __future__ import annotations
 
