@@ -51,9 +51,9 @@ def named_rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], Any]:
 
 
 class StoreBase:
-    def __init__(self, conn: psycopg.Connection[Any], sent: Sent | None = None) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], sent: Sent) -> None:
         self.conn = conn
-        self.sent = sent if sent is not None else Sent()
+        self.sent = sent  # its Database's
         self.statements = 0  # in this store's transaction
 
     @contextmanager
