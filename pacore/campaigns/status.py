@@ -74,10 +74,8 @@ def _summary(
     trajectories: dict[str, int],
     live: LiveTokens | None,
 ) -> dict[str, Any]:
-    used, wasted, prompt, used_by_unfinished = (
-        (int(live.used), int(live.wasted), int(live.prompt), int(live.used_by_unfinished))
-        if live
-        else (0, 0, 0, 0)
+    used, wasted, prompt, reserved = (
+        (int(live.used), int(live.wasted), int(live.prompt), int(live.reserved)) if live else (0, 0, 0, 0)
     )
     return {
         "id": c.id,
@@ -89,7 +87,7 @@ def _summary(
         "trajectories": {"total": sum(trajectories.values()), **trajectories},
         "tokens": {
             "used": used,  # completion tokens of every settled attempt (TTC), waste included
-            "reserved": c.tokens_reserved - used_by_unfinished,  # held by unfinished runs, not yet used
+            "reserved": reserved,  # granted to unfinished runs, not yet used
             "wasted": wasted,  # failed tries, failed and preempted attempts
             "prompt": prompt,
             "campaign_budget": c.campaign_budget,  # used + reserved <= campaign_budget, always

@@ -3,9 +3,11 @@
 Three levels: a trajectory's `max_tokens`, a run's problem budget, a campaign's budget. Tokens are
 reserved in blocks as a trajectory streams, never K × max_tokens up front. Hierarchical, so that no row
 is hot: a run holds a *grant* from its campaign, taken in large blocks (the campaign row is touched once
-per grant and once when the run ends), and its trajectories reserve small blocks from that grant.
+per grant and once when the run ends), and its trajectories reserve small blocks from that grant. A
+campaign without a budget counts no reservations (its runs' grants are theirs to take: no grant touches
+its row); when a budget is set, its reservations are counted afresh from its runs (`apply_set_budget`).
 
-    campaign: used + reserved <= campaign budget   (reserved = grants held by unfinished runs)
+    campaign: used + reserved <= campaign budget   (reserved = grants held by unfinished runs; 0 unlimited)
     run:      used + reserved <= granted <= problem budget   (reserved = blocks held by trajectories)
 
 Each function here is the decision of one conditional UPDATE; the database layer applies it with the
@@ -99,9 +101,20 @@ def apply_grant(
         return run, campaign, 0
     return (
         replace(run, granted=run.granted + given),
-        replace(campaign, reserved=campaign.reserved + given),
+        _reserved(campaign, campaign.reserved + given),
         given,
     )
+
+
+def _reserved(campaign: CampaignTokens, reserved: int) -> CampaignTokens:
+    """The campaign's reservations changed to `reserved`: a campaign without a budget counts none."""
+    return replace(campaign, reserved=0 if campaign.limit is None else reserved)
+
+
+def apply_set_budget(campaign: CampaignTokens, limit: int | None, granted: int) -> CampaignTokens:
+    """The campaign's budget becomes `limit`; its reservations are the grants its unfinished runs hold
+    (`granted`, after their free grants were taken back), counted afresh."""
+    return _reserved(replace(campaign, limit=limit), granted)
 
 
 def apply_reserve(run: RunTokens, want: int, minimum: int) -> tuple[RunTokens, int]:
@@ -119,14 +132,14 @@ def apply_settle(run: RunTokens, reserved: int, used: int) -> RunTokens:
 def apply_reopen(run: RunTokens, campaign: CampaignTokens) -> tuple[RunTokens, CampaignTokens]:
     """A finished run is reopened (retried): the inverse of `apply_finish`. Its usage goes back from the
     campaign's used to a grant the run holds, so finishing it again counts it once."""
-    campaign = replace(campaign, used=campaign.used - run.used, reserved=campaign.reserved + run.used)
+    campaign = _reserved(replace(campaign, used=campaign.used - run.used), campaign.reserved + run.used)
     return replace(run, granted=run.used), campaign
 
 
 def apply_finish(run: RunTokens, campaign: CampaignTokens) -> tuple[RunTokens, CampaignTokens]:
     """A run ends (no trajectory holds a block): its usage moves to the campaign and its grant returns."""
     assert run.reserved == 0
-    campaign = replace(campaign, used=campaign.used + run.used, reserved=campaign.reserved - run.granted)
+    campaign = _reserved(replace(campaign, used=campaign.used + run.used), campaign.reserved - run.granted)
     return replace(run, granted=run.used), campaign
 
 

@@ -8,7 +8,9 @@ tokens in the statement that ends or reopens it (`end_runs`, `reopen_runs`), as 
 `apply_finish` and `apply_reopen` define. Locks are always taken in one order — trajectory rows, then
 run rows, then the campaign row — so that no two transactions can wait on each other in a cycle; and
 with FOR NO KEY UPDATE, which foreign-key checks of concurrent inserts do not wait on. The campaign row
-is touched only when a run takes a grant or ends, never per trajectory.
+is touched only when a run takes a grant or ends, never per trajectory; and a campaign without a budget
+is not touched by grants at all (its reservation count stays 0; `set_campaign_budget` computes it from
+the runs' grants when a budget is set), so that a fleet's first blocks never queue on one row.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def _reserve_block(
 def room(run: RunTokens, campaign: CampaignTokens) -> int | None:
     """What the run may still spend, at both levels (None: unlimited), from counters read at a round
     boundary to plan the round (`Store.plan_counters`): an estimate (the blocks enforce the budget), so
-    the campaign row is read, not locked (it is locked per grant and per run end only)."""
+    the campaign row is read, not locked (it is locked per grant of a budgeted campaign and per run end only)."""
     limits = []
     if run.limit is not None:
         limits.append(run.limit - run.used - run.reserved)

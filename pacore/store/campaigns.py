@@ -24,7 +24,6 @@ class CampaignRow:
     created_at: datetime
     campaign_budget: int | None
     problem_budget: int | None
-    tokens_reserved: int
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class LiveTokens:
     used: int
     wasted: int
     prompt: int
-    used_by_unfinished: int
+    reserved: int  # granted to runs that have not ended, not yet used
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """A batch's claim takes its first blocks from its run's free grant; when the run needs a grant, the
-grant goes in a short transaction of its own (it locks the campaign's row until it commits), then the
-blocks. On real PostgreSQL; the expected counters are worked by hand from the block and grant sizes."""
+grant goes in a short transaction of its own (it locks the campaign's row until it commits, unless the
+campaign has no budget), then the blocks. On real PostgreSQL; the expected counters are worked by hand from the block and grant sizes."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,11 +41,13 @@ class BeforeTransaction(Database):
             yield store
 
 
-def round_one(database: Database, tmp_path: Path, k: int) -> tuple[int, list[tuple[int, int]]]:
+def round_one(
+    database: Database, tmp_path: Path, k: int, budget: int | None = 10_000
+) -> tuple[int, list[tuple[int, int]]]:
     path = tmp_path / "p.jsonl"
     path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
-    config = CampaignConfig(rounds=[k, 1], model="m", campaign_budget=10_000)
-    campaign_id = submit(database, path, f"grants{k}", config).campaign_id
+    config = CampaignConfig(rounds=[k, 1], model="m", campaign_budget=budget)
+    campaign_id = submit(database, path, f"grants{k}-{budget}", config).campaign_id
     with database.store() as store:
         (publish,) = start_runs(store, SETTINGS, 10)
     return campaign_id, publish.trajectories
@@ -72,6 +75,25 @@ def test_a_batch_whose_run_needs_grants_takes_them_outside_its_claim(
     # 4 blocks of 64 = 256: one grant of the 256 asked (more than a grant of 192), taken once
     assert counters(database_url, campaign_id) == (256, 256, 256)
     assert database.opened == 3  # the claims, the grant, the blocks
+    database.dispose()
+
+
+def test_a_campaign_without_a_budget_grants_without_its_row(database_url: str, tmp_path: Path) -> None:
+    """Its row stays locked by another transaction (as a run's end holds it) for the whole claim: the
+    claim's grant does not wait for it, and the campaign counts no reservation."""
+    database = Database(normalize_url(database_url))
+    campaign_id, pairs = round_one(database, tmp_path, 4, budget=None)
+    got: list[list[claims.Claim | None]] = []
+    with psycopg.connect(database_url) as holder:
+        holder.execute("SELECT 1 FROM campaign WHERE id = %s FOR NO KEY UPDATE", (campaign_id,))
+        claiming = threading.Thread(
+            target=lambda: got.append(claims.claim_batch(database, pairs, "w", 60, None, (BLOCK, GRANT)))
+        )
+        claiming.start()
+        claiming.join(timeout=60)  # the claim's end, or a minute of waiting on the row
+        assert not claiming.is_alive(), "the claim waited on the campaign's row"
+    assert [c.reserved if c else None for c in got[0]] == [BLOCK] * 4
+    assert counters(database_url, campaign_id) == (256, 256, 0)  # the grant of 256 is the run's alone
     database.dispose()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pacore.core.budget import (
     apply_grant,
     apply_reopen,
     apply_reserve,
+    apply_set_budget,
     apply_settle,
     fair_ask,
     grant_request,
@@ -414,6 +416,15 @@ class SideBySide:
         self.runs[run_id], self.campaign = apply_reopen(self.runs[run_id], self.campaign)
         self.ended.discard(run_id)
 
+    def set_budget(self, limit: int | None) -> None:
+        with self.c.db.store() as store:
+            store.set_campaign_budget(self.c.id, limit)
+        for r, run in self.runs.items():  # the unfinished runs' free grants go back
+            if r not in self.ended:
+                self.runs[r] = replace(run, granted=run.used + run.reserved)
+        held = sum(run.granted for r, run in self.runs.items() if r not in self.ended)
+        self.campaign = apply_set_budget(self.campaign, limit, held)
+
     def idle(self, run_id: int) -> bool:
         return all(self.holds[t] == 0 for t, claim in self.claims.items() if claim.holder.run_id == run_id)
 
@@ -425,8 +436,9 @@ class SideBySide:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_the_statements_do_what_the_budget_arithmetic_says(database, tmp_path, seed) -> None:
-    """Random interleavings of blocks (with grants), results, hand-backs, run ends and reopenings,
-    applied through the store's statements and, side by side, through the pure arithmetic of
+    """Random interleavings of blocks (with grants), results, hand-backs, run ends, reopenings and budget
+    changes (set, lifted, changed), applied through the store's statements and, side by side, through
+    the pure arithmetic of
     `pacore.core.budget` (itself checked by property tests in tests/unit/test_budget.py): after every
     step the counters in PostgreSQL are the arithmetic's."""
     rng = random.Random(seed)
@@ -435,8 +447,10 @@ def test_the_statements_do_what_the_budget_arithmetic_says(database, tmp_path, s
     for step in range(150):
         tid = rng.choice(c.trajectories)
         run_id = both.claims[tid].holder.run_id
-        op = rng.choice(["block", "block", "block", "finish", "hand back", "end run", "reopen"])
-        if op == "reopen" and run_id in both.ended:
+        op = rng.choice(["block", "block", "block", "finish", "hand back", "end run", "reopen", "budget"])
+        if op == "budget":  # set, lifted or changed while runs hold grants
+            both.set_budget(rng.choice([None, 1000, 3000, 6000]))
+        elif op == "reopen" and run_id in both.ended:
             both.reopen(run_id)
         elif run_id in both.ended or op == "reopen":
             continue

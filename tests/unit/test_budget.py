@@ -1,5 +1,7 @@
 """Budget arithmetic: table tests, and hypothesis over random interleavings of every operation."""
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -10,6 +12,7 @@ from pacore.core.budget import (
     apply_grant,
     apply_reopen,
     apply_reserve,
+    apply_set_budget,
     apply_settle,
     block_size,
     fair_ask,
@@ -110,6 +113,19 @@ def test_reopening_a_finished_run_undoes_its_finish() -> None:
     assert reopened_campaign == CampaignTokens(limit=5000, used=1000, reserved=900 - 600 + 450)
     again_run, again_campaign = apply_finish(reopened_run, reopened_campaign)
     assert (again_run, again_campaign) == (finished_run, finished_campaign)
+
+
+def test_a_campaign_without_a_budget_counts_no_reservation_until_one_is_set() -> None:
+    run, campaign, given = apply_grant(RunTokens(None), CampaignTokens(None), 400, 1)
+    assert (run.granted, given, campaign) == (400, 400, CampaignTokens(None, used=0, reserved=0))
+    run = apply_settle(replace(run, reserved=100), 100, 70)  # a block of 100, 70 of it used
+    ended, campaign = apply_finish(run, campaign)
+    assert campaign == CampaignTokens(None, used=70, reserved=0)
+    _, campaign = apply_reopen(ended, campaign)
+    assert campaign == CampaignTokens(None, used=0, reserved=0)
+    # a budget set: what the unfinished runs hold granted (after their free grants went back) counts
+    assert apply_set_budget(campaign, 5000, 70) == CampaignTokens(5000, used=0, reserved=70)
+    assert apply_set_budget(CampaignTokens(5000, 10, 900), None, 900) == CampaignTokens(None, 10, 0)
 
 
 def test_a_grant_is_at_most_an_even_share_of_what_is_left() -> None:

@@ -41,32 +41,31 @@ SELECT token_limit AS "limit", tokens_granted AS granted, tokens_used AS used, t
 FROM run WHERE id = :id AND status IN ('pending', 'running') FOR NO KEY UPDATE;
 
 -- name: grant_to_run
--- A campaign grants a run up to :ask tokens, never more than an even share of what it has left among its runs still going (pending or running, this one included: pacore.core.budget.fair_ask), and at least :minimum, in one statement over the campaign and the run (whose row this transaction holds already); returns what it gave.
-WITH c AS (
-  SELECT id, campaign_budget IS NULL AS unlimited,
-         greatest(0, coalesce(campaign_budget, 0) - tokens_used - tokens_reserved) AS available
-  FROM campaign WHERE id = :campaign FOR NO KEY UPDATE
+-- A campaign grants a run up to :ask tokens, never more than an even share of what it has left among its runs still going (pending or running, this one included: pacore.core.budget.fair_ask), and at least :minimum, in one statement over the campaign and the run (whose row this transaction holds already); returns what it gave. A campaign without a budget gives :ask and its row is neither locked nor written (it keeps no reservation count: see set_campaign_budget); the run's lock, taken before this statement, keeps a budget from being set meanwhile.
+WITH budget AS (SELECT campaign_budget IS NULL AS unlimited FROM campaign WHERE id = :campaign),
+c AS (
+  SELECT greatest(0, campaign_budget - tokens_used - tokens_reserved) AS available
+  FROM campaign WHERE id = :campaign AND NOT (SELECT unlimited FROM budget) FOR NO KEY UPDATE
 ),
 fair AS (
-  SELECT c.*, CASE WHEN c.unlimited THEN CAST(:ask AS bigint)
-                   ELSE least(CAST(:ask AS bigint), greatest(CAST(:minimum AS bigint), c.available / greatest(1,
-                          (SELECT count(*) FROM run WHERE campaign_id = :campaign AND status IN ('pending', 'running')))))
-              END AS ask
+  SELECT c.available, least(CAST(:ask AS bigint), greatest(CAST(:minimum AS bigint), c.available / greatest(1,
+           (SELECT count(*) FROM run WHERE campaign_id = :campaign AND status IN ('pending', 'running'))))) AS ask
   FROM c
 ),
 g AS (
-  SELECT CASE WHEN unlimited OR available >= ask THEN ask
-              WHEN available >= CAST(:minimum AS bigint) THEN available ELSE 0 END AS n
+  SELECT CASE WHEN available >= ask THEN ask WHEN available >= CAST(:minimum AS bigint) THEN available ELSE 0 END
+           AS n
   FROM fair
+  UNION ALL
+  SELECT CAST(:ask AS bigint) FROM budget WHERE unlimited
 ),
 given AS (
   UPDATE campaign SET tokens_reserved = campaign.tokens_reserved + g.n FROM g
-  WHERE campaign.id = :campaign AND g.n > 0
-  RETURNING g.n
+  WHERE campaign.id = :campaign AND g.n > 0 AND NOT (SELECT unlimited FROM budget)
 ),
 granted AS (
-  UPDATE run SET tokens_granted = run.tokens_granted + given.n FROM given WHERE run.id = :run
-  RETURNING given.n
+  UPDATE run SET tokens_granted = run.tokens_granted + g.n FROM g WHERE run.id = :run AND g.n > 0
+  RETURNING g.n
 )
 SELECT coalesce((SELECT n FROM granted), 0);
 
@@ -84,8 +83,9 @@ taken AS (
   RETURNING free.n, free.campaign_id
 ),
 back AS (
-  UPDATE campaign SET tokens_reserved = campaign.tokens_reserved - taken.n FROM taken
-  WHERE campaign.id = taken.campaign_id
+  UPDATE campaign SET tokens_reserved = CASE WHEN campaign.campaign_budget IS NULL THEN 0
+                                             ELSE campaign.tokens_reserved - taken.n END
+  FROM taken WHERE campaign.id = taken.campaign_id
   RETURNING taken.n
 )
 SELECT coalesce((SELECT n FROM back), 0);

@@ -1,16 +1,16 @@
 -- name: campaign_by_name
 -- A campaign by its name.
-SELECT id, name, status, config, created_at, campaign_budget, problem_budget, tokens_reserved
+SELECT id, name, status, config, created_at, campaign_budget, problem_budget
 FROM campaign WHERE name = :name;
 
 -- name: campaign_by_id
 -- A campaign by its id.
-SELECT id, name, status, config, created_at, campaign_budget, problem_budget, tokens_reserved
+SELECT id, name, status, config, created_at, campaign_budget, problem_budget
 FROM campaign WHERE id = :id;
 
 -- name: all_campaigns
 -- Every campaign, oldest first.
-SELECT id, name, status, config, created_at, campaign_budget, problem_budget, tokens_reserved
+SELECT id, name, status, config, created_at, campaign_budget, problem_budget
 FROM campaign ORDER BY id;
 
 -- name: recent_campaign_names
@@ -44,9 +44,10 @@ WHERE campaign_id = ANY(:ids) AND (sample < 0) = :pools GROUP BY campaign_id, st
 SELECT campaign_id, status, count(*) FROM trajectory WHERE campaign_id = ANY(:ids) GROUP BY campaign_id, status;
 
 -- name: live_tokens
--- Per campaign: tokens used (settled, waste included), wasted, prompt, and used by runs still going.
+-- Per campaign: tokens used (settled, waste included), wasted, prompt, and reserved: granted to its runs that have not ended and not yet used.
 SELECT campaign_id, sum(tokens_used) AS used, sum(tokens_wasted) AS wasted, sum(prompt_tokens) AS prompt,
-       coalesce(sum(tokens_used) FILTER (WHERE status IN ('pending', 'running')), 0) AS used_by_unfinished
+       coalesce(sum(tokens_granted - tokens_used) FILTER (WHERE status IN ('pending', 'running', 'quarantined')), 0)
+         AS reserved
 FROM run WHERE campaign_id = ANY(:ids) GROUP BY campaign_id;
 
 -- name: budget_decision_reasons
@@ -152,7 +153,7 @@ SELECT id FROM run WHERE campaign_id = :id AND status IN ('pending', 'running', 
 FOR NO KEY UPDATE;
 
 -- name: set_campaign_budget
--- Change a campaign's budget and take back what its unfinished runs hold granted and not reserved, so that a lowered budget binds every new reservation (blocks trajectories already hold may still be spent); runs take grants again as they need them. Returns the budget it had.
+-- Change a campaign's budget and take back what its unfinished runs hold granted and not reserved, so that a lowered budget binds every new reservation (blocks trajectories already hold may still be spent); runs take grants again as they need them. Its reservation count is computed afresh from its unfinished runs' grants (their rows locked by an earlier statement, so that none changes meanwhile): a campaign without a budget keeps none (0), since its grants do not touch its row. Returns the budget it had.
 WITH free AS (
   SELECT id, tokens_granted - tokens_used - tokens_reserved AS n FROM run
   WHERE campaign_id = :id AND status IN ('pending', 'running', 'quarantined')
@@ -163,7 +164,10 @@ taken AS (
 ),
 old AS (SELECT campaign_budget FROM campaign WHERE id = :id)
 UPDATE campaign SET campaign_budget = :b,
-       tokens_reserved = tokens_reserved - (SELECT coalesce(sum(n), 0) FROM taken)
+       tokens_reserved = CASE WHEN CAST(:b AS bigint) IS NULL THEN 0 ELSE
+         (SELECT coalesce(sum(tokens_granted), 0) FROM run
+          WHERE campaign_id = :id AND status IN ('pending', 'running', 'quarantined'))
+         - (SELECT coalesce(sum(n), 0) FROM taken) END
 WHERE id = :id
 RETURNING (SELECT campaign_budget FROM old);
 

@@ -57,7 +57,8 @@ settled AS (
   RETURNING run.campaign_id, runs.forced, greatest(0, run.tokens_granted - run.token_limit) AS past_limit
 ),
 charged AS (
-  UPDATE campaign c SET tokens_reserved = c.tokens_reserved + settled.forced
+  UPDATE campaign c SET tokens_reserved = CASE WHEN c.campaign_budget IS NULL THEN 0
+                                               ELSE c.tokens_reserved + settled.forced END
   FROM settled WHERE c.id = settled.campaign_id AND settled.forced > 0
   RETURNING greatest(0, c.tokens_used + c.tokens_reserved - c.campaign_budget) AS past_budget
 )

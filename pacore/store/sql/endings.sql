@@ -64,7 +64,8 @@ settled AS (
   RETURNING run.campaign_id, runs.forced, greatest(0, run.tokens_granted - run.token_limit) AS past_limit
 ),
 charged AS (
-  UPDATE campaign c SET tokens_reserved = c.tokens_reserved + f.forced
+  UPDATE campaign c SET tokens_reserved = CASE WHEN c.campaign_budget IS NULL THEN 0
+                                               ELSE c.tokens_reserved + f.forced END
   FROM (SELECT campaign_id, sum(forced) AS forced FROM settled GROUP BY campaign_id) f
   WHERE c.id = f.campaign_id AND f.forced > 0
   RETURNING greatest(0, c.tokens_used + c.tokens_reserved - c.campaign_budget) AS past_budget
@@ -93,7 +94,8 @@ ended AS (
   RETURNING run.id
 ),
 moved AS (
-  UPDATE campaign c SET tokens_used = c.tokens_used + m.used, tokens_reserved = c.tokens_reserved - m.granted
+  UPDATE campaign c SET tokens_used = c.tokens_used + m.used,
+         tokens_reserved = CASE WHEN c.campaign_budget IS NULL THEN 0 ELSE c.tokens_reserved - m.granted END
   FROM (SELECT campaign_id, sum(tokens_used) AS used, sum(tokens_granted) AS granted FROM r GROUP BY campaign_id) m
   WHERE c.id = m.campaign_id
 )
@@ -113,7 +115,8 @@ reopened AS (
   RETURNING run.id
 ),
 moved AS (
-  UPDATE campaign c SET tokens_used = c.tokens_used - m.used, tokens_reserved = c.tokens_reserved + m.used
+  UPDATE campaign c SET tokens_used = c.tokens_used - m.used,
+         tokens_reserved = CASE WHEN c.campaign_budget IS NULL THEN 0 ELSE c.tokens_reserved + m.used END
   FROM (SELECT campaign_id, sum(tokens_used) AS used FROM r GROUP BY campaign_id) m
   WHERE c.id = m.campaign_id
 )
