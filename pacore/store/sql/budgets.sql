@@ -3,8 +3,13 @@
 SELECT run.token_limit AS run_limit, run.tokens_granted AS run_granted, run.tokens_used AS run_used,
        run.tokens_reserved AS run_reserved, c.campaign_budget AS campaign_limit, c.tokens_used AS campaign_used,
        c.tokens_reserved AS campaign_reserved,
-       (SELECT avg(t.completion_tokens) FROM trajectory t JOIN round r ON r.id = t.round_id
-        WHERE r.run_id = run.id AND t.status = 'done') AS mean
+       -- each of the run's rounds, then its trajectories by their round (OFFSET 0: looked up per round,
+       -- never joined by a scan), their status a filter of the aggregate: planned on stale statistics
+       -- (few done), a join scanned every done trajectory of every campaign
+       (SELECT avg(x.completion_tokens) FILTER (WHERE x.status = 'done') FROM round r
+        CROSS JOIN LATERAL (SELECT t.completion_tokens, t.status FROM trajectory t WHERE t.round_id = r.id
+                            OFFSET 0) x
+        WHERE r.run_id = run.id) AS mean
 FROM run JOIN campaign c ON c.id = run.campaign_id WHERE run.id = :id;
 
 -- name: reserve_block

@@ -76,8 +76,10 @@ WHERE pr.sample = -1;
 UPDATE round SET status = 'done', finished_at = now()
 FROM run JOIN problem p ON p.id = run.problem_id JOIN campaign c ON c.id = run.campaign_id
 WHERE round.id = :id AND round.status = 'generating' AND run.id = round.run_id
-  AND NOT EXISTS (SELECT 1 FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id
-                  WHERE rt.round_id = :id AND t.status IN ('pending', 'running'))
+  -- each of the round's K trajectories looked up by its key: a join here may be planned as a scan of
+  -- every unfinished trajectory (all rounds'), when the statistics still say there are few
+  AND NOT EXISTS (SELECT 1 FROM round_trajectory rt WHERE rt.round_id = :id
+                  AND (SELECT t.status FROM trajectory t WHERE t.id = rt.trajectory_id) IN ('pending', 'running'))
 RETURNING round.run_id AS run_id, round.index AS index, round.is_final AS is_final,
           (SELECT extract(epoch FROM clock_timestamp() - max(t.finished_at)) FROM round_trajectory rt
            JOIN trajectory t ON t.id = rt.trajectory_id WHERE rt.round_id = :id) AS waited,
