@@ -22,6 +22,9 @@ log = logging.getLogger("pacore.scheduler")
 # and publish (a crash in that window): the tick publishes it again. A trajectory handed back (drain,
 # engine lost) is unstamped on purpose, so the next tick publishes its new attempt.
 UNPUBLISHED_GRACE_SECONDS = 10
+# A round's chord callback advances it as its last trajectory finishes; the tick advances it in the
+# callback's stead once that was this long ago (the callback was lost), never racing a callback on time.
+CALLBACK_GRACE_SECONDS = 10
 
 
 def register(app: Celery) -> None:
@@ -33,8 +36,8 @@ def register(app: Celery) -> None:
 
 def dispatch_tick(app: Celery) -> int:
     """Measure the room admission control leaves; publish what is unpublished (later rounds first), then
-    start pending runs in what room is left; advance rounds whose callback was lost (unless
-    PACORE_RECOVER_STUCK_ROUNDS is off)."""
+    start pending runs in what room is left; advance rounds whose callback was lost (late by
+    CALLBACK_GRACE_SECONDS; unless PACORE_RECOVER_STUCK_ROUNDS is off)."""
     rt = runtime(app)
     admit = rt.admission.take if rt.admission is not None else None
     if rt.admission is not None:
@@ -54,7 +57,7 @@ def dispatch_tick(app: Celery) -> int:
     stuck: list[int] = []
     if rt.settings.recover_stuck_rounds:
         with rt.db.store() as store:
-            stuck = store.stuck_rounds()
+            stuck = store.stuck_rounds(grace=CALLBACK_GRACE_SECONDS)
     for round_id in stuck:
         try:  # one round that cannot advance never holds back the others
             advance_and_publish(app, round_id)

@@ -58,8 +58,10 @@ class DispatchQueries(StoreBase):
     def published_at_or_now(self, head: int | None) -> datetime | None:
         return self.scalar("published_at_or_now", {"head": head, "empty": head is None})  # type: ignore[no-any-return]
 
-    def stuck_rounds(self, campaign_id: int | None = None) -> list[int]:
-        return self.scalars("stuck_rounds", {"cid": campaign_id})
+    def stuck_rounds(self, campaign_id: int | None = None, grace: float = 0) -> list[int]:
+        """Rounds with nothing unfinished that did not advance; a chord's own round only once its last
+        trajectory finished `grace` seconds ago (its callback is late: lost)."""
+        return self.scalars("stuck_rounds", {"cid": campaign_id, "grace": grace})
 
     def reconcile_trajectories(
         self, campaign_id: int | None, everything: bool, horizon: int, cutoffs: dict[str, str]
