@@ -17,6 +17,7 @@ from pacore.core.campaign import CampaignConfig
 from pacore.core.retry import after_failed_attempt
 from pacore.core.vocabulary import Outcome, TrajectoryStatus
 from pacore.store import budgets
+from pacore.store.claims import Claimed
 from pacore.store.database import Database
 from pacore.store.endings import FencedAttempt, Scope
 from pacore.store.store import Store
@@ -79,23 +80,22 @@ def claim_batch(
     max_model_len: int | None = None,
     first_block: tuple[int, int] | None = None,
 ) -> list[Claim | None]:
-    """Claim a batch of (trajectory, attempt) pairs in one transaction; for each, its Claim or None when
+    """Claim a batch of (trajectory, attempt) pairs in one statement; for each, its Claim or None when
     it is not to be generated (done, stale, cancelled, paused). A trajectory's `max_tokens` (the
     campaign's or the round's, the smaller) is clamped to the engine's context length: an engine refuses
     a larger one outright. With `first_block` (the block and grant sizes), the transaction also reserves
     each attempt's first block from its run's free grant; blocks that need a grant are taken after it
     (below). Safe to run twice: a retry re-claims its own rows and finds the blocks it took."""
     with db.store() as store:
-        rows = [
-            _claim(store, tid, attempt, worker_id, lease_seconds, max_model_len) for tid, attempt in pairs
-        ]
+        found = store.claim_trajectories(pairs, worker_id, lease_seconds) if pairs else {}
+        rows = [_claimable(found.get(tid), tid, attempt, max_model_len) for tid, attempt in pairs]
         if first_block is None:
             return [None if row is None else row.claim for row in rows]
         block, grant = first_block
         claims = _first_blocks(store, rows, block)
-    # Blocks the run's free grant could not cover need a grant. A grant locks the campaign's row, which
-    # every grant and run end of the campaign waits for until the transaction that took it commits: it
-    # is taken in a short transaction of its own, not in the batch's claim, then the blocks in another.
+    # Blocks the run's free grant could not cover need a grant. A grant locks a budgeted campaign's row,
+    # which every grant and run end of the campaign waits for until the transaction that took it commits:
+    # it is taken in a short transaction of its own, not in the batch's claim, then the blocks in another.
     short = [(c, want) for c in claims if c is not None and c.reserved == 0 and (want := _want(c, block)) > 0]
     needs: dict[tuple[int, int], int] = {}
     for c, want in short:
@@ -122,15 +122,10 @@ class Claimable(NamedTuple):
     held: int  # what the attempt holds already (a re-claim after a lost answer)
 
 
-def _claim(
-    store: Store,
-    trajectory_id: int,
-    attempt: int,
-    worker_id: str,
-    lease_seconds: int,
-    max_model_len: int | None,
+def _claimable(
+    row: Claimed | None, trajectory_id: int, attempt: int, max_model_len: int | None
 ) -> Claimable | None:
-    row = store.claim_trajectory(trajectory_id, attempt, worker_id, lease_seconds)
+    """A claimed row as its Claim (None: not claimed), with the free grant and hold the claim read."""
     if row is None:
         return None
     ids = None if row.checkpoint_ids is None else tuple(row.checkpoint_ids)

@@ -10,6 +10,7 @@ from pacore.store.base import StoreBase
 
 @dataclass(frozen=True)
 class Claimed:
+    trajectory_id: int
     sampling_seed: int | None
     messages: list[dict[str, Any]]
     round_max_tokens: int | None
@@ -33,9 +34,15 @@ class Finished:
 
 
 class ClaimQueries(StoreBase):
-    def claim_trajectory(self, trajectory_id: int, attempt: int, worker: str, lease: int) -> Claimed | None:
-        params = {"id": trajectory_id, "attempt": attempt, "worker": worker, "lease": lease}
-        return self.one(Claimed, "claim_trajectory", params)
+    def claim_trajectories(self, pairs: list[tuple[int, int]], worker: str, lease: int) -> dict[int, Claimed]:
+        """Claim the (trajectory id, attempt) pairs in one statement: the claimed ones by trajectory id."""
+        params = {
+            "ids": [t for t, _ in pairs],
+            "attempts": [a for _, a in pairs],
+            "worker": worker,
+            "lease": lease,
+        }
+        return {row.trajectory_id: row for row in self.all(Claimed, "claim_trajectories", params)}
 
     def finish_and_settle(
         self, trajectory_id: int, attempt: int, run_id: int, worker: str, **result: Any

@@ -56,6 +56,30 @@ def test_a_stale_attempt_can_neither_claim_nor_write(database, tmp_path) -> None
     assert tuple(row) == ("done", " The answer is \\boxed{9}.", 9, "w2") and used == 9
 
 
+def test_a_batch_claims_in_one_statement_only_what_each_pair_may_generate(database, tmp_path) -> None:
+    publish = started_round(database, tmp_path, k=5)
+    (stale, a1), (elsewhere, a2), (done, a3), (mine, a4), (free, a5) = publish.trajectories
+    assert claims.claim(database, elsewhere, a2, "w2", 60) is not None  # running on another worker
+    assert claims.claim(database, mine, a4, "w1", 60) is not None  # this worker's, its answer lost
+    done_claim = claims.claim(database, done, a3, "w2", 60)
+    assert done_claim is not None and claims.finish(database, done_claim, "w2", result(3), None)
+    pairs = [(stale, a1 + 1), (elsewhere, a2), (done, a3), (mine, a4), (free, a5)]
+    got = claims.claim_batch(database, pairs, "w1", 60)
+    assert [None if c is None else c.trajectory_id for c in got] == [None, None, None, mine, free]
+    with database.engine.begin() as session:
+        rows = session.execute(
+            text("SELECT id, status, worker_id FROM trajectory WHERE id = ANY(:ids) ORDER BY id"),
+            {"ids": [t for t, _ in pairs]},
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (stale, "pending", None),
+        (elsewhere, "running", "w2"),
+        (done, "done", "w2"),
+        (mine, "running", "w1"),
+        (free, "running", "w1"),
+    ]
+
+
 def test_settlement_happens_once_per_attempt(database, tmp_path) -> None:
     publish = started_round(database, tmp_path)
     tid, attempt = publish.trajectories[0]

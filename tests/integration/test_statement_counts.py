@@ -133,9 +133,10 @@ def result(n: int) -> GenerationResult:
 def test_a_batch_whose_run_has_no_grant_asks_one_grant_and_no_block_before_it(
     database_url: str, tmp_path: Path
 ) -> None:
-    """Round 1 of a run (K=4, one batch): the claims read that the run has no free grant, so none asks
-    it for a block (before 2026-12-06 each did, and was refused: 4 more statements); one grant for the
-    batch in a transaction of its own, then the four blocks in one more."""
+    """Round 1 of a run (K=4, one batch): one statement claims the four (one each before 2026-12-07) and
+    reads that the run has no free grant, so none asks it for a block (before 2026-12-06 each did, and
+    was refused: 4 more statements); one grant for the batch in a transaction of its own, then the four
+    blocks in one more."""
     database = Database(normalize_url(database_url), pre_ping=False)
     path = tmp_path / "p.jsonl"
     path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
@@ -148,5 +149,5 @@ def test_a_batch_whose_run_has_no_grant_asks_one_grant_and_no_block_before_it(
     with counted.measuring("batch of 4", seen):
         held = claims.claim_batch(database, publish.trajectories, "w", 60, None, (64, 512))
     assert [c.reserved if c else None for c in held] == [64, 64, 64, 64]
-    # 4 claims; the grant (the run locked, the campaign grants); 4 blocks
-    assert seen == {"batch of 4": (4 + 2 + 4, 3, 0)}
+    # the batch's claim; the grant (the run locked, the campaign grants); 4 blocks
+    assert seen == {"batch of 4": (1 + 2 + 4, 3, 0)}

@@ -1,24 +1,31 @@
--- name: claim_trajectory
--- A worker claims a pending trajectory (or re-claims its own, whose answer was lost), fenced by attempt, and reads what its request needs, the checkpoint earlier attempts left (text, tokens, and token ids when every chunk has them), its run's free grant (read, not locked: a hint for whether a block can come from it) and what the attempt holds (a re-claim: the block it took before its answer was lost).
+-- name: claim_trajectories
+-- A worker claims a batch of pending trajectories (or re-claims its own, whose answer was lost), each fenced by its attempt, in one statement (rows locked in id order), and reads for each what its request needs, the checkpoint earlier attempts left (text, tokens, and token ids when every chunk has them), its run's free grant (read, not locked: a hint for whether a block can come from it) and what the attempt holds (a re-claim: the block it took before its answer was lost). A trajectory not to be generated (done, stale attempt, cancelled, paused) is not returned.
+WITH want AS (SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS w(id, attempt)),
+mine AS (
+  SELECT t.id, w.attempt FROM trajectory t JOIN want w ON w.id = t.id AND t.attempt = w.attempt
+  WHERE t.status = 'pending' OR (t.status = 'running' AND t.worker_id = :worker)
+  ORDER BY t.id FOR NO KEY UPDATE OF t
+)
 UPDATE trajectory t SET status = 'running', worker_id = :worker, started_at = now(),
        lease_until = now() + make_interval(secs => :lease)
-FROM round r JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id
-WHERE t.id = :id AND t.attempt = :attempt AND r.id = t.round_id
+FROM mine, round r JOIN run ON run.id = r.run_id JOIN campaign c ON c.id = run.campaign_id
+WHERE t.id = mine.id AND t.attempt = mine.attempt AND r.id = t.round_id
   AND (t.status = 'pending' OR (t.status = 'running' AND t.worker_id = :worker))
   AND c.status = 'active' AND run.status = 'running'
-RETURNING t.sampling_seed AS sampling_seed, r.input_messages AS messages, r.max_tokens AS round_max_tokens,
-          c.config AS config, run.id AS run_id, c.id AS campaign_id, t.failed_attempts AS failed_attempts,
+RETURNING t.id AS trajectory_id, t.sampling_seed AS sampling_seed, r.input_messages AS messages,
+          r.max_tokens AS round_max_tokens, c.config AS config, run.id AS run_id, c.id AS campaign_id,
+          t.failed_attempts AS failed_attempts,
           run.tokens_granted - run.tokens_used - run.tokens_reserved AS free_grant, t.tokens_reserved AS held,
           (SELECT coalesce(string_agg(ch.text, '' ORDER BY ch.attempt, ch.seq), '') FROM chunk ch
-           WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_text,
+           WHERE ch.trajectory_id = t.id AND ch.attempt < mine.attempt) AS checkpoint_text,
           (SELECT coalesce(sum(ch.tokens), 0) FROM chunk ch
-           WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_tokens,
+           WHERE ch.trajectory_id = t.id AND ch.attempt < mine.attempt) AS checkpoint_tokens,
           (SELECT CASE WHEN bool_and(ch.token_ids IS NOT NULL) IS NOT FALSE
                        THEN coalesce((SELECT array_agg(u.id ORDER BY c2.attempt, c2.seq, u.n)
                                       FROM chunk c2, unnest(c2.token_ids) WITH ORDINALITY AS u(id, n)
-                                      WHERE c2.trajectory_id = t.id AND c2.attempt < :attempt),
+                                      WHERE c2.trajectory_id = t.id AND c2.attempt < mine.attempt),
                                      CAST('{}' AS int[])) END
-           FROM chunk ch WHERE ch.trajectory_id = t.id AND ch.attempt < :attempt) AS checkpoint_ids;
+           FROM chunk ch WHERE ch.trajectory_id = t.id AND ch.attempt < mine.attempt) AS checkpoint_ids;
 
 -- name: finish_and_settle
 -- Write an attempt's result (done or failed), fenced by attempt, in one statement: stamp finish_seq (completion order), drop its checkpoint, append it to the ledger once and settle its run's tokens (an attempt that used more than it held grows its run's grant by the excess, charged to the campaign; `overrun` says how far that went past the problem or campaign budget).
