@@ -107,12 +107,18 @@ def claim_batch(
     if not short:
         return claims
     taken: dict[int, Claim] = {}
-    with db.store() as store:
+    with db.store() as store:  # the blocks from the grants, in one statement
+        held = budgets.reserve_first(store, [(c.holder, want) for c, want in short])
         for c, want in short:
-            try:
-                taken[id(c)] = replace(c, reserved=budgets.reserve(store, c.holder, want, 0, grant, held=0))
-            except budgets.Fenced:  # cancelled or taken over since the claim: its generation learns it
-                continue  # at its first guard; the batch's others go on
+            got = held.get(c.trajectory_id)
+            if got is None:  # cancelled or taken over since the claim: its generation learns it at its
+                continue  # first guard; the batch's others go on
+            if got == 0:  # the grants fell short of it (a budget nearly spent): a block as any other,
+                try:  # which asks its campaign for a grant of its own
+                    got = budgets.reserve(store, c.holder, want, 0, grant, held=0)
+                except budgets.Fenced:
+                    continue
+            taken[id(c)] = replace(c, reserved=got)
     return [None if c is None else taken.get(id(c), c) for c in claims]
 
 
@@ -147,24 +153,20 @@ def _want(claim: Claim, block: int) -> int:
 
 
 def _first_blocks(store: Store, rows: list[Claimable | None], block: int) -> list[Claim | None]:
-    """Each claim's first block from its run's free grant, in the claim's transaction (0: too little).
-    A run whose free grant the claim read as spent (by the batch's earlier claims, say) is not asked,
-    unless the attempt holds a block already (a re-claim finds it): its claims take a grant after this
-    transaction, as a refused block would."""
-    free: dict[int, int] = {}  # run -> its free grant as the claims read it, less what they took
-    out: list[Claim | None] = []
-    for row in rows:
-        if row is None:
-            out.append(None)
-            continue
-        claim = row.claim
-        left = free.setdefault(claim.holder.run_id, row.free_grant)
-        want = _want(claim, block)
-        if want > 0 and (left > 0 or row.held > 0):
-            claim = replace(claim, reserved=budgets.reserve_granted(store, claim.holder, want, held=0))
-            free[claim.holder.run_id] = left - claim.reserved if claim.reserved else 0
-        out.append(claim)
-    return out
+    """Each claim's first block from its run's free grant, in the claim's transaction and one statement
+    (0: too little). A run whose free grant the claim read as spent is not asked, unless the attempt
+    holds a block already (a re-claim finds it): its claims take a grant after this transaction, as a
+    refused block would."""
+    asks = [
+        (row.claim.holder, want)
+        for row in rows
+        if row is not None and (want := _want(row.claim, block)) > 0 and (row.free_grant > 0 or row.held > 0)
+    ]
+    held = budgets.reserve_first(store, asks)
+    return [
+        None if row is None else replace(row.claim, reserved=held.get(row.claim.trajectory_id, 0))
+        for row in rows
+    ]
 
 
 class Writes(Protocol):

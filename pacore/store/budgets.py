@@ -55,12 +55,14 @@ def reserve(
     return _reserve_block(store, holder, want, streamed, held, minimum).got
 
 
-def reserve_granted(store: Store, holder: Holder, want: int, held: int) -> int:
-    """`reserve` from the run's free grant only: no grant (0 when the run has nothing free). Raises
-    Fenced; idempotent as `reserve`."""
-    taken = _reserve_block(store, holder, want, 0, held, 1)
-    assert taken.before is not None  # _reserve_block raised Fenced otherwise
-    return taken.before - held if taken.before > held else taken.got
+def reserve_first(store: Store, asks: list[tuple[Holder, int]]) -> dict[int, int]:
+    """Attempts just claimed take their first blocks (`want` each) from their runs' free grants, in one
+    statement: what each holds after, by trajectory id (0: its run's free grant had nothing left for it;
+    absent: it no longer runs the trajectory). No grant. Idempotent as `reserve`: an attempt that holds a
+    block already (a re-claim after a lost answer) takes none and finds the one it holds."""
+    if not asks:
+        return {}
+    return store.reserve_first_blocks([(h.trajectory_id, h.attempt, h.run_id, want) for h, want in asks])
 
 
 def grant_ahead(store: Store, run_id: int, campaign_id: int, need: int, grant: int) -> int:

@@ -61,6 +61,17 @@ class CounterQueries(StoreBase):
         assert found is not None
         return found
 
+    def reserve_first_blocks(self, asks: list[tuple[int, int, int, int]]) -> dict[int, int]:
+        """(trajectory id, attempt, run id, want) each: what each running attempt holds after, by
+        trajectory id (`reserve_first_blocks` in budgets.sql)."""
+        params = {
+            "ids": [a[0] for a in asks],
+            "attempts": [a[1] for a in asks],
+            "runs": [a[2] for a in asks],
+            "wants": [a[3] for a in asks],
+        }
+        return {int(t): int(n) for t, n in self.execute("reserve_first_blocks", params)}
+
     def grant_to_run(self, run_id: int, campaign_id: int, ask: int, minimum: int) -> int:
         """What the campaign gave the run (0: it has less than `minimum` left)."""
         params = {"run": run_id, "campaign": campaign_id, "ask": ask, "minimum": minimum}

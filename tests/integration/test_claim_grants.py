@@ -97,6 +97,20 @@ def test_a_campaign_without_a_budget_grants_without_its_row(database_url: str, t
     database.dispose()
 
 
+def test_a_batch_shares_its_runs_free_grant_in_trajectory_order(database_url: str, tmp_path: Path) -> None:
+    """The run holds 150 tokens of free grant: in one statement the batch's blocks take 64, 64, then the
+    22 left (at least one token: a block), and the fourth none; it takes a grant (192: more than the 64
+    it needs), then its block."""
+    database = Database(normalize_url(database_url))
+    campaign_id, pairs = round_one(database, tmp_path, 4, budget=None)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE run SET tokens_granted = 150 WHERE campaign_id = %s", (campaign_id,))
+    got = claims.claim_batch(database, pairs, "w", 60, None, (BLOCK, GRANT))
+    assert [c.reserved if c else None for c in got] == [64, 64, 22, 64]
+    assert counters(database_url, campaign_id) == (150 + GRANT, 64 + 64 + 22 + 64, 0)
+    database.dispose()
+
+
 def test_a_trajectory_taken_over_between_its_claim_and_its_block_leaves_the_others_their_blocks(
     database_url: str, tmp_path: Path
 ) -> None:

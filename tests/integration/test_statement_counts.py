@@ -136,7 +136,7 @@ def test_a_batch_whose_run_has_no_grant_asks_one_grant_and_no_block_before_it(
     """Round 1 of a run (K=4, one batch): one statement claims the four (one each before 2026-12-07) and
     reads that the run has no free grant, so none asks it for a block (before 2026-12-06 each did, and
     was refused: 4 more statements); one grant for the batch in a transaction of its own, then the four
-    blocks in one more."""
+    blocks in one more, and one statement (one each before 2026-12-07)."""
     database = Database(normalize_url(database_url), pre_ping=False)
     path = tmp_path / "p.jsonl"
     path.write_text('{"id": "a", "problem": "What is 2+2?", "answer": "4"}\n')
@@ -149,5 +149,5 @@ def test_a_batch_whose_run_has_no_grant_asks_one_grant_and_no_block_before_it(
     with counted.measuring("batch of 4", seen):
         held = claims.claim_batch(database, publish.trajectories, "w", 60, None, (64, 512))
     assert [c.reserved if c else None for c in held] == [64, 64, 64, 64]
-    # the batch's claim; the grant (the run locked, the campaign grants); 4 blocks
-    assert seen == {"batch of 4": (1 + 2 + 4, 3, 0)}
+    # the batch's claim; the grant (the run locked, the campaign grants); the 4 blocks
+    assert seen == {"batch of 4": (1 + 2 + 1, 3, 0)}

@@ -40,6 +40,38 @@ SELECT (SELECT tokens_reserved FROM mine) AS before, coalesce((SELECT n FROM too
        coalesce(f.tokens_reserved, 0) AS reserved
 FROM (SELECT 1) AS one LEFT JOIN free f ON true;
 
+-- name: reserve_first_blocks
+-- Running attempts that have just been claimed take their first block (:wants each, at most) from their runs' free grants, in one statement over the trajectories, then their runs (rows locked in id order): in trajectory id order, each takes what its run's free grant has left after the ones before it, as one reserve_block each would. An attempt that holds a block already (a re-claim after a lost answer) takes none and returns the one it holds. Returns what each running attempt holds now (an attempt that no longer runs its trajectory is not returned).
+WITH w AS (
+  SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[]), CAST(:runs AS bigint[]),
+                       CAST(:wants AS bigint[])) AS w(id, attempt, run_id, want)
+),
+mine AS (
+  SELECT t.id, t.tokens_reserved AS before, w.run_id, w.want
+  FROM trajectory t JOIN w ON w.id = t.id AND t.attempt = w.attempt
+  WHERE t.status = 'running' ORDER BY t.id FOR NO KEY UPDATE OF t
+),
+free AS (
+  SELECT r.id, r.tokens_granted - r.tokens_used - r.tokens_reserved AS n FROM run r
+  WHERE r.id IN (SELECT run_id FROM mine) ORDER BY r.id FOR NO KEY UPDATE
+),
+got AS (
+  SELECT a.id, a.run_id, greatest(0, least(a.want, a.free - a.asked_before)) AS n
+  FROM (SELECT m.id, m.run_id, m.want, f.n AS free,
+               sum(m.want) OVER (PARTITION BY m.run_id ORDER BY m.id) - m.want AS asked_before
+        FROM mine m JOIN free f ON f.id = m.run_id WHERE m.before = 0) a
+),
+took AS (
+  UPDATE run SET tokens_reserved = run.tokens_reserved + s.n
+  FROM (SELECT run_id, sum(n) AS n FROM got GROUP BY run_id) s WHERE run.id = s.run_id AND s.n > 0
+),
+held AS (
+  UPDATE trajectory t SET tokens_reserved = t.tokens_reserved + got.n, tokens_streamed = 0
+  FROM got WHERE t.id = got.id AND got.n > 0
+)
+SELECT m.id AS trajectory_id, CASE WHEN m.before > 0 THEN m.before ELSE coalesce(g.n, 0) END AS reserved
+FROM mine m LEFT JOIN got g ON g.id = m.id;
+
 -- name: lock_live_run_tokens
 -- Lock a run that has not ended and read its token counters, before a grant in a transaction of its own (the run's row, then the campaign's, as every grant locks them); no row: it has ended.
 SELECT token_limit AS "limit", tokens_granted AS granted, tokens_used AS used, tokens_reserved AS reserved
