@@ -55,39 +55,35 @@ def explained(url: str, name: str, params: dict[str, Any]) -> float:
     return trajectory_rows_read(plan[0]["Plan"])
 
 
-def others(url: str, round_id: int, status: str) -> None:
-    """OTHERS more trajectories, two per round, in more rounds of another campaign's run, with `status`;
-    then the statistics taken."""
+def stale_statistics(db: Database, url: str, tmp_path: Path, analyzed: str, now: str) -> None:
+    """Another campaign with OTHERS more trajectories, two per round, in more rounds of its run: the
+    statistics are taken while they are `analyzed`, then they become `now`."""
+    _, round_id = started(db, tmp_path, "elsewhere")
+    of_them = "r.run_id = (SELECT run_id FROM round WHERE id = %(round)s) AND r.index > 100"
+    params = {"round": round_id, "n": OTHERS // 2, "analyzed": analyzed, "now": now}
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO round (run_id, index, k, is_final, input_messages) "
-            "SELECT run_id, 100 + g, 2, false, input_messages FROM round, generate_series(1, %s) g "
-            "WHERE id = %s",
-            (OTHERS // 2, round_id),
+            "SELECT run_id, 100 + g, 2, false, input_messages FROM round, generate_series(1, %(n)s) g "
+            "WHERE id = %(round)s",
+            params,
         )
         conn.execute(
             "INSERT INTO trajectory (campaign_id, round_id, index, sampling_seed, status) "
-            "SELECT run.campaign_id, r.id, i, i, %s FROM round r JOIN run ON run.id = r.run_id, "
-            "generate_series(0, 1) i WHERE r.run_id = (SELECT run_id FROM round WHERE id = %s) AND r.index > 100",
-            (status, round_id),
+            "SELECT run.campaign_id, r.id, i, i, %(analyzed)s FROM round r JOIN run ON run.id = r.run_id, "
+            f"generate_series(0, 1) i WHERE {of_them}",
+            params,
         )
         conn.execute("ANALYZE")
-
-
-def set_others(url: str, round_id: int, status: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "UPDATE trajectory SET status = %s FROM round r WHERE r.id = trajectory.round_id AND r.index > 100 "
-            "AND r.run_id = (SELECT run_id FROM round WHERE id = %s)",
-            (status, round_id),
+            f"UPDATE trajectory SET status = %(now)s FROM round r WHERE r.id = trajectory.round_id AND {of_them}",
+            params,
         )
 
 
 def test_planning_a_round_reads_only_its_runs_trajectories(database: Database, database_url: str, tmp_path):
     run_id, _ = started(database, tmp_path, "planned")
-    _, elsewhere = started(database, tmp_path, "elsewhere")
-    others(database_url, elsewhere, "pending")  # the statistics: nothing is done
-    set_others(database_url, elsewhere, "done")
+    stale_statistics(database, database_url, tmp_path, "pending", "done")  # they say: nothing is done
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "UPDATE trajectory SET status = 'done', completion_tokens = 7 FROM round r "
@@ -99,9 +95,7 @@ def test_planning_a_round_reads_only_its_runs_trajectories(database: Database, d
 
 def test_winning_a_round_reads_only_its_trajectories(database: Database, database_url: str, tmp_path):
     _, round_id = started(database, tmp_path, "won")
-    _, elsewhere = started(database, tmp_path, "elsewhere")
-    others(database_url, elsewhere, "done")  # the statistics: nothing is unfinished
-    set_others(database_url, elsewhere, "running")
+    stale_statistics(database, database_url, tmp_path, "done", "running")  # they say: nothing is unfinished
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("UPDATE trajectory SET status = 'done' WHERE round_id = %s", (round_id,))
     assert explained(database_url, "win_round", {"id": round_id}) <= 10  # a few per trajectory of its K=2
