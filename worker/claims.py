@@ -17,7 +17,7 @@ from pacore.core.campaign import CampaignConfig
 from pacore.core.retry import after_failed_attempt
 from pacore.core.vocabulary import Outcome, TrajectoryStatus
 from pacore.store import budgets
-from pacore.store.claims import Claimed
+from pacore.store.claims import Claimed, Finished, Result
 from pacore.store.database import Database
 from pacore.store.endings import FencedAttempt, Scope
 from pacore.store.store import Store
@@ -171,9 +171,11 @@ def _first_blocks(store: Store, rows: list[Claimable | None], block: int) -> lis
 
 class Writes(Protocol):
     """Where a generation's last write runs: a transaction of its own (`Database`), or the worker's
-    group commit (`worker.writes.GroupCommit`)."""
+    group commit (`worker.writes.GroupCommit`), where results share one statement."""
 
     def run(self, fn: Callable[[Store], T]) -> T: ...
+
+    def finish(self, result: Result) -> Finished: ...
 
 
 def finish(
@@ -196,13 +198,13 @@ def finish(
     if result is None and after_failed_attempt(claim.failed_before, max_attempts) == "again":
         note = f"attempt {claim.failed_before + 1} of {max_attempts} failed: {error}"
         return _again(db, claim, worker_id, spent, Outcome.FAILED, note, discard=True)
-    finished = db.run(
-        lambda store: store.finish_and_settle(
+    finished = db.finish(
+        Result(
             claim.trajectory_id,
             claim.attempt,
             claim.holder.run_id,
             worker_id,
-            status=status,
+            status=str(status),
             content=result.content if result else None,
             reasoning=result.reasoning if result else None,
             finish=result.finish_reason if result else None,

@@ -3,7 +3,7 @@
 Every change of the counters is one statement: a block is one conditional statement over the attempt's
 trajectory and its run, and a grant one over the campaign and the run (`sql/budgets.sql`), each taking
 what `pacore.core.budget.take` would; an attempt's settlement is part of the statement that writes its
-result (`finish_and_settle`) or fences it off (`fence_attempts`), and a run's end or reopening moves its
+result (`finish_attempts`) or fences it off (`fence_attempts`), and a run's end or reopening moves its
 tokens in the statement that ends or reopens it (`end_runs`, `reopen_runs`), as `apply_settle`,
 `apply_finish` and `apply_reopen` define. Locks are always taken in one order — trajectory rows, then
 run rows, then the campaign row — so that no two transactions can wait on each other in a cycle; and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,48 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class Result:
+    """An attempt's result (done or failed) to write, and what the attempt cost, for the ledger and its
+    run."""
+
+    trajectory_id: int
+    attempt: int
+    run_id: int
+    worker: str
+    status: str
+    content: str | None
+    reasoning: str | None
+    finish: str | None  # the engine's finish_reason
+    prompt: int | None  # the result's tokens (the row's)
+    completion: int | None
+    error: str | None
+    spent: int  # every token the attempt cost, retried tries included
+    wasted: int  # of which not in the result
+    spent_prompt: int
+    retries: int = 0
+
+
+# The statement's array parameters, from each Result's fields.
+_RESULT_COLUMNS = {
+    "ids": "trajectory_id",
+    "attempts": "attempt",
+    "runs": "run_id",
+    "workers": "worker",
+    "statuses": "status",
+    "contents": "content",
+    "reasonings": "reasoning",
+    "finishes": "finish",
+    "prompts": "prompt",
+    "completions": "completion",
+    "errors": "error",
+    "spent": "spent",
+    "wasted": "wasted",
+    "spent_prompt": "spent_prompt",
+    "retries": "retries",
+}
+
+
+@dataclass(frozen=True)
 class Finished:
     written: bool  # the attempt still ran the trajectory: its result is written
     in_ledger: bool  # appended to the ledger now (not before): its tokens are settled by this call
@@ -44,15 +87,12 @@ class ClaimQueries(StoreBase):
         }
         return {row.trajectory_id: row for row in self.all(Claimed, "claim_trajectories", params)}
 
-    def finish_and_settle(
-        self, trajectory_id: int, attempt: int, run_id: int, worker: str, **result: Any
-    ) -> Finished:
-        """`result`: status, content, reasoning, finish, prompt, completion, error (the row's), and
-        spent, wasted, spent_prompt, retries (the attempt's, for the ledger and the run)."""
-        params = {"id": trajectory_id, "attempt": attempt, "run": run_id, "worker": worker, **result}
-        found = self.one(Finished, "finish_and_settle", params)
-        assert found is not None
-        return found
+    def finish_attempts(self, rows: Sequence[Result]) -> list[Finished]:
+        """Write the attempts' results in one statement, in the order given (their `finish_seq` order);
+        each attempt at most once in `rows`. One Finished per row, in their order."""
+        assert len({r.trajectory_id for r in rows}) == len(rows), "a trajectory twice in one statement"
+        columns = {name: [getattr(r, attr) for r in rows] for name, attr in _RESULT_COLUMNS.items()}
+        return self.all(Finished, "finish_attempts", columns)
 
     def engine_lost_workers(self, trajectory_id: int, run_id: int) -> int:
         return int(self.scalar("engine_lost_workers", {"id": trajectory_id, "run": run_id}))

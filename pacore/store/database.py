@@ -16,6 +16,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from pacore.settings import Settings
 from pacore.store.base import Sent
+from pacore.store.claims import Finished, Result
 from pacore.store.store import Store
 
 log = logging.getLogger("pacore.store")
@@ -119,6 +120,11 @@ class Database:
         """`fn` on the store of a transaction of its own (see worker.writes for one shared by many)."""
         with self.store() as store:
             return fn(store)
+
+    def finish(self, result: Result) -> Finished:
+        """An attempt's result in a transaction of its own (worker.writes: many in one statement)."""
+        with self.store() as store:
+            return store.finish_attempts([result])[0]
 
     def dispose(self) -> None:
         self.engine.dispose()

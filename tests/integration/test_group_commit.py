@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from pacore.store.base import StoreError
+from pacore.store.claims import Result
 from pacore.store.store import Store
 from tests.integration.test_fencing import result, started_round
 from worker import claims
@@ -34,14 +35,12 @@ def test_writes_arriving_during_a_commit_go_together_in_their_order_each_settled
     futures = [writes.submit(first)]
     assert started.wait(10)
     order = [5, 3, 15, 9, 1, 2, 4, 6, 7, 8, 10, 11, 12, 13, 14]  # not the claim order
-    for i in order:
-        claim = held[i]
-        futures.append(
-            writes.submit(lambda store, c=claim, n=i: claims.finish(_In(store), c, "w", result(n + 1), None))
-        )
+    before = database.sent.statements
+    futures += [writes.submit(_row(held[i], i + 1)) for i in order]
     queued.set()
-    assert all(f.result(30) for f in futures), "every result written"
+    assert all(f.result(30).written for f in futures[1:]) and futures[0].result(30), "every result written"
     assert (writes.groups, writes.writes) == (2, 16)  # the first alone, then the 15 that queued
+    assert database.sent.statements - before == 2, "the first's statement, then one for the 15 results"
 
     ids = [held[0].trajectory_id] + [held[i].trajectory_id for i in order]
     with database.engine.begin() as s:
@@ -57,6 +56,30 @@ def test_writes_arriving_during_a_commit_go_together_in_their_order_each_settled
     assert sorted(ids, key=seq.__getitem__) == ids, "finish_seq follows the order the writes arrived"
     assert ledger == 16
     assert used == sum(range(1, 17))  # result(n) completes n tokens: 1 + 2 + ... + 16
+
+
+def test_a_second_result_of_a_trajectory_waits_for_the_next_group(database, tmp_path: Path) -> None:
+    """A late duplicate of a result (the same attempt written twice) cannot share the first's statement:
+    it goes in the next group, where the fence refuses it."""
+    publish = started_round(database, tmp_path, k=2)
+    held = claims.claim_batch(database, publish.trajectories, "w", 60)
+    writes = GroupCommit(database)
+    started, queued = threading.Event(), threading.Event()
+
+    def first(store: Store) -> None:
+        started.set()
+        queued.wait(10)
+
+    futures = [writes.submit(first)]
+    assert started.wait(10)
+    futures += [
+        writes.submit(_row(held[0], 3)),
+        writes.submit(_row(held[1], 4)),
+        writes.submit(_row(held[0], 3)),
+    ]
+    queued.set()
+    assert [f.result(30).written for f in futures[1:]] == [True, True, False]
+    assert (writes.groups, writes.writes) == (3, 4)
 
 
 def test_a_refused_write_fails_only_itself(database, tmp_path: Path) -> None:
@@ -92,6 +115,26 @@ def test_a_refused_write_fails_only_itself(database, tmp_path: Path) -> None:
     assert (writes.groups, writes.writes) == (3, 3)  # the first; the group of 3 rolled back: 2 alone
 
 
+def _row(claim: claims.Claim, n: int) -> Result:
+    """The row `claims.finish` writes for `result(n)`."""
+    return Result(
+        claim.trajectory_id,
+        claim.attempt,
+        claim.holder.run_id,
+        "w",
+        "done",
+        f" The answer is \\boxed{{{n}}}.",
+        "thinking",
+        "stop",
+        5,
+        n,
+        None,
+        n,
+        0,
+        5,
+    )
+
+
 class _In:
     """The store of the group's transaction, as the door `claims.finish` writes through."""
 
@@ -100,3 +143,6 @@ class _In:
 
     def run(self, fn):  # type: ignore[no-untyped-def]
         return fn(self.store)
+
+    def finish(self, result):  # type: ignore[no-untyped-def]
+        return self.store.finish_attempts([result])[0]

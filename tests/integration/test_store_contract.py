@@ -33,6 +33,7 @@ from pacore.core.vocabulary import UNFINISHED, CampaignStatus, Outcome, RunStatu
 from pacore.settings import Settings
 from pacore.store import budgets
 from pacore.store.budgets import Holder
+from pacore.store.claims import Result
 from pacore.store.database import Database
 from pacore.store.endings import Scope
 from scheduler.rounds import start_runs
@@ -201,22 +202,8 @@ def test_a_result_is_written_and_settled_once_and_an_overrun_is_charged_and_repo
     over = c2.claim(c2.trajectories[0])
     assert grant(c2, run2, 100) == 100 and reserve(c2, over, 10, held=0).got == 10
     with database.store() as store:
-        finished = store.finish_and_settle(
-            over.trajectory_id,
-            1,
-            run2,
-            "w",
-            status="done",
-            content="x",
-            reasoning=None,
-            finish="stop",
-            prompt=5,
-            completion=150,
-            error=None,
-            spent=150,
-            wasted=0,
-            spent_prompt=5,
-            retries=0,
+        (finished,) = store.finish_attempts(
+            [Result(over.trajectory_id, 1, run2, "w", "done", "x", None, "stop", 5, 150, None, 150, 0, 5)]
         )
     # used 150 + reserved 0 > granted 100: the grant grows by 50, charged to the campaign (100 + 50 > 100)
     assert (finished.written, finished.in_ledger, finished.reserved, finished.overrun) == (True, True, 10, 50)
@@ -316,6 +303,39 @@ def test_a_retried_run_counts_its_tokens_once(database, tmp_path) -> None:
     assert c.tokens() == (25, 0), "ended again: counted once"
 
 
+@pytest.mark.parametrize("a_first", [True, False])
+def test_results_in_one_statement_settle_their_run_as_if_each_came_alone_in_order(
+    database, tmp_path, a_first
+) -> None:
+    """A holds 30 and b 10 of a grant of 100 (60 free). A used 100 (an engine that sent more than it
+    was asked for), b used nothing. In that order, a's result alone needs used 100 + reserved 10 = 110:
+    the grant grows by 10, charged to the campaign (10 past its budget of 100), and b's then returns its
+    10. In the other order b's returns its 10 first, and a's 100 + 0 fits the grant: nothing grows.
+    Summed as one (used 100, reserved 0) it would never grow."""
+    c, run_id, a, b = holding_30_and_10(database, tmp_path, f"together-{a_first}", budget=100)
+
+    def row(claim: claims.Claim, used: int) -> Result:
+        return Result(
+            claim.trajectory_id, 1, run_id, "w", "done", "x", None, "stop", 0, used, None, used, 0, 0
+        )
+
+    rows = [row(a, 100), row(b, 0)] if a_first else [row(b, 0), row(a, 100)]
+    with database.store() as store:
+        finished = store.finish_attempts(rows)
+    by_id = {r.trajectory_id: f for r, f in zip(rows, finished, strict=True)}
+    got = [(by_id[x.trajectory_id].reserved, by_id[x.trajectory_id].overrun) for x in (a, b)]
+    if a_first:
+        assert got == [(30, 10), (10, 0)], "a's overrun: the campaign's 110 is 10 past its budget"
+        assert c.run(run_id) == (110, 100, 0, 0) and c.tokens() == (0, 110)
+    else:
+        assert got == [(30, 0), (10, 0)]
+        assert c.run(run_id) == (100, 100, 0, 0) and c.tokens() == (0, 100)
+    assert [c.ledger(x.trajectory_id) for x in (a, b)] == [
+        [(1, "done", False, 100, 0)],
+        [(1, "done", False, 0, 0)],
+    ]
+
+
 def test_the_last_two_runs_ending_at_once_end_the_campaign(database, tmp_path) -> None:
     """Each ending transaction checks for runs left after it ended its own. The second waits on the
     campaign row the first locked, so its check sees the first's end: one of them ends the campaign."""
@@ -404,6 +424,27 @@ class SideBySide:
         self.holds[tid] = 0
         self.claims[tid] = self.c.claim(tid, claim.attempt + 1)
 
+    def finish_together(self, spent: dict[int, int]) -> None:
+        """Results of several trajectories in one statement (a worker's group commit), in this order."""
+        rows = [
+            Result(t, c.attempt, c.holder.run_id, "w", "done", "x", None, "stop", 0, n, None, n, 0, 0)
+            for t, n in spent.items()
+            for c in [self.claims[t]]
+        ]
+        with self.c.db.store() as store:
+            finished = store.finish_attempts(rows)
+        assert [(f.written, f.in_ledger, f.reserved) for f in finished] == [
+            (True, True, self.holds[t]) for t in spent
+        ]
+        for tid, n in spent.items():
+            claim = self.claims[tid]
+            self.runs[claim.holder.run_id] = apply_settle(self.runs[claim.holder.run_id], self.holds[tid], n)
+            self.holds[tid] = 0
+            with self.c.db.engine.begin() as session:  # made to run again, so that the test goes on
+                bump = "UPDATE trajectory SET status = 'pending', attempt = attempt + 1 WHERE id = :t"
+                session.execute(text(bump), {"t": tid})
+            self.claims[tid] = self.c.claim(tid, claim.attempt + 1)
+
     def end_run(self, run_id: int) -> None:
         with self.c.db.store() as store:
             assert store.end_runs(RunStatus.FAILED, "ended", ids=[run_id]) == [run_id]
@@ -436,8 +477,8 @@ class SideBySide:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_the_statements_do_what_the_budget_arithmetic_says(database, tmp_path, seed) -> None:
-    """Random interleavings of blocks (with grants), results, hand-backs, run ends, reopenings and budget
-    changes (set, lifted, changed), applied through the store's statements and, side by side, through
+    """Random interleavings of blocks (with grants), results (alone, or several in one statement),
+    hand-backs, run ends, reopenings and budget changes (set, lifted, changed), applied through the store's statements and, side by side, through
     the pure arithmetic of
     `pacore.core.budget` (itself checked by property tests in tests/unit/test_budget.py): after every
     step the counters in PostgreSQL are the arithmetic's."""
@@ -447,7 +488,18 @@ def test_the_statements_do_what_the_budget_arithmetic_says(database, tmp_path, s
     for step in range(150):
         tid = rng.choice(c.trajectories)
         run_id = both.claims[tid].holder.run_id
-        op = rng.choice(["block", "block", "block", "finish", "hand back", "end run", "reopen", "budget"])
+        ops = [
+            "block",
+            "block",
+            "block",
+            "finish",
+            "finish together",
+            "hand back",
+            "end run",
+            "reopen",
+            "budget",
+        ]
+        op = rng.choice(ops)
         if op == "budget":  # set, lifted or changed while runs hold grants
             both.set_budget(rng.choice([None, 1000, 3000, 6000]))
         elif op == "reopen" and run_id in both.ended:
@@ -456,6 +508,10 @@ def test_the_statements_do_what_the_budget_arithmetic_says(database, tmp_path, s
             continue
         elif op == "block":
             both.block(tid, rng.randint(1, 300))
+        elif op == "finish together":  # this one and others of running runs, across runs
+            going = [t for t in c.trajectories if both.claims[t].holder.run_id not in both.ended]
+            together = rng.sample(going, min(len(going), rng.randint(2, 5)))
+            both.finish_together({t: rng.randint(0, both.holds[t]) for t in together})
         elif op in ("finish", "hand back"):
             both.end_attempt(tid, rng.randint(0, both.holds[tid]), with_result=op == "finish")
         elif op == "end run" and both.idle(run_id):

@@ -27,52 +27,86 @@ RETURNING t.id AS trajectory_id, t.sampling_seed AS sampling_seed, r.input_messa
                                      CAST('{}' AS int[])) END
            FROM chunk ch WHERE ch.trajectory_id = t.id AND ch.attempt < mine.attempt) AS checkpoint_ids;
 
--- name: finish_and_settle
--- Write an attempt's result (done or failed), fenced by attempt, in one statement: stamp finish_seq (completion order), drop its checkpoint, append it to the ledger once and settle its run's tokens (an attempt that used more than it held grows its run's grant by the excess, charged to the campaign; `overrun` says how far that went past the problem or campaign budget).
-WITH old AS (SELECT id, tokens_reserved FROM trajectory WHERE id = :id FOR NO KEY UPDATE),
+-- name: finish_attempts
+-- Write attempts' results (done or failed), each fenced by its attempt, in one statement (a worker's group commit; trajectories then runs locked in id order): stamp finish_seq in the order given (completion order), drop their checkpoints, append each to the ledger once and settle the runs' tokens. An attempt that used more than it held grows its run's grant by the excess, charged to the campaign, as if the attempts of a run were settled one after another in the order given: the grant grows by the highest point the run's usage less reservations climbs to past it. `overrun` (on an attempt that used more than it held) says how far the run's grant then is past the problem budget, or the campaign's use past the campaign budget. Returns one row per attempt given, in their order.
+WITH given AS (
+  SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[]), CAST(:runs AS bigint[]),
+                       CAST(:workers AS text[]), CAST(:statuses AS text[]), CAST(:contents AS text[]),
+                       CAST(:reasonings AS text[]), CAST(:finishes AS text[]), CAST(:prompts AS int[]),
+                       CAST(:completions AS int[]), CAST(:errors AS text[]), CAST(:spent AS bigint[]),
+                       CAST(:wasted AS bigint[]), CAST(:spent_prompt AS bigint[]), CAST(:retries AS int[]))
+    WITH ORDINALITY AS g(id, attempt, run, worker, status, content, reasoning, finish, prompt, completion, error,
+                         spent, wasted, spent_prompt, retries, ord)
+),
+old AS (
+  SELECT t.id, t.tokens_reserved FROM trajectory t WHERE t.id = ANY(CAST(:ids AS bigint[]))
+  ORDER BY t.id FOR NO KEY UPDATE
+),
+seq AS (  -- one number per attempt given, handed out in their order
+  SELECT array_agg(n ORDER BY n) AS n FROM (SELECT nextval('trajectory_finish_seq') AS n FROM given) s
+),
 fin AS (
-  UPDATE trajectory t SET status = :status, content = :content, reasoning = :reasoning,
-         finish_reason = :finish, prompt_tokens = :prompt, completion_tokens = :completion, error = :error,
-         failed_attempts = t.failed_attempts + CAST(CAST(:status AS text) = 'failed' AS int),
-         finish_seq = nextval('trajectory_finish_seq'),
+  UPDATE trajectory t SET status = g.status, content = g.content, reasoning = g.reasoning,
+         finish_reason = g.finish, prompt_tokens = g.prompt, completion_tokens = g.completion, error = g.error,
+         failed_attempts = t.failed_attempts + CAST(g.status = 'failed' AS int),
+         finish_seq = seq.n[g.ord],
          finished_at = now(), lease_until = NULL, tokens_reserved = 0, tokens_streamed = 0
-  FROM old
-  WHERE t.id = old.id AND t.attempt = :attempt AND t.status = 'running'
-  RETURNING t.id, t.started_at, old.tokens_reserved AS reserved
+  FROM given g, old, seq
+  WHERE t.id = g.id AND old.id = g.id AND t.attempt = g.attempt AND t.status = 'running'
+  RETURNING t.id, t.started_at, old.tokens_reserved AS reserved, g.ord
 ),
 dropped AS (DELETE FROM chunk c USING fin WHERE c.trajectory_id = fin.id),
 ledger AS (
   INSERT INTO attempt (trajectory_id, attempt, worker_id, outcome, prompt_tokens, completion_tokens,
                        wasted_tokens, retries, error, started_at)
-  SELECT fin.id, :attempt, :worker, :status, :spent_prompt, :spent, :wasted, :retries, :error, fin.started_at
-  FROM fin
+  SELECT fin.id, g.attempt, g.worker, g.status, g.spent_prompt, g.spent, g.wasted, g.retries, g.error,
+         fin.started_at
+  FROM fin JOIN given g ON g.ord = fin.ord
+  ORDER BY fin.id
   ON CONFLICT (trajectory_id, attempt) DO NOTHING
-  RETURNING id
+  RETURNING trajectory_id
+),
+settling AS (  -- the attempts entered in the ledger now, with how far each takes its run past what it held
+  SELECT g.run, g.spent, g.wasted, g.spent_prompt, fin.reserved,
+         sum(g.spent - fin.reserved) OVER (PARTITION BY g.run ORDER BY g.ord) AS climb
+  FROM fin JOIN given g ON g.ord = fin.ord JOIN ledger l ON l.trajectory_id = fin.id
+),
+per_run AS (
+  SELECT run, sum(spent) AS spent, sum(reserved) AS reserved, sum(wasted) AS wasted,
+         sum(spent_prompt) AS prompt, max(climb) AS peak
+  FROM settling GROUP BY run
 ),
 runs AS (
-  SELECT run.id, greatest(0, run.tokens_used + :spent + run.tokens_reserved - fin.reserved - run.tokens_granted)
-           AS forced
-  FROM run, fin, ledger WHERE run.id = :run
+  SELECT run.id, greatest(0, run.tokens_used + run.tokens_reserved - run.tokens_granted + p.peak) AS forced
+  FROM run JOIN per_run p ON p.run = run.id
+  ORDER BY run.id
   FOR NO KEY UPDATE OF run
 ),
 settled AS (
-  UPDATE run SET tokens_used = run.tokens_used + :spent, tokens_reserved = run.tokens_reserved - fin.reserved,
-         tokens_wasted = run.tokens_wasted + :wasted, prompt_tokens = run.prompt_tokens + :spent_prompt,
+  UPDATE run SET tokens_used = run.tokens_used + p.spent, tokens_reserved = run.tokens_reserved - p.reserved,
+         tokens_wasted = run.tokens_wasted + p.wasted, prompt_tokens = run.prompt_tokens + p.prompt,
          tokens_granted = run.tokens_granted + runs.forced
-  FROM fin, runs
-  WHERE run.id = runs.id
-  RETURNING run.campaign_id, runs.forced, greatest(0, run.tokens_granted - run.token_limit) AS past_limit
+  FROM per_run p JOIN runs ON runs.id = p.run
+  WHERE run.id = p.run
+  RETURNING run.id, run.campaign_id, runs.forced, greatest(0, run.tokens_granted - run.token_limit) AS past_limit
 ),
 charged AS (
   UPDATE campaign c SET tokens_reserved = CASE WHEN c.campaign_budget IS NULL THEN 0
-                                               ELSE c.tokens_reserved + settled.forced END
-  FROM settled WHERE c.id = settled.campaign_id AND settled.forced > 0
-  RETURNING greatest(0, c.tokens_used + c.tokens_reserved - c.campaign_budget) AS past_budget
+                                               ELSE c.tokens_reserved + f.forced END
+  FROM (SELECT campaign_id, sum(forced) AS forced FROM settled GROUP BY campaign_id) f
+  WHERE c.id = f.campaign_id AND f.forced > 0
+  RETURNING c.id, greatest(0, c.tokens_used + c.tokens_reserved - c.campaign_budget) AS past_budget
 )
-SELECT EXISTS (SELECT 1 FROM fin) AS written, EXISTS (SELECT 1 FROM ledger) AS in_ledger,
-       coalesce((SELECT reserved FROM fin), 0) AS reserved,
-       greatest(coalesce((SELECT past_limit FROM settled), 0), coalesce((SELECT past_budget FROM charged), 0))
-         AS overrun;
+SELECT fin.id IS NOT NULL AS written, l.trajectory_id IS NOT NULL AS in_ledger,
+       coalesce(fin.reserved, 0) AS reserved,
+       CASE WHEN l.trajectory_id IS NOT NULL AND g.spent > fin.reserved
+            THEN greatest(coalesce(s.past_limit, 0), coalesce(ch.past_budget, 0)) ELSE 0 END AS overrun
+FROM given g
+LEFT JOIN fin ON fin.ord = g.ord
+LEFT JOIN ledger l ON l.trajectory_id = fin.id
+LEFT JOIN settled s ON s.id = g.run
+LEFT JOIN charged ch ON ch.id = s.campaign_id
+ORDER BY g.ord;
 
 -- name: engine_lost_workers
 -- How many distinct workers lost their engine while generating this trajectory since its run's quarantine was last lifted.
