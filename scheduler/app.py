@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
+from celery.backends.redis import RedisBackend
 
 from pacore.settings import Settings
 from pacore.store.database import Database
@@ -58,9 +59,27 @@ def _transport_options(broker: str) -> dict[str, Any]:
     return {}  # kombu's SQLAlchemy transport hands its options to create_engine()
 
 
+class RedisResults(RedisBackend):
+    """Celery's Redis result backend for processes that never wait on a task's result, as pacore's
+    never do (rounds advance through their chord's callback, counted in Redis).
+
+    Celery's own subscribes to the result of every task it sends, and of every task of a group it
+    publishes (a chord's header), for waiters no pacore process has. Those results are never stored,
+    so nothing ends the subscriptions: one more per published round (3,000 chords published from one
+    process held 3,000 subscriptions), for as long as the process lives."""
+
+    def add_pending_result(self, result: Any, weak: bool = False, start_drainer: bool = True) -> Any:
+        return result
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        pass
+
+
 def make_app(settings: Settings, db: Database) -> Celery:
     broker, backend = broker_urls(settings, db.url)
     app = Celery("pacore", broker=broker, backend=backend, set_as_current=True)
+    here = f"{__name__}:{RedisResults.__name__}"
+    app.loader.override_backends = {**app.loader.override_backends, "redis": here, "rediss": here}
     app.conf.update(
         task_serializer="json",
         result_serializer="json",

@@ -108,6 +108,12 @@ def test_cancel_and_delete_take_their_messages_out_of_the_broker_and_an_ended_ca
         # minutes after each chord's callback fired (so that it fires once), each expiring
         assert all(k.startswith("celery-taskset-meta-") and k.endswith(".c") for k in left), left
         assert all(0 < broker.ttl(k) <= 600 for k in left), [(k, broker.ttl(k)) for k in left]
+        # and no process subscribes to a task's result: none is ever stored, so nothing would end such a
+        # subscription (scheduler.app.RedisResults)
+        db = int(broker.connection_pool.connection_kwargs.get("db", 0))
+        fleet_clients = [c for c in broker.client_list() if int(c["db"]) == db]
+        assert len(fleet_clients) > 3, fleet_clients  # the scheduler's and the worker's connections
+        assert [c for c in fleet_clients if int(c["sub"])] == [], "subscribed to results that never come"
 
 
 def test_a_batch_sends_its_first_request_alone_and_the_others_once_it_has_a_token(
