@@ -225,12 +225,13 @@ def test_a_request_that_kills_engines_on_two_workers_quarantines_its_run(
         fleet.until("SELECT count(*) = 1 FROM run WHERE status = 'quarantined'", timeout=90)
         reason = fleet.query("SELECT reason FROM run WHERE status = 'quarantined'")[0][0]
         assert "coincided with engine deaths on 2 workers" in reason
-        # each death's attempt keeps the engine's words of its failed request, not just "handed back"
-        lost = fleet.query("SELECT error FROM attempt WHERE outcome = 'engine_lost'")
-        assert len(lost) >= 2 and all(
-            re.search(r"; try \d+ failed, the engine then did not answer /health: connection: \w+", e)
-            for (e,) in lost
-        ), lost
+        # each death's attempt keeps the engine's words of its failed request (mostly the connection
+        # broken mid-answer; the kind depends on where the stream was when the engine went), not just
+        # "handed back"; any that does not is shown whole
+        lost = [e for (e,) in fleet.query("SELECT error FROM attempt WHERE outcome = 'engine_lost'")]
+        said = r"; try \d+ failed, the engine then did not answer /health: \w+: \S"
+        assert len(lost) >= 2, lost
+        assert [e for e in lost if not re.search(said, e)] == []
         status = json.loads(fleet.pacore("status", "poison", "--json").stdout)
         assert status["runs"] == {"total": 1, "quarantined": 1} and status["status"] == "active"
 
