@@ -30,6 +30,6 @@ def publish(app: Celery, items: Iterable[Publish]) -> int:
         chord(header, callback).apply_async()
         sent.extend(tid for tid, _ in item.trajectories)
     if sent:
-        with runtime(app).db.store() as store:
+        with runtime(app).db.statement() as store:
             store.mark_published(sent)
     return len(sent)

@@ -76,9 +76,12 @@ class GroupCommit:
             self._commit(group)
 
     def _commit(self, group: list[Write]) -> None:
+        writes = [write for write, _ in group]
+        # results alone are one statement, which needs no transaction around it
+        one = self.db.statement if all(isinstance(w, Result) for w in writes) else self.db.store
         try:
-            with self.db.store() as store:
-                answers = _write(store, [write for write, _ in group])
+            with one() as store:
+                answers = _write(store, writes)
         except Database.OUTAGES as exc:  # the connection: every caller retries
             for _, done in group:
                 done.set_exception(exc)

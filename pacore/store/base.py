@@ -32,8 +32,9 @@ class StoreError(Exception):
 @dataclass
 class Sent:
     """What a `Database` sent PostgreSQL through its stores: statements, and transactions that ran at
-    least one (for the statement-count test and benchmarks; plain counters, so threads that run stores
-    at the same instant may lose an increment)."""
+    least one (a statement committed on its own, `Database.statement`, opens none), for the
+    statement-count test and benchmarks; plain counters, so threads that run stores at the same
+    instant may lose an increment."""
 
     statements: int = 0
     transactions: int = 0
@@ -51,10 +52,11 @@ def named_rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], Any]:
 
 
 class StoreBase:
-    def __init__(self, conn: psycopg.Connection[Any], sent: Sent) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], sent: Sent, most: int | None = None) -> None:
         self.conn = conn
         self.sent = sent  # its Database's
         self.statements = 0  # in this store's transaction
+        self.most = most  # statements it may run (`Database.statement`: 1, outside a transaction)
 
     @contextmanager
     def isolated(self) -> Iterator[None]:
@@ -77,10 +79,14 @@ class StoreBase:
         return self._run(name, params, named_rows)
 
     def _run(self, name: str, params: Any, rows: Any) -> psycopg.Cursor[Any]:
+        if self.most is not None and self.statements >= self.most:
+            raise RuntimeError(
+                f"a store outside a transaction runs {self.most} statement(s): {name} is one more"
+            )
         cursor = self.conn.cursor(row_factory=rows)
         self.statements += 1
         self.sent.statements += 1
-        if self.statements == 1:
+        if self.statements == 1 and self.most is None:  # a store of one statement opens none
             self.sent.transactions += 1
         if isinstance(params, list | tuple):
             cursor.executemany(statement(name), params)

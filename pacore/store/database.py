@@ -116,14 +116,31 @@ class Database:
                 pooled.invalidate()
             pooled.close()  # back to the pool
 
+    @contextmanager
+    def statement(self) -> Iterator[Store]:
+        """The store for work of one statement, which commits on its own (autocommit): no BEGIN and
+        no COMMIT, two round trips of the three a transaction of one statement takes. A second
+        statement is refused (it would not share the first's transaction): use `store()`."""
+        pooled = self.engine.raw_connection()
+        conn: psycopg.Connection[object] = pooled.driver_connection  # type: ignore[assignment]
+        conn.autocommit = True
+        try:
+            yield Store(conn, self.sent, most=1)
+        finally:
+            if conn.broken or conn.closed:
+                pooled.invalidate()
+            else:
+                conn.autocommit = False
+            pooled.close()  # back to the pool
+
     def run(self, fn: Callable[[Store], T]) -> T:
         """`fn` on the store of a transaction of its own (see worker.writes for one shared by many)."""
         with self.store() as store:
             return fn(store)
 
     def finish(self, result: Result) -> Finished:
-        """An attempt's result in a transaction of its own (worker.writes: many in one statement)."""
-        with self.store() as store:
+        """An attempt's result, one statement committed on its own (worker.writes: many in one)."""
+        with self.statement() as store:
             return store.finish_attempts([result])[0]
 
     def dispose(self) -> None:

@@ -1,7 +1,8 @@
 """Every hot-path transaction is safe to run twice: workers and schedulers run without connection
 pre-pings and retry a transaction that fails on a dropped connection (`Database.through_outages`), so
-a COMMIT that reached PostgreSQL but whose answer was lost is run again. Here the connection "drops"
-right after each COMMIT once; the retry must apply nothing twice."""
+a COMMIT that reached PostgreSQL but whose answer was lost is run again (or a statement committed on
+its own, `Database.statement`). Here the connection "drops" right after each commit once; the retry
+must apply nothing twice."""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ class LosesAnAnswer(Database):
     def store(self) -> Iterator[Store]:
         with super().store() as store:
             yield store
+        self._maybe_lose()
+
+    @contextmanager
+    def statement(self) -> Iterator[Store]:  # one statement, committed on its own: its answer is lost
+        with super().statement() as store:
+            yield store
+        self._maybe_lose()
+
+    def _maybe_lose(self) -> None:
         if self.armed:
             self.armed, self.lost = self.armed - 1, self.lost + 1
             raise psycopg.OperationalError("server closed the connection unexpectedly")

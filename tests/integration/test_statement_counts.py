@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
 from sqlalchemy import event
 
 from pacore.campaigns.submit import submit
@@ -37,7 +39,9 @@ EXPECTED = {
     # it locks the campaign's row until it commits); then the block
     "claim, with its first block and a grant": (4, 3, 0),
     "block": (1, 1, 0),  # trajectory and run, one conditional update
-    "finish and settle": (1, 1, 0),  # result, completion order, checkpoint dropped, ledger, run settled
+    # result, completion order, checkpoint dropped, ledger, run settled; committed on its own, with no
+    # BEGIN and COMMIT round trips (a transaction of its own before 2026-12-07)
+    "finish and settle": (1, 0, 0),
     # won with its run's context, outcomes, references with the decision, the plan's counters, the
     # round, its trajectories linked to it (11 before 2026-12-06: context, references, links and the
     # plan's three reads apart)
@@ -151,3 +155,28 @@ def test_a_batch_whose_run_has_no_grant_asks_one_grant_and_no_block_before_it(
     assert [c.reserved if c else None for c in held] == [64, 64, 64, 64]
     # the batch's claim; the grant (the run locked, the campaign grants); the 4 blocks
     assert seen == {"batch of 4": (1 + 2 + 1, 3, 0)}
+
+
+def test_a_statement_committed_on_its_own_opens_no_transaction_and_runs_alone(database) -> None:
+    """`Database.statement`: its write is visible to another connection as soon as it ran, before the
+    store closes (no BEGIN held it back for a COMMIT); a second statement is refused; and the connection
+    goes back to the pool in transactions again (a store that fails rolls its writes back)."""
+    with database.statement() as store:
+        params = {
+            "name": "alone",
+            "config": "{}",
+            "source": "x",
+            "problem_budget": None,
+            "campaign_budget": None,
+        }
+        campaign_id = store.scalar("insert_campaign", params)
+        with psycopg.connect(database.url.replace("+psycopg", "")) as other:
+            seen = other.execute("SELECT count(*) FROM campaign WHERE id = %s", (campaign_id,)).fetchone()
+        assert seen == (1,), "committed as it ran"
+        with pytest.raises(RuntimeError, match="1 statement"):
+            store.scalar("campaign_progress", {"id": campaign_id})
+    with pytest.raises(ZeroDivisionError), database.store() as store:
+        store.execute("set_archived_to", {"id": campaign_id, "path": "/nowhere"})
+        raise ZeroDivisionError
+    with database.store() as store:
+        assert store.archive_state(campaign_id)[0] is None, "the failed store's write was rolled back"
