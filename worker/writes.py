@@ -8,10 +8,12 @@ joins the group that forms while the previous one commits. Writes keep their arr
 group, so `finish_seq` (completion order) is the order in which the generations ended.
 
 The results themselves go in one statement per group (`finish_attempts`: one row per result, in
-arrival order), so that a group of K costs one statement, not K. Every other write is a function of
-the store. Each is safe to run twice (fenced by attempt), as every write of `worker.claims` is. When one of them fails inside a group, the group is rolled back and each write
-runs again alone, so that one refused write fails only itself. A lost connection fails the whole group
-to every caller, whose `Database.through_outages` runs its write again.
+arrival order), so that a group of K costs one statement, not K; a group of results alone runs
+without a transaction around its one statement (`Database.statement`). Every other write is a
+function of the store. Each is safe to run twice (fenced by attempt), as every write of
+`worker.claims` is. When one of them fails inside a group, the group is rolled back and each write runs
+again alone, so that one refused write fails only itself. A lost connection fails the whole group to
+every caller, whose `Database.through_outages` runs its write again.
 """
 
 from __future__ import annotations
