@@ -105,32 +105,33 @@ class Database:
     @contextmanager
     def store(self) -> Iterator[Store]:
         """The store on one transaction of a pooled connection: commits on success, rolls back on any
-        exception. A connection found broken is dropped from the pool, not handed out again."""
-        pooled = self.engine.raw_connection()
-        conn: psycopg.Connection[object] = pooled.driver_connection  # type: ignore[assignment]
-        try:
-            with conn.transaction():
-                yield Store(conn, self.sent)
-        finally:
-            if conn.broken or conn.closed:
-                pooled.invalidate()
-            pooled.close()  # back to the pool
+        exception."""
+        with self._pooled() as conn, conn.transaction():
+            yield Store(conn, self.sent)
 
     @contextmanager
     def statement(self) -> Iterator[Store]:
         """The store for work of one statement, which commits on its own (autocommit): no BEGIN and
         no COMMIT, two round trips of the three a transaction of one statement takes. A second
         statement is refused (it would not share the first's transaction): use `store()`."""
+        with self._pooled() as conn:
+            conn.autocommit = True
+            try:
+                yield Store(conn, self.sent, most=1)
+            finally:
+                if not (conn.broken or conn.closed):
+                    conn.autocommit = False  # back to the pool as `store()` expects it
+
+    @contextmanager
+    def _pooled(self) -> Iterator[psycopg.Connection[object]]:
+        """A connection of the pool. One found broken is dropped from the pool, not handed out again."""
         pooled = self.engine.raw_connection()
         conn: psycopg.Connection[object] = pooled.driver_connection  # type: ignore[assignment]
-        conn.autocommit = True
         try:
-            yield Store(conn, self.sent, most=1)
+            yield conn
         finally:
             if conn.broken or conn.closed:
                 pooled.invalidate()
-            else:
-                conn.autocommit = False
             pooled.close()  # back to the pool
 
     def run(self, fn: Callable[[Store], T]) -> T:

@@ -5,7 +5,11 @@ completion order `finish_seq` records), each fenced and settled once; a refused 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -25,19 +29,10 @@ def test_writes_arriving_during_a_commit_go_together_in_their_order_each_settled
     held = claims.claim_batch(database, publish.trajectories, "w", 60)
     assert all(held), "one transaction claims the whole batch"
     writes = GroupCommit(database)
-    started, queued = threading.Event(), threading.Event()
-
-    def first(store: Store) -> bool:  # the writer is busy with this one while the others queue
-        started.set()
-        queued.wait(10)
-        return claims.finish(_In(store), held[0], "w", result(1), None)  # type: ignore[arg-type]
-
-    futures = [writes.submit(first)]
-    assert started.wait(10)
     order = [5, 3, 15, 9, 1, 2, 4, 6, 7, 8, 10, 11, 12, 13, 14]  # not the claim order
-    before = database.sent.statements
-    futures += [writes.submit(_row(held[i], i + 1)) for i in order]
-    queued.set()
+    with writer_busy(writes, lambda store: claims.finish(_In(store), held[0], "w", result(1), None)) as first:
+        before = database.sent.statements
+        futures = [first] + [writes.submit(_row(held[i], i + 1)) for i in order]
     assert all(f.result(30).written for f in futures[1:]) and futures[0].result(30), "every result written"
     assert (writes.groups, writes.writes) == (2, 16)  # the first alone, then the 15 that queued
     assert database.sent.statements - before == 2, "the first's statement, then one for the 15 results"
@@ -64,20 +59,13 @@ def test_a_second_result_of_a_trajectory_waits_for_the_next_group(database, tmp_
     publish = started_round(database, tmp_path, k=2)
     held = claims.claim_batch(database, publish.trajectories, "w", 60)
     writes = GroupCommit(database)
-    started, queued = threading.Event(), threading.Event()
-
-    def first(store: Store) -> None:
-        started.set()
-        queued.wait(10)
-
-    futures = [writes.submit(first)]
-    assert started.wait(10)
-    futures += [
-        writes.submit(_row(held[0], 3)),
-        writes.submit(_row(held[1], 4)),
-        writes.submit(_row(held[0], 3)),
-    ]
-    queued.set()
+    with writer_busy(writes) as first:
+        futures = [
+            first,
+            writes.submit(_row(held[0], 3)),
+            writes.submit(_row(held[1], 4)),
+            writes.submit(_row(held[0], 3)),
+        ]
     assert [f.result(30).written for f in futures[1:]] == [True, True, False]
     assert (writes.groups, writes.writes) == (3, 4)
 
@@ -86,23 +74,18 @@ def test_a_refused_write_fails_only_itself(database, tmp_path: Path) -> None:
     publish = started_round(database, tmp_path, k=3)
     held = claims.claim_batch(database, publish.trajectories, "w", 60)
     writes = GroupCommit(database)
-    started, queued = threading.Event(), threading.Event()
-
-    def first(store: Store) -> bool:
-        started.set()
-        queued.wait(10)
-        return claims.finish(_In(store), held[0], "w", result(1), None)  # type: ignore[arg-type]
 
     def refused(store: Store) -> None:
         with store.isolated():
             store.conn.execute("SELECT 1 / 0")
 
-    futures = [writes.submit(first)]
-    assert started.wait(10)
-    futures.append(writes.submit(refused))
-    futures.append(writes.submit(lambda store: claims.finish(_In(store), held[1], "w", result(2), None)))
-    futures.append(writes.submit(lambda store: claims.finish(_In(store), held[2], "w", result(3), None)))
-    queued.set()
+    with writer_busy(writes, lambda store: claims.finish(_In(store), held[0], "w", result(1), None)) as first:
+        futures = [
+            first,
+            writes.submit(refused),
+            writes.submit(lambda store: claims.finish(_In(store), held[1], "w", result(2), None)),
+            writes.submit(lambda store: claims.finish(_In(store), held[2], "w", result(3), None)),
+        ]
     assert futures[0].result(30) and futures[2].result(30) and futures[3].result(30)
     with pytest.raises(StoreError, match="division by zero"):
         futures[1].result(30)
@@ -113,6 +96,27 @@ def test_a_refused_write_fails_only_itself(database, tmp_path: Path) -> None:
         ).scalar()
     assert done == 3
     assert (writes.groups, writes.writes) == (3, 3)  # the first; the group of 3 rolled back: 2 alone
+
+
+@contextmanager
+def writer_busy(
+    writes: GroupCommit, first: Callable[[Store], Any] = lambda store: None
+) -> Iterator[Future[Any]]:
+    """The writer busy with `first` until the block ends: what the block submits queues meanwhile and
+    goes in the groups after it. Yields `first`'s future."""
+    started, queued = threading.Event(), threading.Event()
+
+    def hold(store: Store) -> Any:
+        started.set()
+        queued.wait(10)
+        return first(store)
+
+    done = writes.submit(hold)
+    assert started.wait(10), "the writer took the first write"
+    try:
+        yield done
+    finally:
+        queued.set()
 
 
 def _row(claim: claims.Claim, n: int) -> Result:
