@@ -84,15 +84,18 @@ def claim_batch(
     it is not to be generated (done, stale, cancelled, paused). A trajectory's `max_tokens` (the
     campaign's or the round's, the smaller) is clamped to the engine's context length: an engine refuses
     a larger one outright. With `first_block` (the block and grant sizes), the transaction also reserves
-    each attempt's first block from its run's free grant; blocks that need a grant are taken after it
-    (below). Safe to run twice: a retry re-claims its own rows and finds the blocks it took."""
+    each attempt's first block from its run's free grant, after a grant where the run's free grant falls
+    short and its campaign has no budget (such a grant writes the run's row alone); blocks that need a
+    grant from a budgeted campaign are taken after it (below). Safe to run twice: a retry re-claims its
+    own rows and finds the blocks it took."""
     with db.store() as store:
         found = store.claim_trajectories(pairs, worker_id, lease_seconds) if pairs else {}
         rows = [_claimable(found.get(tid), tid, attempt, max_model_len) for tid, attempt in pairs]
         if first_block is None:
             return [None if row is None else row.claim for row in rows]
         block, grant = first_block
-        claims = _first_blocks(store, rows, block)
+        granted = _grant_unbudgeted(store, rows, block, grant)
+        claims = _first_blocks(store, rows, block, granted)
     # Blocks the run's free grant could not cover need a grant. A grant locks a budgeted campaign's row,
     # which every grant and run end of the campaign waits for until the transaction that took it commits:
     # it is taken in a short transaction of its own, not in the batch's claim, then the blocks in another.
@@ -126,6 +129,7 @@ class Claimable(NamedTuple):
     claim: Claim
     free_grant: int  # its run's, as the claim read it
     held: int  # what the attempt holds already (a re-claim after a lost answer)
+    unbudgeted: bool  # its campaign has no budget, as the claim read it
 
 
 def _claimable(
@@ -143,7 +147,8 @@ def _claimable(
         cap = min(cap, max_model_len)
     holder = budgets.Holder(trajectory_id, attempt, row.run_id, row.campaign_id)
     request = GenerationRequest(row.messages, cfg.model, cap, cfg.temperature, cfg.top_p, row.sampling_seed)
-    return Claimable(Claim(holder, request, base, 0, row.failed_attempts), row.free_grant, row.held)
+    claim = Claim(holder, request, base, 0, row.failed_attempts)
+    return Claimable(claim, row.free_grant, row.held, row.unbudgeted)
 
 
 def _want(claim: Claim, block: int) -> int:
@@ -152,15 +157,39 @@ def _want(claim: Claim, block: int) -> int:
     return block_size(0, None if cap is None else cap - claim.checkpoint.tokens, block)
 
 
-def _first_blocks(store: Store, rows: list[Claimable | None], block: int) -> list[Claim | None]:
+def _grant_unbudgeted(store: Store, rows: list[Claimable | None], block: int, grant: int) -> set[int]:
+    """In the claim's transaction, a grant to each run of a campaign without a budget whose free grant,
+    as the claim read it, falls short of its claims' first blocks (a run's first round, mostly): such a
+    grant writes the run's row alone, which the claim's blocks lock next anyway. Returns the runs asked.
+    (A budget set since the claim read it makes the grant lock the campaign's row in this transaction,
+    after the trajectories and the run, in the order every transaction takes them.)"""
+    needs: dict[tuple[int, int], int] = {}
+    free: dict[int, int] = {}
+    for row in rows:
+        if row is None or not row.unbudgeted or row.held > 0 or (want := _want(row.claim, block)) == 0:
+            continue
+        key = (row.claim.holder.run_id, row.claim.holder.campaign_id)
+        needs[key] = needs.get(key, 0) + want
+        free[key[0]] = row.free_grant
+    short = {key: need for key, need in needs.items() if free[key[0]] < need}
+    for (run_id, campaign_id), need in short.items():
+        budgets.grant_ahead(store, run_id, campaign_id, need, grant)
+    return {run_id for run_id, _ in short}
+
+
+def _first_blocks(
+    store: Store, rows: list[Claimable | None], block: int, granted: set[int]
+) -> list[Claim | None]:
     """Each claim's first block from its run's free grant, in the claim's transaction and one statement
     (0: too little). A run whose free grant the claim read as spent is not asked, unless the attempt
-    holds a block already (a re-claim finds it): its claims take a grant after this transaction, as a
-    refused block would."""
+    holds a block already (a re-claim finds it) or the run was granted in this transaction: its claims
+    take a grant after this transaction, as a refused block would."""
     asks = [
         (row.claim.holder, want)
         for row in rows
-        if row is not None and (want := _want(row.claim, block)) > 0 and (row.free_grant > 0 or row.held > 0)
+        if row is not None
+        and (want := _want(row.claim, block)) > 0
+        and (row.free_grant > 0 or row.held > 0 or row.claim.holder.run_id in granted)
     ]
     held = budgets.reserve_first(store, asks)
     return [

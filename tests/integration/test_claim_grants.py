@@ -1,6 +1,6 @@
 """A batch's claim takes its first blocks from its run's free grant; when the run needs a grant, the
-grant goes in a short transaction of its own (it locks the campaign's row until it commits, unless the
-campaign has no budget), then the blocks. On real PostgreSQL; the expected counters are worked by hand from the block and grant sizes."""
+grant goes in a short transaction of its own (it locks the campaign's row until it commits), then the
+blocks; a campaign without a budget grants without its row, inside the claim's own transaction. On real PostgreSQL; the expected counters are worked by hand from the block and grant sizes."""
 
 from __future__ import annotations
 
@@ -78,11 +78,15 @@ def test_a_batch_whose_run_needs_grants_takes_them_outside_its_claim(
     database.dispose()
 
 
-def test_a_campaign_without_a_budget_grants_without_its_row(database_url: str, tmp_path: Path) -> None:
+def test_a_campaign_without_a_budget_grants_without_its_row_in_the_claims_transaction(
+    database_url: str, tmp_path: Path
+) -> None:
     """Its row stays locked by another transaction (as a run's end holds it) for the whole claim: the
-    claim's grant does not wait for it, and the campaign counts no reservation."""
-    database = Database(normalize_url(database_url))
+    claim's grant does not wait for it, the campaign counts no reservation, and the claim, the grant and
+    the blocks are one transaction."""
+    database = BeforeTransaction(normalize_url(database_url))
     campaign_id, pairs = round_one(database, tmp_path, 4, budget=None)
+    database.opened = 0
     got: list[list[claims.Claim | None]] = []
     with psycopg.connect(database_url) as holder:
         holder.execute("SELECT 1 FROM campaign WHERE id = %s FOR NO KEY UPDATE", (campaign_id,))
@@ -94,20 +98,37 @@ def test_a_campaign_without_a_budget_grants_without_its_row(database_url: str, t
         assert not claiming.is_alive(), "the claim waited on the campaign's row"
     assert [c.reserved if c else None for c in got[0]] == [BLOCK] * 4
     assert counters(database_url, campaign_id) == (256, 256, 0)  # the grant of 256 is the run's alone
+    assert database.opened == 1
     database.dispose()
 
 
 def test_a_batch_shares_its_runs_free_grant_in_trajectory_order(database_url: str, tmp_path: Path) -> None:
     """The run holds 150 tokens of free grant: in one statement the batch's blocks take 64, 64, then the
-    22 left (at least one token: a block), and the fourth none; it takes a grant (192: more than the 64
-    it needs), then its block."""
+    22 left (at least one token: a block), and the fourth none; it takes a grant from the campaign (192:
+    more than the 64 it needs), then its block."""
     database = Database(normalize_url(database_url))
-    campaign_id, pairs = round_one(database, tmp_path, 4, budget=None)
+    campaign_id, pairs = round_one(database, tmp_path, 4)
     with psycopg.connect(database_url) as conn:
         conn.execute("UPDATE run SET tokens_granted = 150 WHERE campaign_id = %s", (campaign_id,))
     got = claims.claim_batch(database, pairs, "w", 60, None, (BLOCK, GRANT))
     assert [c.reserved if c else None for c in got] == [64, 64, 22, 64]
-    assert counters(database_url, campaign_id) == (150 + GRANT, 64 + 64 + 22 + 64, 0)
+    assert counters(database_url, campaign_id) == (150 + GRANT, 64 + 64 + 22 + 64, GRANT)
+
+
+def test_a_campaign_without_a_budget_grants_what_the_runs_free_grant_lacks_before_the_blocks(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The run holds 150 tokens of free grant and its 4 blocks need 256: in the claim's transaction it
+    takes a grant of 192 (more than the 106 it lacks), then each block is whole."""
+    database = BeforeTransaction(normalize_url(database_url))
+    campaign_id, pairs = round_one(database, tmp_path, 4, budget=None)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE run SET tokens_granted = 150 WHERE campaign_id = %s", (campaign_id,))
+    database.opened = 0
+    got = claims.claim_batch(database, pairs, "w", 60, None, (BLOCK, GRANT))
+    assert [c.reserved if c else None for c in got] == [BLOCK] * 4
+    assert counters(database_url, campaign_id) == (150 + GRANT, 4 * BLOCK, 0)
+    assert database.opened == 1
     database.dispose()
 
 

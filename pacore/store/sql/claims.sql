@@ -1,5 +1,5 @@
 -- name: claim_trajectories
--- A worker claims a batch of pending trajectories (or re-claims its own, whose answer was lost), each fenced by its attempt, in one statement (rows locked in id order), and reads for each what its request needs, the checkpoint earlier attempts left (text, tokens, and token ids when every chunk has them), its run's free grant (read, not locked: a hint for whether a block can come from it) and what the attempt holds (a re-claim: the block it took before its answer was lost). A trajectory not to be generated (done, stale attempt, cancelled, paused) is not returned.
+-- A worker claims a batch of pending trajectories (or re-claims its own, whose answer was lost), each fenced by its attempt, in one statement (rows locked in id order), and reads for each what its request needs, the checkpoint earlier attempts left (text, tokens, and token ids when every chunk has them), its run's free grant (read, not locked: a hint for whether a block can come from it), whether its campaign has no budget (a hint for where its run's grant is taken) and what the attempt holds (a re-claim: the block it took before its answer was lost). A trajectory not to be generated (done, stale attempt, cancelled, paused) is not returned.
 WITH want AS (SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS w(id, attempt)),
 mine AS (
   SELECT t.id, w.attempt FROM trajectory t JOIN want w ON w.id = t.id AND t.attempt = w.attempt
@@ -16,6 +16,7 @@ RETURNING t.id AS trajectory_id, t.sampling_seed AS sampling_seed, r.input_messa
           r.max_tokens AS round_max_tokens, c.config AS config, run.id AS run_id, c.id AS campaign_id,
           t.failed_attempts AS failed_attempts,
           run.tokens_granted - run.tokens_used - run.tokens_reserved AS free_grant, t.tokens_reserved AS held,
+          c.campaign_budget IS NULL AS unbudgeted,
           (SELECT coalesce(string_agg(ch.text, '' ORDER BY ch.attempt, ch.seq), '') FROM chunk ch
            WHERE ch.trajectory_id = t.id AND ch.attempt < mine.attempt) AS checkpoint_text,
           (SELECT coalesce(sum(ch.tokens), 0) FROM chunk ch
