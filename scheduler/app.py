@@ -36,6 +36,8 @@ class Runtime:
     admission: Admission | None = None  # on `pacore scheduler`
     # set when a run ends (its room is free): the dispatch tick runs now, not at its next interval
     wake: threading.Event = field(default_factory=threading.Event)
+    # when the tick's periodic checks (stuck rounds, starved runs) are next due (time.monotonic())
+    checks_due: float = 0.0
 
 
 def broker_urls(settings: Settings, db_url: str) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from celery import Celery
@@ -36,8 +37,11 @@ def register(app: Celery) -> None:
 
 def dispatch_tick(app: Celery) -> int:
     """Measure the room admission control leaves; publish what is unpublished (later rounds first), then
-    start pending runs in what room is left; advance rounds whose callback was lost (late by
-    CALLBACK_GRACE_SECONDS; unless PACORE_RECOVER_STUCK_ROUNDS is off)."""
+    start pending runs in what room is left. Once per dispatch interval, however often runs that end
+    wake the tick: end starved runs, and advance rounds whose callback was lost (late by
+    CALLBACK_GRACE_SECONDS; unless PACORE_RECOVER_STUCK_ROUNDS is off). Those two look at every
+    running run and generating round: a fleet whose runs end hundreds of times a second wakes the tick
+    as often, and they then cost more of the database than starting runs does."""
     rt = runtime(app)
     admit = rt.admission.take if rt.admission is not None else None
     if rt.admission is not None:
@@ -53,19 +57,24 @@ def dispatch_tick(app: Celery) -> int:
     with rt.db.store() as store:
         started = start_runs(store, rt.settings, rt.settings.dispatch_batch, rt.admission)
     sent += publish(app, started)
-    _end_starved_runs(app)
-    stuck: list[int] = []
-    if rt.settings.recover_stuck_rounds:
-        with rt.db.store() as store:
-            stuck = store.stuck_rounds(grace=CALLBACK_GRACE_SECONDS)
+    if time.monotonic() >= rt.checks_due:
+        rt.checks_due = time.monotonic() + rt.settings.dispatch_interval
+        _end_starved_runs(app)
+        if rt.settings.recover_stuck_rounds:
+            _advance_stuck_rounds(app)
+    if sent:
+        log.info("dispatched %d trajectories", sent)
+    return sent
+
+
+def _advance_stuck_rounds(app: Celery) -> None:
+    with runtime(app).db.store() as store:
+        stuck = store.stuck_rounds(grace=CALLBACK_GRACE_SECONDS)
     for round_id in stuck:
         try:  # one round that cannot advance never holds back the others
             advance_and_publish(app, round_id)
         except Exception:
             log.exception("round %d could not advance; the next tick tries again", round_id)
-    if sent:
-        log.info("dispatched %d trajectories", sent)
-    return sent
 
 
 def _publish_unpublished(app: Celery, admit: Callable[[int], bool] | None) -> int:

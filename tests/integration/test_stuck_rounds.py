@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import redis
 from sqlalchemy import text
 
 from pacore.campaigns.submit import submit
 from pacore.core.campaign import CampaignConfig
 from pacore.settings import Settings
 from pacore.store.database import Database
+from scheduler.app import make_app, runtime
 from scheduler.rounds import start_runs
-from scheduler.tasks import CALLBACK_GRACE_SECONDS
+from scheduler.tasks import CALLBACK_GRACE_SECONDS, dispatch_tick
+from tests.fleet import claim_redis_db
 
 
 def started(db: Database, tmp_path: Path, name: str, pool: int | None = None) -> list[int]:
@@ -65,3 +68,34 @@ def test_a_round_drawn_from_a_pool_is_advanced_at_once(database: Database, tmp_p
     # the pool's own round waits for its callback; the round drawn from it has none
     assert stuck(database, CALLBACK_GRACE_SECONDS) == [drawn]
     assert stuck(database, 0) == sorted([pool_round, drawn])
+
+
+def test_a_tick_woken_again_within_the_dispatch_interval_leaves_the_search_for_stuck_rounds_to_a_later_one(
+    database: Database, tmp_path: Path, redis_available: str
+) -> None:
+    """Runs that end wake the tick hundreds of times a second in a busy fleet; the search for stuck
+    rounds (every generating round) runs once per dispatch interval. Real dispatch ticks; an advance
+    publishes the next round to a Redis database of this test's own."""
+    broker = claim_redis_db(redis_available)
+    app = make_app(Settings(dispatch_interval=3600, broker_url=broker), database)
+    try:
+        started(database, tmp_path, "first")
+        finished(database, CALLBACK_GRACE_SECONDS + 1)
+        dispatch_tick(app)  # the first tick searches: round 1 advances, and round 2 is created
+        assert stuck(database, CALLBACK_GRACE_SECONDS) == []
+
+        (second,) = started(database, tmp_path, "second")
+        finished(database, CALLBACK_GRACE_SECONDS + 1)  # the first's round 2, the second's round 1
+        late = stuck(database, CALLBACK_GRACE_SECONDS)
+        assert len(late) == 2 and second in late
+        dispatch_tick(app)  # woken within the interval: no search
+        assert stuck(database, CALLBACK_GRACE_SECONDS) == late
+        runtime(app).checks_due = 0  # the interval is over
+        dispatch_tick(app)
+        assert stuck(database, CALLBACK_GRACE_SECONDS) == []
+        with database.engine.begin() as conn:
+            rows = conn.execute(text("SELECT status FROM round WHERE id = ANY(:ids)"), {"ids": late})
+            assert list(rows.scalars()) == ["done", "done"]
+    finally:
+        app.close()
+        redis.Redis.from_url(broker).flushdb()
