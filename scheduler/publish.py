@@ -4,8 +4,9 @@ Ids only: each header task carries a batch of (trajectory id, attempt) pairs (`p
 A chord of one batch (K <= B, the common case) is its one task with the callback as its link: Celery
 sends a task's links when it succeeds, as a chord sends its callback when its last part succeeds, with
 nothing to count. That leaves out the chord's bookkeeping in the result backend (its size set on
-publish, each part counted and collected on return, its keys deleted), which cost about a third of
-the scheduler's CPU and a fifth of a worker's on this box (issue #16)."""
+publish, each part counted and collected on return, its keys deleted): about a third of the
+scheduler's CPU and a fifth of a worker's in `ops/bench/control_plane.py` at preset low (yappi's CPU
+clock, issue #16)."""
 
 from __future__ import annotations
 
