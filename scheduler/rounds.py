@@ -30,8 +30,8 @@ log = logging.getLogger("pacore.scheduler")
 
 @dataclass(frozen=True)
 class Publish:
-    """A chord to publish after commit: these (trajectory id, attempt) pairs, then complete_round.
-    `waited`: for a round that follows a finished one, how long that one's last trajectory had been
+    """A round to publish after commit: these (trajectory id, attempt) pairs, then complete_round (a
+    chord; a round of one batch is its task with complete_round as its link). `waited`: for a round that follows a finished one, how long that one's last trajectory had been
     finished when it advanced (the round hop so far)."""
 
     round_id: int

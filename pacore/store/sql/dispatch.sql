@@ -57,7 +57,7 @@ SELECT DISTINCT config ->> 'model' FROM campaign WHERE status = 'active';
 SELECT coalesce((SELECT published_at FROM trajectory WHERE id = :head), CASE WHEN :empty THEN now() END);
 
 -- name: stuck_rounds
--- Rounds still generating whose trajectories have all finished: their advance was lost (optionally of one campaign). A round that generated its own trajectories has a chord whose callback advances it as the last one finishes: it counts as stuck once that was :grace seconds ago (a tick that raced every callback would win a third of the advances, each callback then waiting on its round's row). A round of trajectories drawn from a pool has no chord: the tick advances it at once.
+-- Rounds still generating whose trajectories have all finished: their advance was lost (optionally of one campaign). A round that generated its own trajectories has a chord (of one batch: a task with a linked callback) whose callback advances it as the last one finishes: it counts as stuck once that was :grace seconds ago (a tick that raced every callback would win a third of the advances, each callback then waiting on its round's row). A round of trajectories drawn from a pool has no chord: the tick advances it at once.
 SELECT r.id FROM round r JOIN run ON run.id = r.run_id
 WHERE r.status = 'generating'
   AND NOT EXISTS (SELECT 1 FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id
