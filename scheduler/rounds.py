@@ -31,8 +31,9 @@ log = logging.getLogger("pacore.scheduler")
 @dataclass(frozen=True)
 class Publish:
     """A round to publish after commit: these (trajectory id, attempt) pairs, then complete_round (a
-    chord; a round of one batch is its task with complete_round as its link). `waited`: for a round that follows a finished one, how long that one's last trajectory had been
-    finished when it advanced (the round hop so far)."""
+    chord; a round of one batch is its task with complete_round as its link). `waited`: for a round
+    that follows a finished one, how long that one's last trajectory had been finished when it
+    advanced (the round hop so far)."""
 
     round_id: int
     model: str

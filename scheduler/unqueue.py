@@ -6,9 +6,10 @@ A queue is a Redis list per priority (kombu's Redis transport); each message is 
 body holds the task's arguments: a batch of (trajectory id, attempt) pairs for `pacore.generate_batch`,
 one pair for `pacore.generate`. A message goes when every trajectory it carries is one of those given
 (a batch holds one round's trajectories, so they go together), with its chord's keys in the result
-backend (that chord will never complete; a round of one batch, a task with a linked callback, has none). A message a worker has taken already
-is not in the list: its claim finds the trajectory cancelled (or gone) and the worker moves on. With the
-database as broker (no Redis), nothing is taken out: those workers find nothing to claim, as above.
+backend (that chord will never complete; a round of one batch, a task with a linked callback, has
+none). A message a worker has taken already is not in the list: its claim finds the trajectory
+cancelled (or gone) and the worker moves on. With the database as broker (no Redis), nothing is taken
+out: those workers find nothing to claim, as above.
 """
 
 from __future__ import annotations
