@@ -1,6 +1,7 @@
 """A batch's claim takes its first blocks from its run's free grant; when the run needs a grant, the
 grant goes in a short transaction of its own (it locks the campaign's row until it commits), then the
-blocks; a campaign without a budget grants without its row, inside the claim's own transaction. On real PostgreSQL; the expected counters are worked by hand from the block and grant sizes."""
+blocks; a campaign without a budget grants without its row, inside the claim's own transaction. On
+real PostgreSQL; the expected counters are worked by hand from the block and grant sizes."""
 
 from __future__ import annotations
 
