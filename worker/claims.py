@@ -100,11 +100,7 @@ def claim_batch(
     # which every grant and run end of the campaign waits for until the transaction that took it commits:
     # it is taken in a short transaction of its own, not in the batch's claim, then the blocks in another.
     short = [(c, want) for c in claims if c is not None and c.reserved == 0 and (want := _want(c, block)) > 0]
-    needs: dict[tuple[int, int], int] = {}
-    for c, want in short:
-        key = (c.holder.run_id, c.holder.campaign_id)
-        needs[key] = needs.get(key, 0) + want
-    for (run_id, campaign_id), need in needs.items():
+    for (run_id, campaign_id), need in _needs(short).items():
         with db.store() as store:
             budgets.grant_ahead(store, run_id, campaign_id, need, grant)
     if not short:
@@ -163,18 +159,22 @@ def _grant_unbudgeted(store: Store, rows: list[Claimable | None], block: int, gr
     grant writes the run's row alone, which the claim's blocks lock next anyway. Returns the runs asked.
     (A budget set since the claim read it makes the grant lock the campaign's row in this transaction,
     after the trajectories and the run, in the order every transaction takes them.)"""
-    needs: dict[tuple[int, int], int] = {}
-    free: dict[int, int] = {}
-    for row in rows:
-        if row is None or not row.unbudgeted or row.held > 0 or (want := _want(row.claim, block)) == 0:
-            continue
-        key = (row.claim.holder.run_id, row.claim.holder.campaign_id)
-        needs[key] = needs.get(key, 0) + want
-        free[key[0]] = row.free_grant
+    asking = [r for r in rows if r is not None and r.unbudgeted and r.held == 0]
+    free = {r.claim.holder.run_id: r.free_grant for r in asking}
+    needs = _needs([(r.claim, want) for r in asking if (want := _want(r.claim, block)) > 0])
     short = {key: need for key, need in needs.items() if free[key[0]] < need}
     for (run_id, campaign_id), need in short.items():
         budgets.grant_ahead(store, run_id, campaign_id, need, grant)
     return {run_id for run_id, _ in short}
+
+
+def _needs(asks: list[tuple[Claim, int]]) -> dict[tuple[int, int], int]:
+    """The tokens the claims' first blocks ask of each (run, campaign), summed."""
+    needs: dict[tuple[int, int], int] = {}
+    for claim, want in asks:
+        key = (claim.holder.run_id, claim.holder.campaign_id)
+        needs[key] = needs.get(key, 0) + want
+    return needs
 
 
 def _first_blocks(

@@ -24,7 +24,7 @@ class Claimed:
     checkpoint_ids: list[int] | None  # its token ids (None: some chunk has none)
     free_grant: int  # its run's grant not used or reserved, as read (a hint: a block's statement decides)
     held: int  # tokens the attempt holds (a re-claim after a lost answer: the block it took)
-    unbudgeted: bool = False  # its campaign has no budget, as read: a grant locks no campaign row
+    unbudgeted: bool  # its campaign has no budget, as read: a grant locks no campaign row
 
 
 @dataclass(frozen=True)
