@@ -22,6 +22,7 @@ from pacore.core.vocabulary import RunStatus
 from pacore.settings import Settings
 from pacore.store import budgets
 from pacore.store.base import StoreError
+from pacore.store.counters import PlanCounters
 from pacore.store.store import Store
 from scheduler.admission import Admission
 
@@ -83,7 +84,9 @@ def start_runs(
                 created = (
                     _start_from_pool(store, run)
                     if run.cfg.pool
-                    else [p for p in [next_round(store, settings, run, 1, run.messages, gathered=0)] if p]
+                    else [
+                        p for p in [next_round(store, settings, run, 1, run.messages, 0, row.counters)] if p
+                    ]
                 )
         except StoreError as exc:
             _cannot_start(store, run.run_id, run.campaign_id, f"the database refused it: {exc}")
@@ -151,9 +154,10 @@ def next_round(
     index: int,
     messages: list[dict[str, Any]],
     gathered: int,
+    counters: PlanCounters,
 ) -> Publish | None:
-    """Plan round `index` against the budget left, then create it, or end the run when nothing fits."""
-    counters = store.plan_counters(run.run_id)
+    """Plan round `index` against the budget left (the run's `counters`, read with the round before or
+    with the pending run), then create it, or end the run when nothing fits."""
     estimate = _estimate(counters.mean, run, settings)
     room = budgets.room(counters.run, counters.campaign)
     plan = plan_round(
@@ -175,24 +179,25 @@ def create_round(
     store: Store, run: RunContext, index: int, plan: RoundPlan, messages: list[dict[str, Any]]
 ) -> Publish | None:
     """The round and its K trajectory rows; idempotent on (run, index): None if it already exists."""
-    round_id = store.insert_round(
-        run.run_id, index, plan.k, plan.is_final, plan.max_tokens, messages, plan.reason
-    )
-    if round_id is None:
-        return None
     seeds = [run.cfg.sampling_seed(run.run_id, index, i) for i in range(plan.k)]
-    ids = store.insert_trajectories(run.campaign_id, round_id, seeds)
-    return Publish(round_id, run.cfg.model, [(tid, 1) for tid, _ in ids])
+    created = store.create_round(
+        run.campaign_id, run.run_id, index, plan.is_final, plan.max_tokens, messages, plan.reason, seeds
+    )
+    if created is None:
+        return None
+    return Publish(created.round_id, run.cfg.model, [(tid, 1) for tid, _ in created.trajectories])
 
 
 def advance_round(store: Store, settings: Settings, round_id: int) -> Publish | None:
-    """Advance a round exactly once: the guarded UPDATE decides who wins; the winner asks the pure round
-    decision what follows and applies it (the next round, or the run's end), all in this transaction."""
+    """Advance a round exactly once: the guarded UPDATE decides who wins (and reads the round's outcomes
+    and its run's counters with it); the winner asks the pure round decision what follows and applies it
+    (the next round, or the run's end), all in this transaction: three statements for a round followed
+    by another."""
     won = store.win_round(round_id)
     if won is None:
         return None
     run = RunContext(won.run_id, won.campaign_id, CampaignConfig.model_validate(won.config), won.messages)
-    outcomes = store.round_outcomes(round_id)  # in completion order
+    outcomes = won.outcomes  # in completion order
     pool = won.sample < 0  # a round-1 pool's own run
     next_k = None if won.is_final or pool else run.cfg.schedule[won.index]
     cfg = run.cfg
@@ -202,7 +207,9 @@ def advance_round(store: Store, settings: Settings, round_id: int) -> Publish | 
     if decision.kind == "next_round":
         assert decision.next_messages is not None
         gathered = len(decision.references)
-        follow_up = next_round(store, settings, run, won.index + 1, decision.next_messages, gathered)
+        follow_up = next_round(
+            store, settings, run, won.index + 1, decision.next_messages, gathered, won.counters
+        )
         waited = None if won.waited is None else float(won.waited)
         return None if follow_up is None else replace(follow_up, waited=waited)
     if decision.kind == "fail":

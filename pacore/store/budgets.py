@@ -89,7 +89,7 @@ def _reserve_block(
 
 def room(run: RunTokens, campaign: CampaignTokens) -> int | None:
     """What the run may still spend, at both levels (None: unlimited), from counters read at a round
-    boundary to plan the round (`Store.plan_counters`): an estimate (the blocks enforce the budget), so
+    boundary to plan the round (`PlanCounters`): an estimate (the blocks enforce the budget), so
     the campaign row is read, not locked (it is locked per grant of a budgeted campaign and per run end only)."""
     limits = []
     if run.limit is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from pacore.core.budget import CampaignTokens, RunTokens
 from pacore.store.base import StoreBase
@@ -30,18 +29,6 @@ class PlanCounters:
     run: RunTokens
     campaign: CampaignTokens
     mean: float | None  # the run's mean completion tokens per finished trajectory (None before any)
-
-
-@dataclass(frozen=True)
-class _PlanRow:
-    run_limit: int | None
-    run_granted: int
-    run_used: int
-    run_reserved: int
-    campaign_limit: int | None
-    campaign_used: int
-    campaign_reserved: int
-    mean: Any  # a Decimal, or None
 
 
 class CounterQueries(StoreBase):
@@ -80,14 +67,6 @@ class CounterQueries(StoreBase):
     def return_idle_grant(self, run_id: int) -> int:
         """What a run none of whose trajectories runs gave back to its campaign (0: nothing, or one runs)."""
         return int(self.scalar("return_idle_grant", {"run": run_id}))
-
-    def plan_counters(self, run_id: int) -> PlanCounters:
-        """Without a lock: for estimates only."""
-        row = self.one(_PlanRow, "plan_counters", {"id": run_id})
-        assert row is not None, f"run {run_id} does not exist"
-        run = RunTokens(row.run_limit, row.run_granted, row.run_used, row.run_reserved)
-        campaign = CampaignTokens(row.campaign_limit, row.campaign_used, row.campaign_reserved)
-        return PlanCounters(run, campaign, None if row.mean is None else float(row.mean))
 
     def lock_live_run_tokens(self, run_id: int) -> RunTokens | None:
         """Locked, before a grant of its own; None when the run has ended."""

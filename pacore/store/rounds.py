@@ -7,8 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pacore.core.budget import CampaignTokens, RunTokens
 from pacore.core.compaction import Outcome
 from pacore.store.base import StoreBase
+from pacore.store.counters import PlanCounters
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,14 @@ class PendingRun:
     campaign_id: int
     config: dict[str, Any]
     messages: list[dict[str, Any]]
+    counters: PlanCounters  # what planning its round 1 reads
+
+
+@dataclass(frozen=True)
+class OutcomeRow(Outcome):
+    """An outcome with the id of its trajectory row (`index` is its position in the round)."""
+
+    trajectory_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -31,13 +41,14 @@ class WonRound:
     config: dict[str, Any]  # the campaign's
     messages: list[dict[str, Any]]  # the problem's
     sample: int  # the run's (-1: a round-1 pool's own run)
+    outcomes: list[OutcomeRow]  # in completion order
+    counters: PlanCounters  # what planning the run's next round reads
 
 
 @dataclass(frozen=True)
-class OutcomeRow(Outcome):
-    """An outcome with the id of its trajectory row (`index` is its position in the round)."""
-
-    trajectory_id: int = 0
+class CreatedRound:
+    round_id: int
+    trajectories: list[tuple[int, int]]  # (id, index) of its trajectories, in index order
 
 
 class RoundQueries(StoreBase):
@@ -45,7 +56,8 @@ class RoundQueries(StoreBase):
         return self.scalars("pending_runs_round_robin", {"limit": limit, "after": after})
 
     def lock_pending_runs(self, run_ids: list[int]) -> list[PendingRun]:
-        return self.all(PendingRun, "lock_pending_runs", {"ids": run_ids})
+        rows = self.execute("lock_pending_runs", {"ids": run_ids})
+        return [PendingRun(r.run_id, r.campaign_id, r.config, r.messages, _plan_counters(r)) for r in rows]
 
     def start_run(self, run_id: int) -> None:
         self.execute("start_run", {"id": run_id})
@@ -60,7 +72,8 @@ class RoundQueries(StoreBase):
         messages: list[dict[str, Any]],
         reason: str,
     ) -> int | None:
-        """The new round's id; None when the run has this round already."""
+        """The new round's id (a round without trajectories of its own: one that links a pool's); None when
+        the run has this round already."""
         params = {
             "run": run_id,
             "index": index,
@@ -72,20 +85,36 @@ class RoundQueries(StoreBase):
         }
         return self.scalar("insert_round", params)  # type: ignore[no-any-return]
 
-    def insert_trajectories(
-        self, campaign_id: int, round_id: int, seeds: list[int | None]
-    ) -> list[tuple[int, int]]:
-        """(id, index) of the round's new trajectories, in index order; each is linked to the round at its
-        index."""
+    def create_round(
+        self,
+        campaign_id: int,
+        run_id: int,
+        index: int,
+        is_final: bool,
+        max_tokens: int | None,
+        messages: list[dict[str, Any]],
+        reason: str,
+        seeds: list[int | None],
+    ) -> CreatedRound | None:
+        """A new round with its len(seeds) trajectories, each linked to the round at its index; None when
+        the run has this round already."""
+        assert seeds, "a round has at least one trajectory"
         params = {
             "campaign": campaign_id,
-            "round": round_id,
+            "run": run_id,
+            "index": index,
+            "k": len(seeds),
+            "final": is_final,
+            "max_tokens": max_tokens,
+            "messages": json.dumps(messages),
+            "reason": reason,
             "last": len(seeds) - 1,
             "seeds": json.dumps(seeds),
         }
-        return sorted(
-            ((int(i), int(x)) for i, x in self.execute("insert_trajectories", params)), key=lambda r: r[1]
-        )
+        rows = self.execute("create_round", params).fetchall()
+        if not rows:
+            return None
+        return CreatedRound(int(rows[0].round_id), sorted((int(r.id), int(r.index)) for r in rows))
 
     def link_pool_trajectories(self, round_id: int, pool_round_id: int, indices: list[int]) -> None:
         self.execute("link_pool_trajectories", {"round": round_id, "pool": pool_round_id, "indices": indices})
@@ -118,11 +147,23 @@ class RoundQueries(StoreBase):
         return int(self.scalar("own_pool_round", {"run": run_id}))
 
     def win_round(self, round_id: int) -> WonRound | None:
-        return self.one(WonRound, "win_round", {"id": round_id})
-
-    def round_outcomes(self, round_id: int) -> list[OutcomeRow]:
-        """In completion order."""
-        return self.all(OutcomeRow, "round_outcomes", {"id": round_id})
+        """The round, won by this transaction, with its outcomes and its run's counters (one statement);
+        None when it is not finished or another transaction won it."""
+        row = self.execute("win_round", {"id": round_id}).fetchone()
+        if row is None:
+            return None
+        return WonRound(
+            row.run_id,
+            row.index,
+            row.is_final,
+            row.waited,
+            row.campaign_id,
+            row.config,
+            row.messages,
+            row.sample,
+            [OutcomeRow(**o) for o in row.outcomes or []],
+            _plan_counters(row),
+        )
 
     def record_round_decision(
         self,
@@ -145,3 +186,10 @@ class RoundQueries(StoreBase):
 
     def fail_round(self, round_id: int) -> None:
         self.execute("fail_round", {"id": round_id})
+
+
+def _plan_counters(row: Any) -> PlanCounters:
+    """From a row with the planning columns of `win_round` and `lock_pending_runs`."""
+    run = RunTokens(row.run_limit, row.run_granted, row.run_used, row.run_reserved)
+    campaign = CampaignTokens(row.campaign_limit, row.campaign_used, row.campaign_reserved)
+    return PlanCounters(run, campaign, None if row.mean is None else float(row.mean))

@@ -82,7 +82,7 @@ def stale_statistics(db: Database, url: str, tmp_path: Path, analyzed: str, now:
 
 
 def test_planning_a_round_reads_only_its_runs_trajectories(database: Database, database_url: str, tmp_path):
-    run_id, _ = started(database, tmp_path, "planned")
+    run_id, round_id = started(database, tmp_path, "planned")
     stale_statistics(database, database_url, tmp_path, "pending", "done")  # they say: nothing is done
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
@@ -90,7 +90,9 @@ def test_planning_a_round_reads_only_its_runs_trajectories(database: Database, d
             "WHERE r.id = trajectory.round_id AND r.run_id = %s",
             (run_id,),
         )
-    assert explained(database_url, "plan_counters", {"id": run_id}) <= 10  # a few per trajectory of its K=2
+    # winning a round reads what planning the next one needs: the run's mean tokens per done trajectory
+    # (four reads per trajectory of its K=2: unfinished?, when finished, its outcome, the run's mean)
+    assert explained(database_url, "win_round", {"id": round_id}) <= 10
 
 
 def test_winning_a_round_reads_only_its_trajectories(database: Database, database_url: str, tmp_path):
@@ -98,4 +100,4 @@ def test_winning_a_round_reads_only_its_trajectories(database: Database, databas
     stale_statistics(database, database_url, tmp_path, "done", "running")  # they say: nothing is unfinished
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("UPDATE trajectory SET status = 'done' WHERE round_id = %s", (round_id,))
-    assert explained(database_url, "win_round", {"id": round_id}) <= 10  # a few per trajectory of its K=2
+    assert explained(database_url, "win_round", {"id": round_id}) <= 10  # four per trajectory of its K=2

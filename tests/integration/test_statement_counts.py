@@ -42,15 +42,15 @@ EXPECTED = {
     # result, completion order, checkpoint dropped, ledger, run settled; committed on its own, with no
     # BEGIN and COMMIT round trips (a transaction of its own before 2026-12-07)
     "finish and settle": (1, 0, 0),
-    # won with its run's context, outcomes, references with the decision, the plan's counters, the
-    # round, its trajectories linked to it (11 before 2026-12-06: context, references, links and the
-    # plan's three reads apart)
-    "round advance (next round created)": (6, 1, 0),
+    # won with its run's context, outcomes and the plan's counters; references with the decision; the
+    # round with its trajectories linked to it (11 before 2026-12-06: context, references, links and
+    # the plan's three reads apart; 6 before 2026-12-07: outcomes, counters and the round apart)
+    "round advance (next round created)": (3, 1, 0),
     "hand-back": (1, 1, 0),  # fenced off, the next attempt started, the ledger, the run settled
-    # the round's 3 (won with its context, outcomes, references with the decision; 5 before 2026-12-06),
-    # then the run ended with its tokens moved to the campaign, the campaign's progress read and the
-    # campaign ended
-    "round advance (the run's end, the campaign's last)": (6, 1, 0),
+    # the round's 2 (won with its context and outcomes, references with the decision; 5 before
+    # 2026-12-06, 3 before 2026-12-07), then the run ended with its tokens moved to the campaign, the
+    # campaign's progress read and the campaign ended
+    "round advance (the run's end, the campaign's last)": (5, 1, 0),
 }
 
 

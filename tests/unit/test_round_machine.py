@@ -16,7 +16,7 @@ from pacore.core.vocabulary import CampaignStatus
 from pacore.settings import Settings
 from pacore.store.counters import PlanCounters
 from pacore.store.endings import EndingQueries, Progress
-from pacore.store.rounds import OutcomeRow, WonRound
+from pacore.store.rounds import CreatedRound, OutcomeRow, WonRound
 from scheduler.rounds import advance_round
 
 PROBLEM = [{"role": "user", "content": "What is 2+2?"}]
@@ -36,10 +36,10 @@ class MemoryStore:
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
     def win_round(self, round_id: int) -> WonRound | None:
-        return self.won
-
-    def round_outcomes(self, round_id: int) -> list[OutcomeRow]:
-        return self.outcomes
+        if self.won is None:
+            return None
+        counters = PlanCounters(self.run_row, self.campaign_row, 100.0)
+        return replace(self.won, outcomes=self.outcomes, counters=counters)
 
     def record_round_decision(
         self,
@@ -76,19 +76,21 @@ class MemoryStore:
 
     finish_campaign_if_done = EndingQueries.finish_campaign_if_done  # the store's writer, over this memory
 
-    def plan_counters(self, run_id: int) -> PlanCounters:
-        return PlanCounters(self.run_row, self.campaign_row, 100.0)
-
-    def insert_round(
-        self, run_id: int, index: int, k: int, is_final: bool, max_tokens: Any, messages: Any, reason: str
-    ) -> int:
+    def create_round(
+        self,
+        campaign_id: int,
+        run_id: int,
+        index: int,
+        is_final: bool,
+        max_tokens: Any,
+        messages: Any,
+        reason: str,
+        seeds: list[Any],
+    ) -> CreatedRound:
         self.rounds.append(
-            {"index": index, "k": k, "final": is_final, "messages": messages, "reason": reason}
+            {"index": index, "k": len(seeds), "final": is_final, "messages": messages, "reason": reason}
         )
-        return 100 + index
-
-    def insert_trajectories(self, campaign_id: int, round_id: int, seeds: list[Any]) -> list[tuple[int, int]]:
-        return [(1000 + i, i) for i in range(len(seeds))]
+        return CreatedRound(100 + index, [(1000 + i, i) for i in range(len(seeds))])
 
 
 def done(index: int, content: str, tid: int | None = None) -> OutcomeRow:
@@ -105,7 +107,16 @@ def store_for(
     config = {"rounds": rounds, "model": "m", "seed": 42}
     return MemoryStore(
         WonRound(
-            1, round_index, is_final, 0.5, campaign_id=7, config=config, messages=PROBLEM, sample=sample
+            1,
+            round_index,
+            is_final,
+            0.5,
+            campaign_id=7,
+            config=config,
+            messages=PROBLEM,
+            sample=sample,
+            outcomes=[],  # the store's win_round reads them: `outcomes` below
+            counters=PlanCounters(RunTokens(None), CampaignTokens(None), None),  # and these: run_row ...
         ),
         outcomes,
     )

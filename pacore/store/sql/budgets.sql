@@ -1,17 +1,3 @@
--- name: plan_counters
--- What planning a run's next round reads, in one statement and without a lock (a plan only estimates: blocks enforce the budget): the run's and its campaign's token counters, and the run's mean completion tokens per finished trajectory so far (null before any).
-SELECT run.token_limit AS run_limit, run.tokens_granted AS run_granted, run.tokens_used AS run_used,
-       run.tokens_reserved AS run_reserved, c.campaign_budget AS campaign_limit, c.tokens_used AS campaign_used,
-       c.tokens_reserved AS campaign_reserved,
-       -- each of the run's rounds, then its trajectories by their round (OFFSET 0: looked up per round,
-       -- never joined by a scan), their status a filter of the aggregate: planned on stale statistics
-       -- (few done), a join scanned every done trajectory of every campaign
-       (SELECT avg(x.completion_tokens) FILTER (WHERE x.status = 'done') FROM round r
-        CROSS JOIN LATERAL (SELECT t.completion_tokens, t.status FROM trajectory t WHERE t.round_id = r.id
-                            OFFSET 0) x
-        WHERE r.run_id = run.id) AS mean
-FROM run JOIN campaign c ON c.id = run.campaign_id WHERE run.id = :id;
-
 -- name: reserve_block
 -- A running attempt holding :held takes up to :want tokens (at least :minimum) from its run's free grant, in one statement over the trajectory, then the run; returns what it held before (null: it no longer runs the trajectory), what it took, and the run's counters (for a grant when it took nothing).
 WITH mine AS (

@@ -9,8 +9,11 @@ ORDER BY pending.rank, c.id <= :after, c.id
 LIMIT :limit;
 
 -- name: lock_pending_runs
--- Lock those of these runs still pending (skipping runs another scheduler is starting) with what starting them needs.
-SELECT run.id AS run_id, run.campaign_id AS campaign_id, c.config AS config, p.messages AS messages
+-- Lock those of these runs still pending (skipping runs another scheduler is starting) with what starting them needs: what planning their round 1 reads (as win_round; a pending run has no trajectories, so no mean yet).
+SELECT run.id AS run_id, run.campaign_id AS campaign_id, c.config AS config, p.messages AS messages,
+       run.token_limit AS run_limit, run.tokens_granted AS run_granted, run.tokens_used AS run_used,
+       run.tokens_reserved AS run_reserved, c.campaign_budget AS campaign_limit, c.tokens_used AS campaign_used,
+       c.tokens_reserved AS campaign_reserved, NULL::numeric AS mean
 FROM run JOIN problem p ON p.id = run.problem_id JOIN campaign c ON c.id = run.campaign_id
 WHERE run.id = ANY(:ids) AND run.status = 'pending'
 FOR NO KEY UPDATE OF run SKIP LOCKED;
@@ -20,24 +23,31 @@ FOR NO KEY UPDATE OF run SKIP LOCKED;
 UPDATE run SET status = 'running', started_at = now() WHERE id = :id;
 
 -- name: insert_round
--- Create a run's round; idempotent on (run, index): nothing is returned when it exists already.
+-- Create a run's round without trajectories of its own (a round 1 that links a pool's); idempotent on (run, index): nothing is returned when it exists already.
 INSERT INTO round (run_id, index, k, is_final, max_tokens, input_messages, plan_reason)
 VALUES (:run, :index, :k, :final, :max_tokens, CAST(:messages AS json), :reason)
 ON CONFLICT (run_id, index) DO NOTHING
 RETURNING id;
 
--- name: insert_trajectories
--- Create a round's K own trajectories (indexes 0..:last) with their sampling seeds (a JSON list; null entries for none), and link each to the round at its index, in one statement.
-WITH created AS (
+-- name: create_round
+-- Create a run's round with its K own trajectories (indexes 0..:last, with their sampling seeds: a JSON list, null entries for none), each linked to the round at its index, in one statement; idempotent on (run, index): nothing is returned when the round exists already. Returns the round's id with each trajectory's id and index.
+WITH new_round AS (
+  INSERT INTO round (run_id, index, k, is_final, max_tokens, input_messages, plan_reason)
+  VALUES (:run, :index, :k, :final, :max_tokens, CAST(:messages AS json), :reason)
+  ON CONFLICT (run_id, index) DO NOTHING
+  RETURNING id
+),
+created AS (
   INSERT INTO trajectory (campaign_id, round_id, index, sampling_seed)
-  SELECT :campaign, :round, i, (CAST(:seeds AS jsonb) ->> i)::bigint FROM generate_series(0, :last) AS i
+  SELECT :campaign, new_round.id, i, (CAST(:seeds AS jsonb) ->> i)::bigint
+  FROM new_round, generate_series(0, :last) AS i
   ORDER BY i
-  RETURNING id, index
+  RETURNING round_id, id, index
 ),
 linked AS (
-  INSERT INTO round_trajectory (round_id, position, trajectory_id) SELECT :round, index, id FROM created
+  INSERT INTO round_trajectory (round_id, position, trajectory_id) SELECT round_id, index, id FROM created
 )
-SELECT id, index FROM created;
+SELECT round_id, id, index FROM created;
 
 -- name: link_pool_trajectories
 -- A round uses trajectories of a pool round: the pool indexes :indices, at positions 0, 1, ... in that (sample) order.
@@ -72,7 +82,7 @@ JOIN round r ON r.run_id = pr.id AND r.index = 1
 WHERE pr.sample = -1;
 
 -- name: win_round
--- Advance a round exactly once: the guarded update wins only while the round is generating and nothing of it is unfinished; returns how long its last trajectory has been finished (the round hop so far) and what deciding its run's next step needs: its campaign and settings, the problem's messages, its sample.
+-- Advance a round exactly once, in one statement: the guarded update wins only while the round is generating and nothing of it is unfinished. Returns what deciding its run's next step needs: how long its last trajectory has been finished (the round hop so far), its campaign and settings, the problem's messages, its sample; its outcomes in completion order (by finish_seq; a round drawn from a pool in its sample (position) order; rows finished before finish_seq existed by position); and what planning the run's next round reads, without a lock (a plan only estimates: blocks enforce the budget): the run's and its campaign's token counters, and the run's mean completion tokens per finished trajectory so far.
 UPDATE round SET status = 'done', finished_at = now()
 FROM run JOIN problem p ON p.id = run.problem_id JOIN campaign c ON c.id = run.campaign_id
 WHERE round.id = :id AND round.status = 'generating' AND run.id = round.run_id
@@ -83,15 +93,22 @@ WHERE round.id = :id AND round.status = 'generating' AND run.id = round.run_id
 RETURNING round.run_id AS run_id, round.index AS index, round.is_final AS is_final,
           (SELECT extract(epoch FROM clock_timestamp() - max(t.finished_at)) FROM round_trajectory rt
            JOIN trajectory t ON t.id = rt.trajectory_id WHERE rt.round_id = :id) AS waited,
-          run.campaign_id AS campaign_id, c.config AS config, p.messages AS messages, run.sample AS sample;
-
--- name: round_outcomes
--- A round's outcomes in completion order: by finish_seq; a round drawn from a pool in its sample (position) order; rows finished before finish_seq existed by position.
-SELECT rt.position AS index, t.id AS trajectory_id, t.status AS status, t.content AS content,
-       t.reasoning AS reasoning, t.finish_reason AS finish_reason
-FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id
-WHERE rt.round_id = :id
-ORDER BY CASE WHEN t.round_id = rt.round_id THEN t.finish_seq END NULLS LAST, rt.position;
+          run.campaign_id AS campaign_id, c.config AS config, p.messages AS messages, run.sample AS sample,
+          (SELECT json_agg(json_build_object('index', rt.position, 'trajectory_id', t.id, 'status', t.status,
+                                             'content', t.content, 'reasoning', t.reasoning,
+                                             'finish_reason', t.finish_reason)
+                           ORDER BY CASE WHEN t.round_id = rt.round_id THEN t.finish_seq END NULLS LAST, rt.position)
+           FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id WHERE rt.round_id = :id) AS outcomes,
+          run.token_limit AS run_limit, run.tokens_granted AS run_granted, run.tokens_used AS run_used,
+          run.tokens_reserved AS run_reserved, c.campaign_budget AS campaign_limit, c.tokens_used AS campaign_used,
+          c.tokens_reserved AS campaign_reserved,
+          -- each of the run's rounds, then its trajectories by their round (OFFSET 0: looked up per round,
+          -- never joined by a scan), their status a filter of the aggregate: planned on stale statistics
+          -- (few done), a join scanned every done trajectory of every campaign
+          (SELECT avg(x.completion_tokens) FILTER (WHERE x.status = 'done') FROM round r
+           CROSS JOIN LATERAL (SELECT t.completion_tokens, t.status FROM trajectory t WHERE t.round_id = r.id
+                               OFFSET 0) x
+           WHERE r.run_id = run.id) AS mean;
 
 -- name: record_round_decision
 -- Store how a round advanced, in one statement: the reference each of its trajectories gives the next round (null: none), its official response order, its completion order and the decision.
