@@ -17,7 +17,8 @@ is chunked, sized by Content-Length or ended by the server's close, and its line
   the request went out), the request is sent once more on a new connection: the server had not
   read it.
 - **Timeouts.** `connect_timeout` to connect, `timeout` for every wait on the server after that
-  (sending, and each read): a server silent that long is a `Timeout`. Waiting for a free connection
+  (the head, then each chunk of the body, each read whole within it): a server silent that long is a
+  `Timeout`. One timeout per piece, not per line: each costs the loop a timer. Waiting for a free connection
   has no timeout of its own: the pool is sized to the process's generations.
 - **Errors.** `ConnectError` (nothing listening, refused, no route, name not found), `Timeout`,
   `ReadError` (the connection broke or the answer is not HTTP); all are `HTTPError`.
@@ -37,7 +38,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-MAX_LINE = 64 * 1024  # a status, header or chunk-size line longer than this is not HTTP we accept
+MAX_LINE = (
+    64 * 1024
+)  # a head (status line and headers) or chunk-size line longer than this is not HTTP we accept
 
 
 class HTTPError(Exception):
@@ -117,19 +120,23 @@ class Response:
         self.complete = True
 
     async def _chunked(self) -> AsyncIterator[bytes]:
-        read, reader, timeout = self.client.read, self.conn.reader, self.timeout
-        while True:
-            line = await read(reader.readuntil(b"\r\n"), timeout)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise ReadError(f"a chunk size that is not hexadecimal: {line[:80]!r}") from None
-            if size == 0:
-                while (await read(reader.readuntil(b"\r\n"), timeout)) != b"\r\n":  # trailers, then the end
-                    pass
-                return
-            data = await read(reader.readexactly(size + 2), timeout)
-            yield data[:-2]
+        while (data := await self.client.read(self._chunk(), self.timeout)) is not None:
+            yield data
+
+    async def _chunk(self) -> bytes | None:
+        """The next chunk's data (its size line, data and end read within one timeout); None after the
+        last chunk and the trailers."""
+        reader = self.conn.reader
+        line = await reader.readuntil(b"\r\n")
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise ReadError(f"a chunk size that is not hexadecimal: {line[:80]!r}") from None
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, then the end
+                pass
+            return None
+        return (await reader.readexactly(size + 2))[:-2]
 
     async def _sized(self) -> AsyncIterator[bytes]:
         left = self.length or 0
@@ -209,7 +216,7 @@ class AsyncClient:
                 f"the server closed the connection mid-answer ({len(exc.partial)} bytes)"
             ) from exc
         except asyncio.LimitOverrunError:
-            raise ReadError(f"a line longer than {MAX_LINE} bytes: not an HTTP answer") from None
+            raise ReadError(f"a head or line longer than {MAX_LINE} bytes: not an HTTP answer") from None
         except (OSError, ssl.SSLError) as exc:
             raise ReadError(f"{type(exc).__name__}: {exc}") from exc
 
@@ -280,9 +287,9 @@ class AsyncClient:
         return _Connection(reader, writer)
 
     async def _head(self, conn: _Connection, timeout: float) -> Response:
-        reader = conn.reader
+        """The status line and headers, read at once (one timeout, not one per line)."""
         try:
-            status_line = await self.read(reader.readuntil(b"\r\n"), timeout)
+            head = await self.read(conn.reader.readuntil(b"\r\n\r\n"), timeout)
         except ReadError as exc:
             cause = exc.__cause__
             if isinstance(cause, ConnectionError) or (
@@ -290,7 +297,8 @@ class AsyncClient:
             ):
                 raise _NoAnswer(f"the server closed the connection without an answer ({exc})") from cause
             raise
-        version, _, rest = status_line.decode("latin-1").partition(" ")
+        status_line, *lines = head[:-4].decode("latin-1").split("\r\n")
+        version, _, rest = status_line.partition(" ")
         if not version.startswith("HTTP/1."):
             raise ReadError(f"the server's answer is not HTTP/1.x: {status_line[:80]!r}")
         try:
@@ -298,8 +306,8 @@ class AsyncClient:
         except ValueError:
             raise ReadError(f"a status line without a status: {status_line[:80]!r}") from None
         headers: dict[str, str] = {}
-        while (line := await self.read(reader.readuntil(b"\r\n"), timeout)) != b"\r\n":
-            name, sep, value = line.decode("latin-1").partition(":")
+        for line in lines:
+            name, sep, value = line.partition(":")
             if not sep:
                 raise ReadError(f"a header line without a colon: {line[:80]!r}")
             headers[name.strip().lower()] = value.strip()
