@@ -122,6 +122,7 @@ class FakeEngine:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as vLLM's server: each chunk leaves at once, no delayed-ACK wait
 
             def log_message(self, *args: object) -> None:
                 pass
