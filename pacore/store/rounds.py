@@ -24,7 +24,9 @@ class PendingRun:
 
 @dataclass(frozen=True)
 class OutcomeRow(Outcome):
-    """An outcome with the id of its trajectory row (`index` is its position in the round)."""
+    """An outcome with the id of its trajectory row (`index` is its position in the round). A won round's
+    outcomes carry their reasoning only when they have no content (`win_round`): a reference uses it then
+    only, under pass_truncated."""
 
     trajectory_id: int = 0
 

@@ -517,3 +517,37 @@ def test_the_statements_do_what_the_budget_arithmetic_says(database, tmp_path, s
         elif op == "end run" and both.idle(run_id):
             both.end_run(run_id)
         both.check(f"step {step} ({op})")
+
+
+def test_a_round_is_won_once_with_its_outcomes_in_completion_order_and_reasoning_only_without_content(
+    database, tmp_path
+) -> None:
+    path = tmp_path / "won.jsonl"
+    path.write_text('{"id": "p", "problem": "P"}\n')
+    submit(database, path, "won", CampaignConfig(rounds=[2, 1], model="m", pass_truncated=True))
+    with database.store() as store:
+        (publish,) = start_runs(store, Settings(), 10)
+    (first, _), (second, _) = publish.trajectories
+    finished = (
+        "UPDATE trajectory SET status = 'done', content = :content, reasoning = :reasoning, "
+        "finish_reason = :why, finish_seq = :seq, completion_tokens = :n, finished_at = now() WHERE id = :id"
+    )
+    with database.engine.begin() as session:  # the second finished first; the first was cut in its reasoning
+        session.execute(
+            text(finished),
+            {"id": second, "content": " C", "reasoning": "long", "why": "stop", "seq": 1, "n": 7},
+        )
+        session.execute(
+            text(finished),
+            {"id": first, "content": "", "reasoning": "cut", "why": "length", "seq": 2, "n": 9},
+        )
+    with database.store() as store:
+        won = store.win_round(publish.round_id)
+    assert won is not None and won.index == 1 and not won.is_final
+    assert [(o.trajectory_id, o.index, o.content, o.reasoning, o.finish_reason) for o in won.outcomes] == [
+        (second, 1, " C", None, "stop"),
+        (first, 0, "", "cut", "length"),
+    ]
+    assert won.counters.mean == 8.0  # what planning the next round estimates a trajectory at: (7 + 9) / 2
+    with database.store() as store:
+        assert store.win_round(publish.round_id) is None  # won once

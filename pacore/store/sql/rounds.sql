@@ -82,7 +82,7 @@ JOIN round r ON r.run_id = pr.id AND r.index = 1
 WHERE pr.sample = -1;
 
 -- name: win_round
--- Advance a round exactly once, in one statement: the guarded update wins only while the round is generating and nothing of it is unfinished. Returns what deciding its run's next step needs: how long its last trajectory has been finished (the round hop so far), its campaign and settings, the problem's messages, its sample; its outcomes in completion order (by finish_seq; a round drawn from a pool in its sample (position) order; rows finished before finish_seq existed by position); and what planning the run's next round reads, without a lock (a plan only estimates: blocks enforce the budget): the run's and its campaign's token counters, and the run's mean completion tokens per finished trajectory so far.
+-- Advance a round exactly once, in one statement: the guarded update wins only while the round is generating and nothing of it is unfinished. Returns what deciding its run's next step needs: how long its last trajectory has been finished (the round hop so far), its campaign and settings, the problem's messages, its sample; its outcomes in completion order, each one's reasoning only when it has no content (by finish_seq; a round drawn from a pool in its sample (position) order; rows finished before finish_seq existed by position); and what planning the run's next round reads, without a lock (a plan only estimates: blocks enforce the budget): the run's and its campaign's token counters, and the run's mean completion tokens per finished trajectory so far.
 UPDATE round SET status = 'done', finished_at = now()
 FROM run JOIN problem p ON p.id = run.problem_id JOIN campaign c ON c.id = run.campaign_id
 WHERE round.id = :id AND round.status = 'generating' AND run.id = round.run_id
@@ -94,8 +94,11 @@ RETURNING round.run_id AS run_id, round.index AS index, round.is_final AS is_fin
           (SELECT extract(epoch FROM clock_timestamp() - max(t.finished_at)) FROM round_trajectory rt
            JOIN trajectory t ON t.id = rt.trajectory_id WHERE rt.round_id = :id) AS waited,
           run.campaign_id AS campaign_id, c.config AS config, p.messages AS messages, run.sample AS sample,
+          -- a trajectory's reasoning only when it has no content: only then may a reference use it
+          -- (pass_truncated), and it is most of a trajectory's text (megabytes a round at the paper's scale)
           (SELECT json_agg(json_build_object('index', rt.position, 'trajectory_id', t.id, 'status', t.status,
-                                             'content', t.content, 'reasoning', t.reasoning,
+                                             'content', t.content,
+                                             'reasoning', CASE WHEN coalesce(t.content, '') = '' THEN t.reasoning END,
                                              'finish_reason', t.finish_reason)
                            ORDER BY CASE WHEN t.round_id = rt.round_id THEN t.finish_seq END NULLS LAST, rt.position)
            FROM round_trajectory rt JOIN trajectory t ON t.id = rt.trajectory_id WHERE rt.round_id = :id) AS outcomes,
