@@ -18,8 +18,8 @@ is chunked, sized by Content-Length or ended by the server's close, and its line
   read it.
 - **Timeouts.** `connect_timeout` to connect, `timeout` for every wait on the server after that
   (the head, then each chunk of the body, each read whole within it): a server silent that long is a
-  `Timeout`. One timeout per piece, not per line: each costs the loop a timer. Waiting for a free connection
-  has no timeout of its own: the pool is sized to the process's generations.
+  `Timeout`. One timeout per piece, not per line: each costs the loop a timer. Waiting for a free
+  connection has no timeout of its own: the pool is sized to the process's generations.
 - **Errors.** `ConnectError` (nothing listening, refused, no route, name not found), `Timeout`,
   `ReadError` (the connection broke or the answer is not HTTP); all are `HTTPError`.
 - **Credentials.** `user:password@` in the URL is sent as basic authentication, else the `headers`
@@ -38,9 +38,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-MAX_LINE = (
-    64 * 1024
-)  # a head (status line and headers) or chunk-size line longer than this is not HTTP we accept
+# A head (status line and headers) or chunk-size line longer than this is not HTTP we accept.
+MAX_LINE = 64 * 1024
 
 
 class HTTPError(Exception):
