@@ -118,20 +118,13 @@ class Checkpoints:
             self.live[recorder.trajectory_id] = recorder
         return recorder
 
-    def close(self, recorder: Recorder, wait: bool = True) -> bool:
-        """No flush writes for the recorder once this returns True. It waits for a flush under way: the
+    def close(self, recorder: Recorder) -> None:
+        """No flush writes for the recorder once this returns. It waits for a flush under way: the
         statement that then writes the trajectory's result deletes its chunks, and would not see rows a
-        flush committed after that statement began (a checkpoint left behind). With `wait` False it
-        returns False at once instead (the event loop must not wait on the database)."""
-        if not self.flushing.acquire(blocking=wait):
-            return False
-        try:
-            with self.lock:
-                if self.live.get(recorder.trajectory_id) is recorder:
-                    del self.live[recorder.trajectory_id]
-        finally:
-            self.flushing.release()
-        return True
+        flush committed after that statement began (a checkpoint left behind)."""
+        with self.flushing, self.lock:
+            if self.live.get(recorder.trajectory_id) is recorder:
+                del self.live[recorder.trajectory_id]
 
     def restart(self, db: Database, recorder: Recorder) -> None:
         """Start the recorder's attempt afresh: its checkpoint rows go, its text becomes waste."""

@@ -218,29 +218,6 @@ def finish(
 ) -> bool:
     """Write the outcome, fenced by attempt, and settle the attempt's tokens exactly once. A failure
     is followed by another attempt (afresh: its tokens are all waste) until `max_attempts` failed."""
-    outcome = outcome_row(claim, worker_id, result, error, spent, max_attempts)
-    if isinstance(outcome, Again):
-        return _again(db, claim, worker_id, outcome.spent, Outcome.FAILED, outcome.note, discard=True)
-    return written(claim, db.finish(outcome))
-
-
-@dataclass(frozen=True)
-class Again:
-    """A failed attempt that another follows (`outcome_row`): fenced off and pending again, not a result."""
-
-    spent: Spent
-    note: str
-
-
-def outcome_row(
-    claim: Claim,
-    worker_id: str,
-    result: GenerationResult | None,
-    error: str | None,
-    spent: Spent | None = None,
-    max_attempts: int = 1,
-) -> Result | Again:
-    """What `finish` writes: the attempt's result row (done, or failed for good), or Again."""
     spent = spent or Spent(
         result.completion_tokens if result else 0, 0, result.prompt_tokens if result else 0
     )
@@ -248,28 +225,27 @@ def outcome_row(
     error = "; ".join(e for e in (error, spent.note) if e) or None
     wasted = spent.wasted if result else spent.tokens
     if result is None and after_failed_attempt(claim.failed_before, max_attempts) == "again":
-        return Again(spent, f"attempt {claim.failed_before + 1} of {max_attempts} failed: {error}")
-    return Result(
-        claim.trajectory_id,
-        claim.attempt,
-        claim.holder.run_id,
-        worker_id,
-        status=str(status),
-        content=result.content if result else None,
-        reasoning=result.reasoning if result else None,
-        finish=result.finish_reason if result else None,
-        prompt=result.prompt_tokens if result else None,
-        completion=result.completion_tokens if result else None,
-        error=error,
-        spent=spent.tokens,
-        wasted=wasted,
-        spent_prompt=spent.prompt,
-        retries=spent.retries,
+        note = f"attempt {claim.failed_before + 1} of {max_attempts} failed: {error}"
+        return _again(db, claim, worker_id, spent, Outcome.FAILED, note, discard=True)
+    finished = db.finish(
+        Result(
+            claim.trajectory_id,
+            claim.attempt,
+            claim.holder.run_id,
+            worker_id,
+            status=str(status),
+            content=result.content if result else None,
+            reasoning=result.reasoning if result else None,
+            finish=result.finish_reason if result else None,
+            prompt=result.prompt_tokens if result else None,
+            completion=result.completion_tokens if result else None,
+            error=error,
+            spent=spent.tokens,
+            wasted=wasted,
+            spent_prompt=spent.prompt,
+            retries=spent.retries,
+        )
     )
-
-
-def written(claim: Claim, finished: Finished) -> bool:
-    """Whether a result row was written (False: the attempt was fenced off first); an overrun is logged."""
     if finished.overrun:
         _log_overrun(claim, finished.overrun)
     return finished.written

@@ -10,12 +10,11 @@ turn with a closed think block (vllm-project/vllm#28089).
 
 The HTTP client does no retrying of its own, so that retry policy lives in one place (tenacity at the
 task edge). Every generation of a process streams on the process's one event loop (`worker.loop`), over
-one asyncio connection pool: the worker's generations are coroutines on it (`agenerate`); `generate`
-is the same for a thread, which waits. The per-chunk guard runs on the loop when it says it will not
-wait, else on a guard thread (it reserves budget in PostgreSQL). A stream that sends nothing at all (a
-hung engine: no headers, or headers then silence) never reaches the guard, so another thread can `cut`
-it, by the key its caller gave, while it waits on the engine (the worker's watchdog does, for cancel,
-drain, a lost engine and the first-token and idle timeouts). Health checks and model lists go through a small blocking client of their own: a
+one asyncio connection pool; the Celery thread that asked waits for it. The per-chunk guard runs on the
+loop when it says it will not wait, else on a guard thread (it reserves budget in PostgreSQL). A stream that sends nothing at all (a hung engine: no
+headers, or headers then silence) never reaches the guard, so another thread can `cut` it while it
+waits on the engine (the worker's watchdog does, for cancel, drain, a lost engine and the first-token
+and idle timeouts). Health checks and model lists go through a small blocking client of their own: a
 pool full of waiting streams never delays them.
 """
 
@@ -306,34 +305,33 @@ AsyncGuard = Callable[[str, int, "list[int] | None"], Awaitable[bool]]
 
 
 class _Call:
-    """One generation on the event loop, as the watchdog may cut it (by its `key`): only while it waits
-    on the engine (it is in `cuttable`), never while its guard runs on a guard thread (which would go
-    on alone)."""
+    """One generation on the event loop, as the watchdog may cut it: only while it waits on the engine
+    (its task is in `cuttable`), never while its guard runs (the guard's thread would go on alone)."""
 
     def __init__(
         self,
         looper: LoopThread,
         guard: Guard | None,
         may_block: MayBlock | None,
-        key: int,
+        thread: int,
         cuttable: dict[int, _Call],
     ) -> None:
         self.looper, self.guard, self.may_block = looper, guard, may_block
-        self.key, self.cuttable = key, cuttable
+        self.thread, self.cuttable = thread, cuttable
         self.task = asyncio.current_task()
         self.was_cut = False
-        cuttable[key] = self
+        cuttable[thread] = self
 
     async def ask(self, raw: str, streamed: int, ids: list[int] | None) -> bool:
         if self.guard is None:
             return True
         if self.may_block is not None and not self.may_block(streamed):
             return self.guard(raw, streamed, ids)  # nothing in it waits: on the loop, no thread hop
-        del self.cuttable[self.key]
+        del self.cuttable[self.thread]
         try:
             return await self.looper.guarded(self.guard, raw, streamed, ids)
         finally:
-            self.cuttable[self.key] = self
+            self.cuttable[self.thread] = self
 
     def cut(self) -> None:
         self.was_cut = True
@@ -349,7 +347,7 @@ class _Call:
         )
 
     def end(self) -> None:
-        self.cuttable.pop(self.key, None)
+        self.cuttable.pop(self.thread, None)
 
 
 class OpenAIEngine:
@@ -374,7 +372,7 @@ class OpenAIEngine:
         # the generations' loop, with a guard thread per connection: guards waiting on the database
         # (an outage) never hold up another stream's guard
         self.looper = LoopThread("engine-loop", guard_threads=pool)
-        self._cuttable: dict[int, _Call] = {}  # a generation's key -> its call, while it waits on the engine
+        self._cuttable: dict[int, _Call] = {}  # generating thread -> its call, while it waits on the engine
         # the generations' client: a lean one (worker.lean_http), as httpx's asyncio path cost more CPU per
         # request than all of a trajectory's database work
         self.client = lean_http.AsyncClient(
@@ -382,18 +380,13 @@ class OpenAIEngine:
         )
         self.control = httpx.Client(base_url=self.base_url, headers=headers, timeout=10.0)
 
-    def cut(self, key: int, before: Callable[[], None] | None = None) -> bool:
-        """Cut the stream of the generation `key` (its `agenerate` key, or the thread that called
-        `generate`), calling `before` on the loop just before (so that the generation, which runs on the
-        loop, sees what it recorded when the cut reaches it); False: it is not waiting on the engine
-        just now."""
+    def cut(self, thread: int) -> bool:
+        """Cut the stream `thread` is waiting on (False: it is not waiting on the engine just now)."""
 
         async def cut() -> bool:
-            call = self._cuttable.get(key)
+            call = self._cuttable.get(thread)
             if call is None:
                 return False
-            if before is not None:
-                before()
             call.cut()
             return True
 
@@ -428,19 +421,12 @@ class OpenAIEngine:
         self, request: GenerationRequest, guard: Guard | None = None, may_block: MayBlock | None = None
     ) -> GenerationResult:
         """Stream on the event loop; the calling thread waits (the watchdog cuts by its id)."""
-        return self.looper.call(self.agenerate(request, guard, may_block, threading.get_ident()))
+        return self.looper.call(self._generate(request, guard, may_block, threading.get_ident()))
 
-    async def agenerate(
-        self,
-        request: GenerationRequest,
-        guard: Guard | None = None,
-        may_block: MayBlock | None = None,
-        key: int | None = None,
+    async def _generate(
+        self, request: GenerationRequest, guard: Guard | None, may_block: MayBlock | None, thread: int
     ) -> GenerationResult:
-        """Stream, as a coroutine on this engine's loop (`looper`); `cut(key)` cuts it while it waits on
-        the engine (default key: the coroutine's task)."""
-        key = id(asyncio.current_task()) if key is None else key
-        call = _Call(self.looper, guard, may_block, key, self._cuttable)
+        call = _Call(self.looper, guard, may_block, thread, self._cuttable)
         try:
             return await self._generate_call(request, call)
         except asyncio.CancelledError:  # cut before the stream began (tokenizing a continuation)

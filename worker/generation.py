@@ -2,24 +2,20 @@
 left, if any) in segments that never ask for more than the attempt holds (`pacore.core.segments`),
 reserve the next block as the stream nears the end of what is held, checkpoint the text and its token
 ids, retry transient engine faults with tenacity, give the trajectory back when the worker drains or its
-engine dies, and account for every token the attempt cost.
-
-An attempt is a coroutine on the worker's event loop (`Node.looper`), beside every other generation of
-the process: no thread of its own. What may wait (a block reserved in PostgreSQL, a checkpoint written,
-the engine's /health asked after a failure, an engine with no asynchronous door) runs on one of the
-node's threads (`Node.offload`) and is awaited."""
+engine dies, and account for every token the attempt cost."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from tenacity import (
-    AsyncRetrying,
     RetryCallState,
+    Retrying,
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
@@ -37,8 +33,8 @@ from pacore.store import budgets
 from pacore.store.database import Database
 from worker.checkpoint import Recorder
 from worker.claims import Claim, Spent
-from worker.engine import CannotContinue, EngineError, GenerationRequest, GenerationResult, HandBack
-from worker.node import Cut, Node
+from worker.engine import CannotContinue, EngineError, GenerationResult, HandBack
+from worker.node import Node
 
 log = logging.getLogger("pacore.worker")
 
@@ -156,15 +152,14 @@ class Generation:
         self.prompt_spent = 0  # prompt tokens of every request that completed (continuations included)
         self.first_prompt: int | None = None  # the problem's own prompt tokens
         self.whole = False  # the engine cannot continue a segment: hold the whole max_tokens up front
-        # The watchdog's view: the key the engine knows this generation's request by, whether a request
-        # is open, when its last line and its last token came, and why the watchdog cut it (how: "hand
-        # back" or "timeout").
-        self.key = id(self)
-        self.loop = asyncio.get_running_loop()
+        # The watchdog's view: the thread that generates, whether a request is open, when its last line
+        # and its last token came, and why the watchdog cut it (how: "hand back" or "timeout").
+        self.thread = threading.get_ident()
         self.requesting = False
         self.last_line = self.last_token = 0.0
-        self.cut: tuple[str, str] | None = None  # set on the loop, as the cut is made
-        self.primed: asyncio.Event | None = None  # set at the first token (see `generate`)
+        self.cut: tuple[str, str] | None = None
+        self.cut_lock = threading.Lock()
+        self.primed: threading.Event | None = None  # set at the first token (see `generate`)
 
     def where(self) -> dict[str, object]:
         h = self.claim.holder
@@ -181,9 +176,8 @@ class Generation:
         self.try_lines += 1  # the engine asks before it sends the request: that call is line 0
         if streamed > self.try_streamed:
             self.last_token = self.last_line
-            if self.primed is not None:  # the guard may run on a thread: the event is set on the loop
-                self.loop.call_soon_threadsafe(self.primed.set)
-                self.primed = None
+            if self.primed is not None:
+                self.primed.set()
         self.recorder.add(raw, streamed - self.try_streamed, ids)
         metrics.GENERATED_TOKENS.inc(streamed - self.try_streamed)
         self.try_streamed = streamed
@@ -223,18 +217,15 @@ class Generation:
             return "timeout", f"no {what} for {waited:.0f} s (the stream went silent)"
         return None
 
-    def cut_if_overdue(self, cut: Cut) -> None:
-        """Called by the watchdog thread: cut this generation's blocked read if it is overdue (not
-        blocked in a read just now: its next line will do). Why is recorded on the loop as the cut is
-        made, before the generation can see it."""
+    def cut_if_overdue(self, cut: Callable[[int], bool]) -> None:
+        """Called by the watchdog thread: cut this generation's blocked read if it is overdue."""
         why = self.overdue()
         if why is None:
             return
-
-        def record() -> None:
+        with self.cut_lock:
             self.cut = why
-
-        cut(self.key, record)
+            if not cut(self.thread):  # not blocked in a read just now: its next line will do
+                self.cut = None
 
     def _keeps_going_while_draining(self) -> bool:
         """A draining worker's generation goes on while it can end within the grace: at its observed rate
@@ -248,7 +239,7 @@ class Generation:
             return seconds_left > 0
         return left / (self.try_streamed / elapsed) < seconds_left
 
-    async def one_try(self) -> GenerationResult:
+    def one_try(self) -> GenerationResult:
         """One try: requests, segment after segment, until the trajectory ends (or the budget does)."""
         self.tries += 1
         while True:
@@ -256,16 +247,9 @@ class Generation:
             if left is not None and left <= 0:
                 return self._so_far("length")  # streamed right up to max_tokens (maybe an earlier attempt)
             self.budget.limit = None if left is None else self.recorder.spent + left
-            spent = self.recorder.spent
-            if self.whole and (
-                left is None or not await self.node.offload(self.budget.hold_all, spent, left)
-            ):
+            if self.whole and (left is None or not self.budget.hold_all(self.recorder.spent, left)):
                 raise Refused(_cannot_hold_whole(left))
-            if self.budget.may_reserve(spent):  # it asks the database for a block
-                unspent = await self.node.offload(self.budget.unspent, spent)
-            else:
-                unspent = self.budget.unspent(spent)
-            ask = segment_max_tokens(left, unspent)
+            ask = segment_max_tokens(left, self.budget.unspent(self.recorder.spent))
             if ask == 0:  # refused a block: stop at this boundary and wait, pending, for one
                 raise HandBack("waiting for budget")
             # Held past the model's context, with no cap of its own: the context is the limit, which the
@@ -273,7 +257,7 @@ class Generation:
             whole_context = (
                 left is None and self.node.max_model_len is not None and ask >= self.node.max_model_len
             )
-            result = await self._request(None if whole_context else ask)
+            result = self._request(None if whole_context else ask)
             if result is None:  # could not continue: started afresh, the whole max_tokens held first
                 continue
             context_bound = result.context_bound or whole_context
@@ -281,7 +265,7 @@ class Generation:
                 return result
             self.segments += 1
 
-    async def _request(self, ask: int | None) -> GenerationResult | None:
+    def _request(self, ask: int | None) -> GenerationResult | None:
         """One request of at most `ask` tokens (None: as many as the model's context leaves), continuing
         everything generated so far."""
         request = replace(
@@ -296,16 +280,14 @@ class Generation:
         self.try_started = self.last_line = self.last_token = time.monotonic()
         self.requesting = True
         try:
-            result = await self._generate(request)
+            result = self.node.engine.generate(request, self.guard, self.may_block)
         except CannotContinue as exc:
-            await self.node.offload(
-                self.db.through_outages, self.node.checkpoints.restart, self.db, self.recorder
-            )
+            self.db.through_outages(self.node.checkpoints.restart, self.db, self.recorder)
             self._warn(f"could not continue the checkpoint ({exc}): started afresh")
             self.whole = True
             return None
         except EngineError as exc:
-            raise await self._engine_failed(exc) from exc
+            raise self._engine_failed(exc) from exc
         except HandBack:  # the guard stopped the request (drain, cancel, engine down)
             if self.try_lines > 0:  # it had been sent and was streaming: the engine may be ahead of it
                 self._charge_unseen()
@@ -319,19 +301,12 @@ class Generation:
             self.first_prompt = result.prompt_tokens
         return result
 
-    async def _generate(self, request: GenerationRequest) -> GenerationResult:
-        """The engine's asynchronous door on the loop; an engine without one on a thread of the node."""
-        agenerate = getattr(self.node.engine, "agenerate", None)
-        if agenerate is not None:
-            result: GenerationResult = await agenerate(request, self.guard, self.may_block, self.key)
-            return result
-        return await self.node.offload(self.node.engine.generate, request, self.guard, self.may_block)
-
-    async def _engine_failed(self, exc: EngineError) -> Exception:
+    def _engine_failed(self, exc: EngineError) -> Exception:
         """What a failed request means: a stream the watchdog cut hands back or times out, as it said; a
         dead engine hands back; any other error is the engine's, to retry or fail on."""
         self.prompt_ids = self.prompt_ids or exc.prompt_ids
-        cut, self.cut = self.cut, None
+        with self.cut_lock:
+            cut, self.cut = self.cut, None
         if cut is not None and cut[0] == "hand back":
             self._charge_unseen()
             return HandBack(cut[1])
@@ -340,7 +315,7 @@ class Generation:
         metrics.ENGINE_ERRORS.labels(exc.kind).inc()
         if exc.kind in ("malformed", "timeout"):
             self._charge_unseen()
-        if not await self.node.offload(self.node.engine.health):
+        if not self.node.engine.health():
             # Refused: the engine was already gone. Broken mid-request: this request was there when it
             # died, which counts toward quarantine. The attempt's record keeps the engine's words.
             self._warn(f"try {self.tries} failed, the engine then did not answer /health: {exc}")
@@ -373,19 +348,18 @@ class Generation:
         reasoning, content = parse_output(self.recorder.text)
         return GenerationResult(content, reasoning, finish_reason, 0, 0)
 
-    async def run(self) -> Attempted:
+    def run(self) -> Attempted:
         self.node.checkpoints.open(self.recorder)
         self.node.watch(self)
         try:
-            return await self._run()
+            return self._run()
         finally:
             self.node.unwatch(self)
-            if not self.node.checkpoints.close(self.recorder, wait=False):  # a flush is writing
-                await self.node.offload(self.node.checkpoints.close, self.recorder)
+            self.node.checkpoints.close(self.recorder)
 
-    async def _run(self) -> Attempted:
+    def _run(self) -> Attempted:
         settings = self.settings
-        retrying = AsyncRetrying(
+        retrying = Retrying(
             stop=stop_after_attempt(settings.engine_retries)
             | stop_after_delay(settings.engine_retry_deadline),
             wait=wait_exponential_jitter(multiplier=settings.engine_retry_initial, max=60),
@@ -396,11 +370,9 @@ class Generation:
         if self.recorder.base.tokens:
             self.notes.append(f"continued a checkpoint of {self.recorder.base.tokens} tokens")
         try:
-            result = await self._retrying(retrying)
+            result = self._retrying(retrying)
         except HandBack as stop:
-            await self.node.offload(
-                self.db.through_outages, self.node.checkpoints.flush, self.db, self.recorder
-            )
+            self.db.through_outages(self.node.checkpoints.flush, self.db, self.recorder)
             return Attempted(None, None, self._spent(), handed_back=stop.reason)
         except EngineError as exc:
             definitive = retry_decision(exc.kind, exc.status, str(exc)) == "fail"
@@ -428,9 +400,9 @@ class Generation:
             self.notes.append(f"try {state.attempt_number} failed, retried: {error}")
         log.warning("trajectory %d: %s", self.claim.trajectory_id, self.notes[-1], extra=self.where())
 
-    async def _retrying(self, retrying: AsyncRetrying) -> GenerationResult:
+    def _retrying(self, retrying: Retrying) -> GenerationResult:
         try:
-            return await retrying(self.one_try)
+            return retrying(self.one_try)
         except EngineError as exc:
             fit = (
                 fitting_max_tokens(str(exc))
@@ -441,7 +413,7 @@ class Generation:
                 raise
             self._warn(f"max_tokens lowered from {self.remaining()} to {fit} after a context-length error")
             self.cap = self.recorder.tokens + fit
-            return await retrying(self.one_try)
+            return retrying(self.one_try)
 
     def _spent(self) -> Spent:
         """The prompt counts every completed request's (continuations re-read their prefix, mostly from
@@ -452,16 +424,16 @@ class Generation:
         )
 
 
-async def generate(
-    node: Node, db: Database, claim: Claim, settings: Settings, primed: asyncio.Event | None = None
+def generate(
+    node: Node, db: Database, claim: Claim, settings: Settings, primed: threading.Event | None = None
 ) -> Attempted:
-    """Run the attempt, on the node's loop. Never raises for engine failures: they come back as an
-    error. `primed` is set once the engine sent its first token (its prompt is prefilled, so in its
-    prefix cache) or the attempt ended."""
+    """Run the attempt. Never raises for engine failures: they come back as an error. `primed` is set
+    once the engine sent its first token (its prompt is prefilled, so in its prefix cache) or the
+    attempt ended."""
     generation = Generation(node, db, claim, settings)
     generation.primed = primed
     try:
-        return await generation.run()
+        return generation.run()
     finally:
         if primed is not None:
             primed.set()

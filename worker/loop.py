@@ -1,10 +1,10 @@
 """One asyncio event loop per worker process, on its own thread, for every generation of the process.
 
-The Celery threads pool delivers trajectory ids and claims them on its threads; the generations
-themselves all run on this loop (`worker.tasks`, `worker.generation`), over one HTTP connection pool or
-the in-process vLLM engine. Nothing blocking runs on the loop: a per-chunk guard that reserves budget
-in PostgreSQL runs on the guard threads (`guarded`), sized so that guards waiting on a database outage
-never hold up the others.
+The Celery threads pool delivers trajectory ids and runs the claims and result writes on its threads;
+the streams themselves all run on this loop (one HTTP connection pool, or the in-process vLLM engine).
+Nothing blocking runs on the loop: the per-chunk guard, which may reserve budget in PostgreSQL, runs on
+the guard threads (`guarded`), sized so that guards waiting on a database outage never hold up
+the others.
 """
 
 from __future__ import annotations

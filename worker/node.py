@@ -1,40 +1,29 @@
-"""What one worker process shares among its generations: the engine and the event loop they run on,
-its identity, its checkpoint recorders, the threads their blocking calls run on, and the two conditions
-under which generations give their trajectories back: the process is draining (SIGTERM) or its engine
-stopped answering."""
+"""What one worker process shares among its generation threads: the engine, its identity, its
+checkpoint recorders, and the two conditions under which generations give their trajectories back:
+the process is draining (SIGTERM) or its engine stopped answering."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from worker.checkpoint import Checkpoints
 from worker.engine import Engine
-from worker.loop import LoopThread
-
-T = TypeVar("T")
 
 log = logging.getLogger("pacore.worker")
 
 WATCHDOG_SECONDS = 0.5
 
 
-# The engine's `cut(key, before)`: cut the stream of the generation `key` while it waits on the engine,
-# calling `before` on the engine's loop just before; False when it is not waiting on the engine.
-Cut = Callable[[int, Callable[[], None]], bool]
-
-
 class Watched(Protocol):
     """A generation the watchdog looks after (worker/generation.py)."""
 
-    def cut_if_overdue(self, cut: Cut) -> None: ...
+    def cut_if_overdue(self, cut: Callable[[int], bool]) -> None: ...
 
 
 @dataclass
@@ -57,8 +46,7 @@ class Node:
     messages: int = 0  # batches taken and not yet acknowledged (their generations are in `active`)
     qos: Any = None  # the Celery consumer's prefetch control, once it consumes (worker/process.py)
     wake: Callable[[], None] | None = None  # wakes the consumer's loop
-    pool: ThreadPoolExecutor | None = None  # threads for the generations' blocking calls (`offload`)
-    own_loop: LoopThread | None = None  # the generations' loop, for an engine that has none
+    pool: ThreadPoolExecutor | None = None  # threads for a batch's generations past its first
     writes: Any = None  # where results are written: the process's group commit (worker/writes.py)
 
     def bind(self, qos: Any, wake: Callable[[], None] | None = None) -> None:
@@ -91,27 +79,13 @@ class Node:
         if raised and self.wake is not None:
             self.wake()
 
-    def looper(self) -> LoopThread:
-        """The event loop every generation of this process runs on: the engine's own (its connections
-        live on it), else one of the node's."""
-        engine_loop: LoopThread | None = getattr(self.engine, "looper", None)
-        if engine_loop is not None:
-            return engine_loop
-        with self.lock:
-            if self.own_loop is None:
-                self.own_loop = LoopThread("generation-loop", guard_threads=1)
-            return self.own_loop
-
-    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` on one of the node's threads, awaited on the loop: what may wait (a database
-        write, a reservation, an engine with no asynchronous door) never holds up the loop."""
+    def run(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on a generation thread of this process (a batch's generations past its first)."""
         with self.lock:
             if self.pool is None:
-                # one thread per generation at most (a batch may arrive with one slot left: room for
-                # all of it past the capacity), so that a database outage holds up none of the others
+                # a batch may arrive with one slot left: room for all of it past the capacity
                 self.pool = ThreadPoolExecutor(self.slots + self.batch_size, "generation")
-            pool = self.pool
-        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
+        return self.pool.submit(fn)
 
     def watch(self, generation: Watched) -> None:
         with self.lock:
@@ -126,7 +100,7 @@ class Node:
         engine down) or have timed out: the per-line guard cannot see them. Until the returned event is
         set; an engine whose reads cannot be cut (in-process) needs none."""
         stop = threading.Event()
-        cut: Cut | None = getattr(self.engine, "cut", None)
+        cut: Callable[[int], bool] | None = getattr(self.engine, "cut", None)
         if cut is None:
             return stop
 

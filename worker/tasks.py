@@ -1,16 +1,11 @@
 """The `generate_batch` task: claim a batch of a round's trajectories, stream each from the engine
 within its budget, write each fenced, or hand it back. Never raises for engine failures (the chord
-callback must always run); returns the trajectory ids only.
-
-The Celery thread that took the message claims the batch, then waits while its generations run as
-coroutines on the worker's event loop (`Node.looper`): one hand-over to the loop and back per batch,
-none per generation. Their results go to the process's group commit and are awaited on the loop."""
+callback must always run); returns the trajectory ids only."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+import threading
 import time
 
 from celery import Celery
@@ -19,10 +14,8 @@ from pacore import metrics
 from pacore.core.vocabulary import Outcome
 from pacore.logs import ids
 from pacore.store.budgets import Fenced
-from pacore.store.claims import Finished
 from scheduler.app import Runtime, runtime
 from worker import claims, generation
-from worker.claims import Again
 from worker.node import Node
 
 log = logging.getLogger("pacore.worker")
@@ -56,10 +49,10 @@ def register(app: Celery, node: Node) -> None:
 
 def _batch(rt: Runtime, node: Node, pairs: list[tuple[int, int]]) -> list[int]:
     """Take up the batch's trajectories this process is not already generating (a duplicate message),
-    claim them in one transaction, generate them at once on the loop (the first alone until its first
-    token, see PRIME_SECONDS), each writing its own result or handing its trajectory back, and each let
-    go as soon as it is written: a trajectory handed back may come back to this process while its
-    batch still runs."""
+    claim them in one transaction, generate them at once (the first alone until its first token, see
+    PRIME_SECONDS; the last on this thread, the others on generation threads), each writing its own
+    result or handing its trajectory back, and each let go as soon as it is written: a trajectory
+    handed back may come back to this process while its batch still runs."""
     node.message(+1)
     try:
         taken = [(t, a) for t, a in pairs if node.begin(t)]
@@ -89,41 +82,41 @@ def _batch(rt: Runtime, node: Node, pairs: list[tuple[int, int]]) -> list[int]:
                 _let_go(node, t)
             else:
                 node.generating(t, c.attempt)
-        if claimed:
-            node.looper().call(_generate_all(rt, node, claimed))
+        others = []
+        if len(claimed) > 1:  # the leader's prompt goes into the engine's prefix cache first
+            primed = threading.Event()
+            leader, claimed = claimed[0], claimed[1:]
+            others.append(node.run(lambda: _one(rt, node, leader, primed)))
+            if not _primed(node, primed):
+                log.info("the batch's first generation has no token yet: starting the others without it")
+        others += [node.run(lambda c=c: _one(rt, node, c)) for c in claimed[:-1]]
+        try:
+            if claimed:
+                _one(rt, node, claimed[-1])
+        finally:
+            for future in others:
+                try:
+                    future.result()
+                except Exception:  # its lease expires and it is re-driven; the others go on
+                    log.exception("a generation of the batch failed unexpectedly")
     finally:
         node.message(-1)
     return [t for t, _ in pairs]
 
 
-async def _generate_all(rt: Runtime, node: Node, claimed: list[claims.Claim]) -> None:
-    """The batch's generations, on the loop: the first alone until its prompt is prefilled."""
-    first, others = claimed[0], claimed[1:]
-    primed = asyncio.Event() if others else None
-    running = [asyncio.create_task(_one(rt, node, first, primed))]
-    if primed is not None and not await _primed(node, primed):
-        log.info("the batch's first generation has no token yet: starting the others without it")
-    running += [asyncio.create_task(_one(rt, node, c)) for c in others]
-    for outcome in await asyncio.gather(*running, return_exceptions=True):
-        if isinstance(outcome, BaseException):  # its lease expires and it is re-driven; the others go on
-            log.error("a generation of the batch failed unexpectedly", exc_info=outcome)
-
-
-async def _primed(node: Node, primed: asyncio.Event) -> bool:
+def _primed(node: Node, primed: threading.Event) -> bool:
     """Wait for the leader's first token, at most PRIME_SECONDS, and not once the process drains or its
     engine is lost (the others then start, and hand back at once)."""
     deadline = time.monotonic() + PRIME_SECONDS
-    while not primed.is_set():
+    while not primed.wait(0.2):
         if node.draining.is_set() or node.engine_lost.is_set() or time.monotonic() > deadline:
             return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(primed.wait(), 0.2)
     return True
 
 
-async def _one(rt: Runtime, node: Node, claim: claims.Claim, primed: asyncio.Event | None = None) -> None:
+def _one(rt: Runtime, node: Node, claim: claims.Claim, primed: threading.Event | None = None) -> None:
     try:
-        await _generate(rt, node, claim, primed)
+        _generate(rt, node, claim, primed)
     finally:
         _let_go(node, claim.trajectory_id)
 
@@ -133,9 +126,7 @@ def _let_go(node: Node, trajectory_id: int) -> None:
     metrics.ACTIVE_GENERATIONS.dec()
 
 
-async def _generate(
-    rt: Runtime, node: Node, claim: claims.Claim, primed: asyncio.Event | None = None
-) -> None:
+def _generate(rt: Runtime, node: Node, claim: claims.Claim, primed: threading.Event | None = None) -> None:
     """Generate a claimed trajectory, then write the result or hand the trajectory back."""
     db = rt.db
     trajectory_id, attempt = claim.trajectory_id, claim.attempt
@@ -148,7 +139,7 @@ async def _generate(
         worker_id=node.worker_id,
     )
     try:
-        attempted = await generation.generate(node, db, claim, rt.settings, primed)
+        attempted = generation.generate(node, db, claim, rt.settings, primed)
     except Fenced:
         log.info(
             "trajectory %d attempt %d was taken over; dropping this attempt",
@@ -169,8 +160,7 @@ async def _generate(
         return
     if attempted.handed_back:
         metrics.HANDED_BACK.labels(attempted.handed_back).inc()
-        if not await node.offload(
-            db.through_outages,
+        if not db.through_outages(
             claims.hand_back,
             db,
             claim,
@@ -193,38 +183,18 @@ async def _generate(
         log.warning(
             "trajectory %d attempt %d failed: %s", trajectory_id, attempt, attempted.error, extra=where
         )
-    if not await _finish(rt, node, claim, attempted):
+    if not db.through_outages(
+        claims.finish,
+        node.writes or db,  # results of the process's generations are committed together
+        claim,
+        node.worker_id,
+        attempted.result,
+        attempted.error,
+        attempted.spent,
+        1 if attempted.definitive else rt.settings.max_attempts,  # a 4xx: the same for any attempt
+    ):
         _late(trajectory_id, attempt, attempted.spent.tokens, "result", where)
     metrics.ATTEMPTS.labels(Outcome.DONE if attempted.result else Outcome.FAILED).inc()
-
-
-async def _finish(rt: Runtime, node: Node, claim: claims.Claim, attempted: generation.Attempted) -> bool:
-    """Write the attempt's outcome (`claims.finish`): a result row through the process's group commit,
-    awaited on the loop, where results of the process's generations are committed together; a failure
-    that another attempt follows on a thread."""
-    db = rt.db
-    max_attempts = 1 if attempted.definitive else rt.settings.max_attempts  # a 4xx: the same for any
-    row = claims.outcome_row(
-        claim, node.worker_id, attempted.result, attempted.error, attempted.spent, max_attempts
-    )
-    if isinstance(row, Again) or node.writes is None:
-        return await node.offload(
-            db.through_outages,
-            claims.finish,
-            node.writes or db,
-            claim,
-            node.worker_id,
-            attempted.result,
-            attempted.error,
-            attempted.spent,
-            max_attempts,
-        )
-    writes = node.writes
-
-    async def write() -> Finished:
-        return await asyncio.wrap_future(writes.submit(row))
-
-    return claims.written(claim, await db.through_outages_async(write))
 
 
 def _late(trajectory_id: int, attempt: int, tokens: int, what: str, where: dict[str, object]) -> None:

@@ -4,21 +4,15 @@ store's transactions, and schema migrations."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
-from tenacity import (
-    AsyncRetrying,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from pacore.settings import Settings
 from pacore.store.base import Sent
@@ -90,21 +84,14 @@ class Database:
         """Call `fn` (one transaction), again while PostgreSQL cannot be reached (a restart, a failover),
         for up to `outage_seconds`. Only for transactions that are safe to run twice: a commit whose
         acknowledgement was lost is run again."""
-        return Retrying(**self._outage_policy())(fn, *args)
-
-    async def through_outages_async(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """`through_outages` for a coroutine function: awaits `fn()` again while PostgreSQL cannot be
-        reached, sleeping on the event loop between tries."""
-        return await AsyncRetrying(**self._outage_policy())(fn)
-
-    def _outage_policy(self) -> dict[str, Any]:
-        return {
-            "retry": retry_if_exception_type(self.OUTAGES),
-            "wait": wait_exponential_jitter(multiplier=0.2, max=5),
-            "stop": stop_after_delay(self.outage_seconds),
-            "reraise": True,
-            "before_sleep": self._waiting,
-        }
+        retrying = Retrying(
+            retry=retry_if_exception_type(self.OUTAGES),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5),
+            stop=stop_after_delay(self.outage_seconds),
+            reraise=True,
+            before_sleep=self._waiting,
+        )
+        return retrying(fn, *args)
 
     def _waiting(self, state: object) -> None:
         attempt = getattr(state, "attempt_number", 0)
