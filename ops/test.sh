@@ -31,4 +31,4 @@ fi
 
 echo "== main suite"
 [ $# -gt 0 ] || set -- tests/unit tests/integration tests/e2e tests/chaos
-exec .venv/bin/python -m pytest "$@" -q
+exec .venv/bin/python -m pytest "$@" -q --durations=15  # the slowest, to keep CI within its time

@@ -126,6 +126,22 @@ class Fleet:
         )[0][0]
         assert settled == tokens["used"], "the ledger and the counters agree"
 
+    def what_happened(self, campaign_id: int) -> str:
+        """For an assertion's message: the campaign's attempt ledger by outcome, and what the processes
+        logged at WARNING or above (a late heartbeat, a re-drive, a discarded late result)."""
+        ledger = self.query(
+            "SELECT a.outcome, a.error, count(*), sum(a.completion_tokens), sum(a.wasted_tokens) FROM attempt a "
+            "JOIN trajectory t ON t.id = a.trajectory_id WHERE t.campaign_id = %s GROUP BY 1, 2 ORDER BY 3 DESC",
+            campaign_id,
+        )
+        said = [
+            f"{log.name}: {line}"
+            for log in sorted(self.logs.glob("*.log"))
+            for line in log.read_text(errors="replace").splitlines()
+            if " WARNING " in line or " ERROR " in line or "Redrive" in line
+        ]
+        return f"ledger (outcome, error, attempts, tokens, wasted): {ledger}; logged: {said[:40]}"
+
     def stop(self) -> None:
         for p in self.procs:
             if p.poll() is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from pacore.store.database import Database
 from worker.node import Node
@@ -30,9 +31,15 @@ def start(db: Database, node: Node, lease_seconds: int, every: float) -> threadi
     stop = threading.Event()
 
     def loop() -> None:
+        last = time.monotonic()  # the last beat that extended the leases
         while not stop.wait(every):
             try:
-                gone = beat(db, node.worker_id, lease_seconds, node.holding())
+                holding = node.holding()
+                gone = beat(db, node.worker_id, lease_seconds, holding)
+                now = time.monotonic()
+                if holding and now - last > lease_seconds / 2:  # holding nothing, no lease can run out
+                    _late(now - last, lease_seconds, len(holding), len(gone))
+                last = now
                 if gone:
                     node.supersede(gone)
                 node.checkpoints.flush(db)
@@ -41,3 +48,17 @@ def start(db: Database, node: Node, lease_seconds: int, every: float) -> threadi
 
     threading.Thread(target=loop, name="heartbeat", daemon=True).start()
     return stop
+
+
+def _late(gap: float, lease_seconds: int, holding: int, gone: int) -> None:
+    """Said when the leases went unextended for more than half their length (this process was frozen or
+    starved of CPU, or the database refused the beats): past the full length, the reconciler may have
+    re-driven what this process was generating, each charged all it held."""
+    log.warning(
+        "heartbeat: the leases went %.1f s without an extension (they last %d s); %d of the %d trajectories "
+        "this process generates are no longer its own",
+        gap,
+        lease_seconds,
+        gone,
+        holding,
+    )

@@ -485,6 +485,9 @@ class Observations:
     max_used_over_budget: int = -(10**18)
     max_committed_over_budget: int = -(10**18)
     samples: int = 0
+    # (trajectory, attempt) -> its newest checkpoint chunk seen: a finished attempt's chunks are deleted
+    # with its result, so its last sign of life before its end is known only from these samples
+    last_chunk: dict[tuple[int, int], Any] = field(default_factory=dict)
     kills: list[Kill] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
 
@@ -521,6 +524,7 @@ class Fleet:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.others: list[subprocess.Popen[bytes]] = []
         self.started = 0
+        self.log_of: dict[int, Path] = {}  # a worker's pid -> its log
 
     def run(self, *args: str) -> str:
         done = subprocess.run([PACORE, *args], env=self.env, capture_output=True, text=True, timeout=300)
@@ -548,6 +552,7 @@ class Fleet:
             str(self.concurrency),
         )
         self.workers.append(proc)
+        self.log_of[proc.pid] = self.root / f"worker-{self.started}.log"
         return proc
 
     def restart(self, workers: int, engine_url: str, **env: str | None) -> None:
@@ -680,6 +685,15 @@ class Chaos:
                         seen.max_committed_over_budget, used + reserved - bound
                     )
                     seen.samples += 1
+                for tid, attempt, at in self.query(
+                    "SELECT c.trajectory_id, c.attempt, max(c.created_at) FROM chunk c "
+                    "JOIN trajectory t ON t.id = c.trajectory_id JOIN campaign k ON k.id = t.campaign_id "
+                    "WHERE k.name = %s GROUP BY 1, 2",
+                    self.campaign,
+                    patience=0,
+                ):
+                    if (tid, attempt) not in seen.last_chunk or at > seen.last_chunk[tid, attempt]:
+                        seen.last_chunk[tid, attempt] = at
                 for kill in seen.kills:
                     waiting = [t for t in kill.held if t not in kill.redriven]
                     if waiting:
@@ -774,7 +788,14 @@ class Chaos:
             )
         finally:
             proc.send_signal(signal.SIGCONT)
-        return {"held": len(held), "seconds_stopped": round(time.monotonic() - began, 2)}
+        stopped = round(time.monotonic() - began, 2)
+        log = self.fleet.log_of[proc.pid]
+        wait_for(
+            lambda: "heartbeat: the leases went" in log.read_text(errors="replace"),
+            "the worker to say that its leases went unextended",
+            60,
+        )
+        return {"held": len(held), "seconds_stopped": stopped, "said_its_heartbeat_was_late": True}
 
     def drain_one(self) -> dict[str, Any]:
         chosen = None
@@ -1109,13 +1130,23 @@ class Chaos:
             for n in re.findall(r"charged (\d+) unseen tokens", error)
         )
         unobserved += charged
-        # every attempt bounded: from its last sign of life (its start, or its last checkpoint) to its end
-        stall = self.query(
-            "SELECT coalesce(max(extract(epoch FROM a.finished_at - greatest(a.started_at, "
+        # every attempt bounded: from its last sign of life (its start, or its last checkpoint: in the
+        # table, or seen by the monitor before its result deleted it) to its end
+        attempts = self.query(
+            "SELECT a.trajectory_id, a.attempt, a.outcome, a.worker_id, a.error, a.started_at, a.finished_at, "
             "(SELECT max(ch.created_at) FROM chunk ch WHERE ch.trajectory_id = a.trajectory_id "
-            f"AND ch.attempt = a.attempt)))), 0) FROM attempt a WHERE a.{mine}",
+            f"AND ch.attempt = a.attempt) FROM attempt a WHERE a.{mine}",
             cid,
-        )[0][0]
+        )
+
+        def stalled(row: tuple[Any, ...]) -> float:
+            tid, attempt, *_, started, finished, chunk = row
+            signs = [s for s in (started, chunk, self.seen.last_chunk.get((tid, attempt))) if s is not None]
+            return (finished - max(signs)).total_seconds()
+
+        worst = max(attempts, key=stalled, default=None)
+        stall = stalled(worst) if worst else 0.0
+        longest = [str(v) for v in worst[:7]] if worst else []  # which attempt, for a failed bound
         redrives = [s for kill in self.seen.kills for s in kill.redriven.values()]
         never = sum(len(k.held) - len(k.redriven) for k in self.seen.kills)
         out = {
@@ -1139,6 +1170,7 @@ class Chaos:
             "unseen_tokens_charged": charged,
             "max_attempt_stall_seconds": round(float(stall), 2),
             "attempt_stall_bound_seconds": self.stall_bound(disturbed),
+            "longest_stalled_attempt": longest,  # trajectory, attempt, outcome, worker, error, times
             "kept_tokens": int(kept),
             "regenerated_tokens": regenerated,
             "interrupted_attempts": int(continued),
