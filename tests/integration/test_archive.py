@@ -56,7 +56,7 @@ def test_archive_writes_the_export_compressed_then_purges_only_the_text(fleet: F
 
 def test_archive_refuses_an_unfinished_campaign_and_an_existing_file(fleet: Fleet, tmp_path: Path) -> None:
     problems = tmp_path / "slowarch.jsonl"
-    problems.write_text(json.dumps({"id": "s", "problem": "SLOW3000 a slow problem"}) + "\n")
+    problems.write_text(json.dumps({"id": "s", "problem": "SLOW1500 a slow problem"}) + "\n")
     fleet.submit(problems, "--preset", "low")
     refused = fleet.pacore("archive", "slowarch", "--output", str(tmp_path / "x.jsonl.gz"))
     assert refused.returncode != 0 and "is active: only a finished campaign" in refused.stderr
