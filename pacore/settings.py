@@ -69,7 +69,9 @@ class Settings(BaseSettings):
         900.0, gt=0, description="Seconds after which a generation stops retrying."
     )
     engine_retry_initial: float = Field(
-        1.0, gt=0, description="First backoff in seconds (doubles, jittered, to 60)."
+        1.0,
+        gt=0,
+        description="First backoff in seconds (doubles, to 60), plus a random jitter of up to this (1 s at most).",
     )
     token_block: int = Field(
         8192, ge=1, description="Tokens a trajectory reserves at a time while it streams."

@@ -21,7 +21,8 @@ log = logging.getLogger("pacore.scheduler")
 
 # A trajectory created but never stamped as published this long ago lost its message between commit
 # and publish (a crash in that window): the tick publishes it again. A trajectory handed back (drain,
-# engine lost) is unstamped on purpose, so the next tick publishes its new attempt.
+# engine lost) or failed and tried again is unstamped on purpose, so the next tick publishes its new
+# attempt at once (not once its row is this old: a first attempt that failed fast waited up to 10 s).
 UNPUBLISHED_GRACE_SECONDS = 10
 # A round's chord callback advances it as its last trajectory finishes; the tick advances it in the
 # callback's stead once that was this long ago (the callback was lost), never racing a callback on time.

@@ -362,7 +362,12 @@ class Generation:
         retrying = Retrying(
             stop=stop_after_attempt(settings.engine_retries)
             | stop_after_delay(settings.engine_retry_deadline),
-            wait=wait_exponential_jitter(multiplier=settings.engine_retry_initial, max=60),
+            # jittered by up to the first backoff (1 s at the default), so that a short one stays short
+            wait=wait_exponential_jitter(
+                multiplier=settings.engine_retry_initial,
+                max=60,
+                jitter=min(1.0, settings.engine_retry_initial),
+            ),
             retry=retry_if_exception(_transient),
             reraise=True,
             before_sleep=self._note_retry,

@@ -1079,7 +1079,9 @@ class Chaos:
         lease, reconcile = float(env["PACORE_LEASE_SECONDS"]), float(env["PACORE_RECONCILE_INTERVAL"])
         tries, first = ENGINE_RETRIES, float(FAULT_TIMEOUT_SECONDS if self.campaign == "engine_faults" else 0)
         initial = float(env["PACORE_ENGINE_RETRY_INITIAL"])
-        backoffs = sum(min(60.0, initial * 2**k + 1.0) for k in range(tries))  # tenacity's jitter <= 1 s
+        backoffs = sum(
+            min(60.0, initial * 2**k + 1.0) for k in range(tries)
+        )  # the jitter <= min(1 s, initial)
         return round(
             lease + reconcile + tries * first + backoffs + disturbed.get("pg_seconds_down", 0) + 2, 1
         )

@@ -224,6 +224,23 @@ def test_a_hand_back_fences_settles_what_the_worker_says_once(database, tmp_path
     assert claims.claim(database, tid, 1, "w", 60) is None and claims.claim(database, tid, 2, "w", 60)
 
 
+def test_a_handed_back_trajectory_is_published_again_at_once_a_first_attempt_after_its_grace(
+    database, tmp_path
+) -> None:
+    """A row made moments ago may still be being published by its creator: the tick leaves an unstamped
+    first attempt alone for the grace. A later attempt (handed back, or failed and tried again) has no
+    creator publishing it: the tick publishes it at once, however young its row."""
+    c = Campaign(database, tmp_path, "republish")
+    handed, fresh = c.trajectories[0], c.trajectories[1]
+    assert claims.hand_back(database, c.claim(handed), "w", claims.Spent(0, 0, 0), "drained")
+    assert c.row("SELECT count(*) FROM trajectory WHERE campaign_id = :c AND published_at IS NULL") == (2,)
+    with database.store() as store:
+        found = {u.trajectory_id: u.attempt for u in store.unpublished_trajectories(3600, 1)}
+    assert found == {handed: 2}, "the young first attempt waits for its grace; the handed-back one does not"
+    with database.store() as store:
+        assert fresh in {u.trajectory_id for u in store.unpublished_trajectories(0, 1)}
+
+
 # A lost attempt's end was not seen: it may have generated up to all it held (no request of it could ask
 # the engine for more), so all it held is spent; the part it checkpointed is kept, the rest wasted.
 @pytest.mark.parametrize(("checkpointed", "used", "wasted"), [(0, 30, 30), (20, 30, 10), (30, 30, 0)])

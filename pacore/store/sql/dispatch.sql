@@ -13,11 +13,11 @@ WITH free AS (SELECT id FROM trajectory WHERE id = ANY(:ids) FOR NO KEY UPDATE S
 UPDATE trajectory t SET published_at = now(), waiting_since = NULL FROM free WHERE t.id = free.id;
 
 -- name: unpublished_trajectories
--- Pending trajectories with no message (deferred by admission, handed back, or a publish lost after commit), latest rounds first; one waiting for budget only once its run and campaign have :block tokens for it again (pacore.core.budget.wake_tokens; the oldest runs first).
+-- Pending trajectories with no message (deferred by admission, handed back, or a publish lost after commit), latest rounds first; one waiting for budget only once its run and campaign have :block tokens for it again (pacore.core.budget.wake_tokens; the oldest runs first). A first attempt only :grace seconds after its row was made (its creator may be publishing it); a later one (handed back, failed and tried again) at once.
 SELECT t.round_id AS round_id, c.config ->> 'model' AS model, t.id AS trajectory_id, t.attempt AS attempt
 FROM trajectory t JOIN campaign c ON c.id = t.campaign_id JOIN round r ON r.id = t.round_id JOIN run ON run.id = r.run_id
 WHERE t.status = 'pending' AND t.published_at IS NULL AND run.status = 'running'
-  AND t.created_at < now() - make_interval(secs => :grace) AND c.status = 'active'
+  AND (t.attempt > 1 OR t.created_at < now() - make_interval(secs => :grace)) AND c.status = 'active'
   AND (t.waiting_since IS NULL
        OR ((run.token_limit IS NULL OR run.token_limit - run.tokens_used - run.tokens_reserved >= :block)
            AND (c.campaign_budget IS NULL
