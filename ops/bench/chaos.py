@@ -775,11 +775,14 @@ class Chaos:
 
     def stop_one(self) -> dict[str, Any]:
         """SIGSTOP a worker that holds trajectories until the reconciler has re-driven them all (its
-        leases ran out), then SIGCONT: what it brings back late is discarded, and counted once."""
+        leases ran out), then SIGCONT: what it brings back late is discarded, and counted once; once it
+        runs again it says that its heartbeat was late."""
         chosen = self.victim()
         if chosen is None:
             return {"held": 0}
         proc, held = chosen
+        log = self.fleet.log_of[proc.pid]
+        said_before = log.stat().st_size  # what it logged before: an earlier late beat does not count
         began = time.monotonic()
         proc.send_signal(signal.SIGSTOP)
         try:
@@ -789,9 +792,8 @@ class Chaos:
         finally:
             proc.send_signal(signal.SIGCONT)
         stopped = round(time.monotonic() - began, 2)
-        log = self.fleet.log_of[proc.pid]
         wait_for(
-            lambda: "heartbeat: the leases went" in log.read_text(errors="replace"),
+            lambda: b"heartbeat: the leases went" in log.read_bytes()[said_before:],
             "the worker to say that its leases went unextended",
             60,
         )
@@ -1079,9 +1081,8 @@ class Chaos:
         lease, reconcile = float(env["PACORE_LEASE_SECONDS"]), float(env["PACORE_RECONCILE_INTERVAL"])
         tries, first = ENGINE_RETRIES, float(FAULT_TIMEOUT_SECONDS if self.campaign == "engine_faults" else 0)
         initial = float(env["PACORE_ENGINE_RETRY_INITIAL"])
-        backoffs = sum(
-            min(60.0, initial * 2**k + 1.0) for k in range(tries)
-        )  # the jitter <= min(1 s, initial)
+        # each backoff: initial doubling, plus a jitter of at most min(1 s, initial)
+        backoffs = sum(min(60.0, initial * 2**k + 1.0) for k in range(tries))
         return round(
             lease + reconcile + tries * first + backoffs + disturbed.get("pg_seconds_down", 0) + 2, 1
         )
