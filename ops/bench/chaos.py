@@ -524,7 +524,7 @@ class Fleet:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.others: list[subprocess.Popen[bytes]] = []
         self.started = 0
-        self.log_of: dict[int, Path] = {}  # a worker's pid -> its log
+        self.log_of: dict[int, Path] = {}  # a process's pid -> its log
 
     def run(self, *args: str) -> str:
         done = subprocess.run([PACORE, *args], env=self.env, capture_output=True, text=True, timeout=300)
@@ -533,10 +533,12 @@ class Fleet:
         return done.stdout
 
     def _start(self, label: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.root / f"{label}.log").open("ab")
-        return subprocess.Popen(
-            [*pin(self.cores), PACORE, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        path = self.root / f"{label}.log"
+        proc = subprocess.Popen(
+            [*pin(self.cores), PACORE, *args], env=self.env, stdout=path.open("ab"), stderr=subprocess.STDOUT
         )
+        self.log_of[proc.pid] = path
+        return proc
 
     def start_scheduler(self) -> None:
         self.others.append(self._start("scheduler", "scheduler"))
@@ -552,7 +554,6 @@ class Fleet:
             str(self.concurrency),
         )
         self.workers.append(proc)
-        self.log_of[proc.pid] = self.root / f"worker-{self.started}.log"
         return proc
 
     def restart(self, workers: int, engine_url: str, **env: str | None) -> None:
