@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     db_outage_seconds: float = Field(
         120.0, gt=0, description="How long a worker waits out an unreachable PostgreSQL before giving up."
     )
+    db_idle_in_transaction_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="PostgreSQL ends a scheduler's or worker's session that sits this long inside a "
+        "transaction (the process froze or lost its network mid-transaction): the row locks it held "
+        "would otherwise stop the reconciler from re-driving what that process holds.",
+    )
     reconcile_interval: float = Field(30.0, gt=0, description="Seconds between reconciler passes.")
     republish_after: int = Field(
         6 * 3600,

@@ -520,6 +520,8 @@ class Fleet:
             "PACORE_TOKEN_GRANT": "2048",
             "PACORE_TOKEN_BLOCK": "128",
             "PACORE_DB_OUTAGE_SECONDS": str(DB_OUTAGE_SECONDS),
+            # a worker stopped inside a transaction lets its row locks go before its leases run out
+            "PACORE_DB_IDLE_IN_TRANSACTION_SECONDS": "3",
         }
         self.workers: list[subprocess.Popen[bytes]] = []
         self.others: list[subprocess.Popen[bytes]] = []
@@ -777,10 +779,15 @@ class Chaos:
     def stop_one(self) -> dict[str, Any]:
         """SIGSTOP a worker that holds trajectories until the reconciler has re-driven them all (its
         leases ran out), then SIGCONT: what it brings back late is discarded, and counted once; once it
-        runs again it says that its heartbeat was late."""
-        chosen = self.victim()
-        if chosen is None:
-            return {"held": 0}
+        runs again it says that its heartbeat was late. A worker stopped inside a transaction holds its
+        row locks until PostgreSQL ends its session (PACORE_DB_IDLE_IN_TRANSACTION_SECONDS): the
+        reconciler waits that long, not until the SIGCONT."""
+        chosen = None
+        while chosen is None:  # as the drain: the step stops a worker that holds work
+            chosen = self.victim()
+            if chosen is None:
+                self.unfinished("the SIGSTOP")
+                time.sleep(0.2)
         proc, held = chosen
         log = self.fleet.log_of[proc.pid]
         said_before = log.stat().st_size  # what it logged before: an earlier late beat does not count
@@ -1079,7 +1086,9 @@ class Chaos:
         reconcile pass (a process that vanished), every engine try timing out (engine_faults) with the
         backoffs between them, and PostgreSQL's outage (pg_outage); plus a checkpoint period's slack."""
         env = self.fleet.env
-        lease, reconcile = float(env["PACORE_LEASE_SECONDS"]), float(env["PACORE_RECONCILE_INTERVAL"])
+        # a worker frozen inside a transaction: its leases run out, and its row locks go (whichever is later)
+        lease = max(float(env["PACORE_LEASE_SECONDS"]), float(env["PACORE_DB_IDLE_IN_TRANSACTION_SECONDS"]))
+        reconcile = float(env["PACORE_RECONCILE_INTERVAL"])
         tries, first = ENGINE_RETRIES, float(FAULT_TIMEOUT_SECONDS if self.campaign == "engine_faults" else 0)
         initial = float(env["PACORE_ENGINE_RETRY_INITIAL"])
         # each backoff: initial doubling, plus a jitter of at most min(1 s, initial)

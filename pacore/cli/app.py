@@ -23,13 +23,21 @@ class Context:
         self._db: Database | None = None
 
     def db(
-        self, require_schema: bool = True, pool_size: int = 5, pre_ping: bool = True, wait: bool = False
+        self,
+        require_schema: bool = True,
+        pool_size: int = 5,
+        pre_ping: bool = True,
+        wait: bool = False,
+        fleet: str | None = None,
     ) -> Database:
         """`wait`: a long-running process (scheduler, worker) started while PostgreSQL restarts waits for
-        it (up to PACORE_DB_OUTAGE_SECONDS, saying so) instead of exiting."""
+        it (up to PACORE_DB_OUTAGE_SECONDS, saying so) instead of exiting. `fleet`: the role of a
+        scheduler or a worker, whose sessions are named for it and which PostgreSQL ends when they sit
+        in a transaction for PACORE_DB_IDLE_IN_TRANSACTION_SECONDS (a frozen process must not hold the
+        reconciler)."""
         if self._db is None:
             try:
-                db = Database.from_settings(self.settings, pool_size, pre_ping)
+                db = Database.from_settings(self.settings, pool_size, pre_ping, fleet)
                 db.check(wait)
             except DatabaseUnreachable as exc:
                 raise click.ClickException(str(exc)) from None

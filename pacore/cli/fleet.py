@@ -23,7 +23,7 @@ def scheduler(obj: Context, concurrency: int) -> None:
     """The control worker: chord callbacks, and the dispatch tick that publishes rounds, on the `control` queue."""
     from scheduler.process import run_scheduler
 
-    run_scheduler(obj.settings, obj.db(pre_ping=False, wait=True), concurrency)
+    run_scheduler(obj.settings, obj.db(pre_ping=False, wait=True, fleet="scheduler"), concurrency)
 
 
 @main.command()
@@ -76,7 +76,7 @@ def worker(
             engine, served = http_engine(obj.settings, url, model, concurrency)
         # A connection for about every fourth generation thread (they touch the database per block, per
         # claim and at the end; the heartbeat batches the rest), and as many again in overflow.
-        db = obj.db(pool_size=max(5, concurrency // 4), pre_ping=False, wait=True)
+        db = obj.db(pool_size=max(5, concurrency // 4), pre_ping=False, wait=True, fleet="worker")
         run_worker(obj.settings, db, engine, served, url or f"inprocess:{model_path}", concurrency, revision)
     except EngineUnavailable as exc:
         raise click.ClickException(str(exc)) from exc

@@ -4,13 +4,14 @@ store's transactions, and schema migrations."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import psycopg
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
@@ -52,13 +53,36 @@ def resolve_url(settings: Settings) -> str:
 T = TypeVar("T")
 
 
+def _session(conn: psycopg.Connection[object], idle_ms: int | None, name: str | None) -> None:
+    """A new connection's session settings (committed: they hold for the session, not one transaction)."""
+    if idle_ms is not None:
+        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)", [f"{idle_ms}ms"])
+    if name is not None:
+        conn.execute("SELECT set_config('application_name', %s, false)", [name])
+    conn.commit()
+
+
 class Database:
     def __init__(
-        self, url: str, pool_size: int = 5, outage_seconds: float = 120.0, pre_ping: bool = True
+        self,
+        url: str,
+        pool_size: int = 5,
+        outage_seconds: float = 120.0,
+        pre_ping: bool = True,
+        idle_in_transaction_seconds: float | None = None,
+        application_name: str | None = None,
     ) -> None:
         """`pre_ping` tests each pooled connection with a round trip before use. Workers and schedulers
         turn it off: their transactions run `through_outages`, which retries one that fails on a
-        dropped connection (each is idempotent), so the hot path pays no extra round trip."""
+        dropped connection (each is idempotent), so the hot path pays no extra round trip.
+
+        `idle_in_transaction_seconds` (schedulers and workers): PostgreSQL ends a session of this pool
+        that sits that long inside a transaction, waiting for its client. A process frozen (SIGSTOP, a
+        paused VM) or cut off mid-transaction would otherwise keep its row locks until it came back,
+        and the reconciler, which must lock those rows to re-drive what the process held, would wait
+        for it, re-driving nothing else meanwhile. The process, if it comes back, finds its connection
+        closed: an outage, which its idempotent transactions run through. `application_name` names its
+        sessions in `pg_stat_activity` (a fleet process: its role and pid)."""
         self.url = url
         self.outage_seconds = outage_seconds
         try:
@@ -70,11 +94,24 @@ class Database:
                 f"PACORE_DATABASE_URL is not a PostgreSQL URL ({type(exc).__name__}): write it as "
                 "postgresql://USER:PASSWORD@HOST:5432/DBNAME"
             ) from None
+        if idle_in_transaction_seconds is not None or application_name is not None:
+            idle_ms = (
+                None
+                if idle_in_transaction_seconds is None
+                else max(1, round(idle_in_transaction_seconds * 1000))
+            )
+            event.listen(self.engine, "connect", lambda conn, _: _session(conn, idle_ms, application_name))
         self.sent = Sent()  # what its stores sent PostgreSQL
 
     @classmethod
-    def from_settings(cls, settings: Settings, pool_size: int = 5, pre_ping: bool = True) -> Database:
-        return cls(resolve_url(settings), pool_size, settings.db_outage_seconds, pre_ping)
+    def from_settings(
+        cls, settings: Settings, pool_size: int = 5, pre_ping: bool = True, fleet: str | None = None
+    ) -> Database:
+        """`fleet`: the role of a fleet process (scheduler, worker): its sessions are named
+        `pacore-ROLE:PID` and ended when idle in a transaction (see `idle_in_transaction_seconds`)."""
+        idle = settings.db_idle_in_transaction_seconds if fleet else None
+        name = f"pacore-{fleet}:{os.getpid()}" if fleet else None
+        return cls(resolve_url(settings), pool_size, settings.db_outage_seconds, pre_ping, idle, name)
 
     # What an unreachable PostgreSQL raises (a restart, a failover, a dropped connection): psycopg's own
     # in a store, SQLAlchemy's from the pool (a checkout that cannot connect).

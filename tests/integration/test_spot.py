@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 
@@ -27,6 +28,7 @@ FAST = {
     "PACORE_RECONCILE_INTERVAL": "1",
     "PACORE_DRAIN_GRACE_SECONDS": str(GRACE),
     "PACORE_ENGINE_HEALTH_SECONDS": "0.5",
+    "PACORE_DB_IDLE_IN_TRANSACTION_SECONDS": "2",
 }
 
 
@@ -87,6 +89,63 @@ def test_a_worker_killed_mid_generation_loses_nothing(spot_fleet: Fleet, tmp_pat
     assert continued >= 4, "the re-driven attempts continued the checkpoints"
     assert_counted_once(spot_fleet, status, 45)
     assert spot_fleet.query("SELECT count(*) FROM chunk")[0][0] == 0, "a finished trajectory keeps no chunks"
+
+
+def test_a_worker_frozen_inside_a_transaction_does_not_hold_the_reconciler(
+    spot_fleet: Fleet, tmp_path: Path
+) -> None:
+    """A worker frozen (SIGSTOP, as a paused VM) or cut off inside a transaction keeps that transaction's
+    row locks, and the reconciler must lock those rows to re-drive what the worker held. PostgreSQL ends
+    such a session after PACORE_DB_IDLE_IN_TRANSACTION_SECONDS: what the worker held is re-driven while
+    it is still stopped. To freeze it inside a transaction for certain, a row its heartbeat extends is
+    locked here until the heartbeat waits for it; the worker is stopped, the lock let go: its heartbeat's
+    update completes and its session waits, in the transaction, for a client that does not answer."""
+    slow_campaign(spot_fleet, tmp_path, "frozen", "PACE60 LONG100")
+    worker = spot_fleet.procs[1]
+    sessions = f"pacore-worker:{worker.pid}"
+    spot_fleet.until(
+        "SELECT count(*) >= 4 FROM trajectory t JOIN worker w ON w.id = t.worker_id "
+        "WHERE w.pid = %s AND t.status = 'running'",
+        worker.pid,
+    )
+    held = spot_fleet.query(
+        "SELECT t.id FROM trajectory t JOIN worker w ON w.id = t.worker_id WHERE w.pid = %s "
+        "AND t.status = 'running' ORDER BY t.id",
+        worker.pid,
+    )
+    with psycopg.connect(spot_fleet.database_url) as lock:
+        lock.execute("SELECT 1 FROM trajectory WHERE id = %s FOR NO KEY UPDATE", [held[0][0]])
+        spot_fleet.until(
+            "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = %s "
+            "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE trajectory t SET lease_until%%'",
+            sessions,
+            timeout=30,
+        )
+        worker.send_signal(signal.SIGSTOP)
+    try:  # the lock let go: the heartbeat's update completes; its commit never comes
+        spot_fleet.until(
+            "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = %s "
+            "AND state = 'idle in transaction' AND backend_xid IS NOT NULL",
+            sessions,
+        )
+        spot_fleet.until(
+            "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = %s "
+            "AND state = 'idle in transaction'",
+            sessions,
+            timeout=30,
+        )
+        spot_fleet.until(
+            "SELECT count(DISTINCT trajectory_id) = %s FROM attempt WHERE outcome = 'preempted' "
+            "AND trajectory_id = ANY(%s)",
+            len(held),
+            [t for (t,) in held],
+            timeout=30,
+        )
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    status = spot_fleet.wait_finished("frozen", timeout=120)
+    assert status["runs"] == {"total": 4, "done": 4}
+    assert_counted_once(spot_fleet, status, 105)
 
 
 def test_a_drained_worker_exits_within_its_grace_and_its_work_is_continued_elsewhere(
