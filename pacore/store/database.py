@@ -53,10 +53,11 @@ def resolve_url(settings: Settings) -> str:
 T = TypeVar("T")
 
 
-def _session(conn: psycopg.Connection[object], idle_ms: int | None, name: str | None) -> None:
+def _session(conn: psycopg.Connection[object], idle_seconds: float | None, name: str | None) -> None:
     """A new connection's session settings (committed: they hold for the session, not one transaction)."""
-    if idle_ms is not None:
-        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)", [f"{idle_ms}ms"])
+    if idle_seconds is not None:
+        idle = f"{max(1, round(idle_seconds * 1000))}ms"
+        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)", [idle])
     if name is not None:
         conn.execute("SELECT set_config('application_name', %s, false)", [name])
     conn.commit()
@@ -95,12 +96,8 @@ class Database:
                 "postgresql://USER:PASSWORD@HOST:5432/DBNAME"
             ) from None
         if idle_in_transaction_seconds is not None or application_name is not None:
-            idle_ms = (
-                None
-                if idle_in_transaction_seconds is None
-                else max(1, round(idle_in_transaction_seconds * 1000))
-            )
-            event.listen(self.engine, "connect", lambda conn, _: _session(conn, idle_ms, application_name))
+            idle, name = idle_in_transaction_seconds, application_name
+            event.listen(self.engine, "connect", lambda conn, _: _session(conn, idle, name))
         self.sent = Sent()  # what its stores sent PostgreSQL
 
     @classmethod

@@ -73,7 +73,6 @@ def test_stored_token_counts_equal_the_servers_usage(campaign, vllm_fleet) -> No
     assert len(rows) == 60 * 5
     for reasoning, _content, completion, _prompt in rows:
         assert completion == SCRIPT_TOKENS_WITHOUT_HMM + reasoning.count(" hmm")
-    why = vllm_fleet.what_happened(status["id"])
     generated, engine = sum(r[2] for r in rows), served["vllm:generation_tokens_total"]
     lost = vllm_fleet.query(
         "SELECT count(*) FROM attempt a JOIN trajectory t ON t.id = a.trajectory_id "
@@ -81,14 +80,17 @@ def test_stored_token_counts_equal_the_servers_usage(campaign, vllm_fleet) -> No
         status["id"],
     )[0][0]
     if lost == 0:
-        assert generated == status["tokens"]["used"] == engine, why
+        assert generated == status["tokens"]["used"] == engine, vllm_fleet.what_happened(status["id"])
         prompt = sum(r[3] for r in rows)
-        assert prompt == status["tokens"]["prompt"] == served["vllm:prompt_tokens_total"], why
+        assert prompt == status["tokens"]["prompt"] == served["vllm:prompt_tokens_total"], (
+            vllm_fleet.what_happened(status["id"])
+        )
     else:
         # Only a worker frozen or starved past its leases may lose attempts here (a box too loaded to run
         # its heartbeat for a minute): it says so once it runs again, and each lost attempt was charged
         # all it held, so the books bound what the engine generated instead of equalling it.
         logs = "".join(log.read_text(errors="replace") for log in vllm_fleet.logs.glob("worker-*.log"))
+        why = vllm_fleet.what_happened(status["id"])
         assert "heartbeat: the leases went" in logs, f"{lost} attempts lost with no late heartbeat: {why}"
         assert generated <= engine <= status["tokens"]["used"], why
 
