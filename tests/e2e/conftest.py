@@ -88,5 +88,9 @@ def vllm_fleet(
         logs,
         workers=2,
         concurrency=32,
+        # The fleets of the scripted engine read with a 2 s timeout, to test timeouts quickly; the CPU vLLM
+        # serving 64 streams on this box's shared cores may send nothing for longer (a burst of long
+        # prompts to prefill), and a cut stream is charged what it may have generated unseen.
+        extra_env={"PACORE_ENGINE_TIMEOUT": "60"},
     ) as fleet:
         yield fleet
