@@ -320,7 +320,7 @@ def test_a_message_fetched_by_a_worker_that_died_before_claiming_it_is_published
             assert time.monotonic() < deadline
             time.sleep(0.1)
         slow_campaign(fleet, tmp_path, "fetched", "an ordinary problem", problems=2)
-        # the runs' first rounds, in the lowest priority's list, where new runs' go (scheduler/publish.py)
+        # the runs' first rounds: in the lowest priority's list, where new runs' first rounds go (scheduler/publish.py)
         queue = priority_lists(f"generate.{fake_engine.model}")[-1]
         while broker.llen(queue) < 2:  # a message per round: a batch of its 4 trajectories
             assert time.monotonic() < deadline + 30
