@@ -20,9 +20,8 @@ import uuid
 from datetime import timedelta
 
 from celery import Celery
-from kombu.transport.redis import Channel as RedisChannel
 
-from scheduler.app import generation_queue, runtime
+from scheduler.app import generation_queue, priority_lists, runtime
 from scheduler.sweep import sweep
 from scheduler.unqueue import carried
 
@@ -99,12 +98,6 @@ class Reconciler:
                 if len(known) == len(since):
                     cutoffs[model] = (min(known) - slack).isoformat()
         return cutoffs
-
-
-def priority_lists(queue: str) -> list[str]:
-    """The Redis lists of a queue, one per message priority, as kombu's Redis transport names them."""
-    sep, steps = RedisChannel.sep, RedisChannel.priority_steps
-    return [queue if pri == 0 else f"{queue}{sep}{pri}" for pri in steps]
 
 
 def _oldest_queued(raw: bytes | None) -> int | None:

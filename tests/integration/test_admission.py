@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from scheduler.reconciler import priority_lists
+from scheduler.app import priority_lists
 
 SLOTS = 2  # one worker, concurrency 2: the bound is 2 x 2 = 4 trajectories in flight
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from scheduler.reconciler import priority_lists
+from scheduler.app import priority_lists
 from tests.fleet import wait_until
 
 

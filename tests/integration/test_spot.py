@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import redis
 
-from scheduler.reconciler import priority_lists
+from scheduler.app import priority_lists
 from tests.fake_engine import FakeEngine
 from tests.fleet import Fleet, running_fleet, wait_until
 
