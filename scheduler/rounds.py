@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pacore.core.answers import extract_boxed
+from pacore.core.budget import starved_end
 from pacore.core.campaign import CampaignConfig
 from pacore.core.policy import RoundPlan, plan_round
 from pacore.core.rounds import after_round
@@ -23,6 +24,7 @@ from pacore.settings import Settings
 from pacore.store import budgets
 from pacore.store.base import StoreError
 from pacore.store.counters import PlanCounters
+from pacore.store.dispatch import Starved
 from pacore.store.store import Store
 from scheduler.admission import Admission
 
@@ -157,16 +159,53 @@ def next_round(
     counters: PlanCounters,
 ) -> Publish | None:
     """Plan round `index` against the budget left (the run's `counters`, read with the round before or
-    with the pending run), then create it, or end the run when nothing fits."""
-    estimate = _estimate(counters.mean, run, settings)
-    room = budgets.room(counters.run, counters.campaign)
-    plan = plan_round(
-        run.cfg.schedule, index, room, estimate, run.cfg.max_tokens, gathered, settings.min_trajectory_tokens
-    )
+    with the pending run), then create it, or end the run when nothing fits.
+
+    The counters were read without a lock, perhaps before a budget raise committed. A raise holds the
+    lock of every unfinished run until it commits and resumes the runs that ended before it: so a run is
+    ended only on a plan made again after its lock is taken, on the counters read then."""
+    plan = _plan(settings, run, index, gathered, counters)
+    if plan.action == "exhausted" and store.lock_run(run.run_id):
+        run_tokens, campaign_tokens = store.run_tokens(run.run_id)
+        plan = _plan(
+            settings, run, index, gathered, replace(counters, run=run_tokens, campaign=campaign_tokens)
+        )
     if plan.action == "exhausted":
         _finish_run(store, run, RunStatus.BUDGET_EXHAUSTED, plan.reason, None)
         return None
     return create_round(store, run, index, plan, messages)
+
+
+def _plan(
+    settings: Settings, run: RunContext, index: int, gathered: int, counters: PlanCounters
+) -> RoundPlan:
+    estimate = _estimate(counters.mean, run, settings)
+    room = budgets.room(counters.run, counters.campaign)
+    return plan_round(
+        run.cfg.schedule, index, room, estimate, run.cfg.max_tokens, gathered, settings.min_trajectory_tokens
+    )
+
+
+def end_starved_runs(store: Store, starved: list[Starved], wake: int) -> list[int]:
+    """Runs whose trajectories all wait for budget that none can give them end `budget_exhausted`
+    (`starved_end`); their waiting trajectories stay pending, so that a raised budget (or `retry
+    --budget-exhausted`) resumes them where they stopped. `starved` was read without a lock: each run
+    is decided again under its lock (as in `next_round`). Returns the runs it ended."""
+    ended = []
+    for candidate in starved:
+        if starved_end(candidate.own, candidate.shared, candidate.all_starved, wake) is None:
+            continue
+        if not store.lock_run(candidate.run_id):
+            continue
+        reason = next(
+            (starved_end(r.own, r.shared, r.all_starved, wake) for r in store.starved_runs(candidate.run_id)),
+            None,
+        )
+        if reason is not None and store.end_runs(RunStatus.BUDGET_EXHAUSTED, reason, ids=[candidate.run_id]):
+            log.warning("run %d of campaign %d ended %s", candidate.run_id, candidate.campaign_id, reason)
+            store.finish_campaign_if_done(candidate.campaign_id)
+            ended.append(candidate.run_id)
+    return ended
 
 
 def _estimate(mean: float | None, run: RunContext, settings: Settings) -> int:

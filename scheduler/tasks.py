@@ -9,13 +9,12 @@ from collections.abc import Callable
 from celery import Celery
 
 from pacore import metrics
-from pacore.core.budget import starved_end, wake_tokens
-from pacore.core.vocabulary import RunStatus
+from pacore.core.budget import wake_tokens
 from pacore.settings import Settings
 from scheduler.advance import advance_and_publish
 from scheduler.app import runtime
 from scheduler.publish import publish
-from scheduler.rounds import Publish, start_runs
+from scheduler.rounds import Publish, end_starved_runs, start_runs
 
 log = logging.getLogger("pacore.scheduler")
 
@@ -96,18 +95,9 @@ def _publish_unpublished(app: Celery, admit: Callable[[int], bool] | None) -> in
 
 
 def _end_starved_runs(app: Celery) -> None:
-    """Runs whose trajectories all wait for budget that none can give them end `budget_exhausted`
-    (`starved_end`); their waiting trajectories stay pending, so that a raised budget (or `retry
-    --budget-exhausted`) resumes them where they stopped."""
     rt = runtime(app)
     with rt.db.store() as store:
-        for run in store.starved_runs():
-            reason = starved_end(run.own, run.shared, run.all_starved, _wake(rt.settings))
-            if reason is None:
-                continue
-            if store.end_runs(RunStatus.BUDGET_EXHAUSTED, reason, ids=[run.run_id]):
-                log.warning("run %d of campaign %d ended %s", run.run_id, run.campaign_id, reason)
-                store.finish_campaign_if_done(run.campaign_id)
+        end_starved_runs(store, store.starved_runs(), _wake(rt.settings))
 
 
 def _wake(settings: Settings) -> int:

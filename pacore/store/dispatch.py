@@ -49,8 +49,9 @@ class DispatchQueries(StoreBase):
         (`pacore.core.budget.wake_tokens`)."""
         return self.all(Unpublished, "unpublished_trajectories", {"grace": grace_seconds, "block": block})
 
-    def starved_runs(self) -> list[Starved]:
-        return self.all(Starved, "starved_runs")
+    def starved_runs(self, run_id: int | None = None) -> list[Starved]:
+        """Every starved run, or only `run_id` if it is one."""
+        return self.all(Starved, "starved_runs", {"run": run_id})
 
     def active_models(self) -> list[str]:
         return self.scalars("active_models")

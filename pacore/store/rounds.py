@@ -189,9 +189,25 @@ class RoundQueries(StoreBase):
     def fail_round(self, round_id: int) -> None:
         self.execute("fail_round", {"id": round_id})
 
+    def lock_run(self, run_id: int) -> bool:
+        """Lock the run if it has not ended (`lock_run`); False if it has."""
+        return self.scalar("lock_run", {"id": run_id}) is not None
+
+    def run_tokens(self, run_id: int) -> tuple[RunTokens, CampaignTokens]:
+        """The run's and its campaign's counters, as this statement reads them."""
+        row = self.execute("run_tokens", {"id": run_id}).fetchone()
+        return _run_tokens(row), _campaign_tokens(row)
+
 
 def _plan_counters(row: Any) -> PlanCounters:
     """From a row with the planning columns of `win_round` and `lock_pending_runs`."""
-    run = RunTokens(row.run_limit, row.run_granted, row.run_used, row.run_reserved)
-    campaign = CampaignTokens(row.campaign_limit, row.campaign_used, row.campaign_reserved)
-    return PlanCounters(run, campaign, None if row.mean is None else float(row.mean))
+    mean = None if row.mean is None else float(row.mean)
+    return PlanCounters(_run_tokens(row), _campaign_tokens(row), mean)
+
+
+def _run_tokens(row: Any) -> RunTokens:
+    return RunTokens(row.run_limit, row.run_granted, row.run_used, row.run_reserved)
+
+
+def _campaign_tokens(row: Any) -> CampaignTokens:
+    return CampaignTokens(row.campaign_limit, row.campaign_used, row.campaign_reserved)

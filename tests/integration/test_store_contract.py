@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from pacore.campaigns.control import set_campaign_budget
 from pacore.campaigns.submit import submit
 from pacore.core.budget import (
     CampaignTokens,
@@ -27,6 +28,7 @@ from pacore.core.budget import (
     apply_settle,
     fair_ask,
     grant_request,
+    wake_tokens,
 )
 from pacore.core.campaign import CampaignConfig
 from pacore.core.vocabulary import UNFINISHED, CampaignStatus, Outcome, RunStatus, TrajectoryStatus
@@ -36,7 +38,7 @@ from pacore.store.budgets import Holder
 from pacore.store.claims import Result
 from pacore.store.database import Database
 from pacore.store.endings import Scope
-from scheduler.rounds import start_runs
+from scheduler.rounds import RunContext, end_starved_runs, next_round, start_runs
 from worker import claims
 
 RUNNING, PENDING = [TrajectoryStatus.RUNNING], TrajectoryStatus.PENDING
@@ -318,6 +320,69 @@ def test_a_retried_run_counts_its_tokens_once(database, tmp_path) -> None:
     with database.store() as store:
         store.end_runs(RunStatus.DONE, "done", ids=[run_id])
     assert c.tokens() == (25, 0), "ended again: counted once"
+
+
+def run_statuses(c: Campaign) -> list[str]:
+    with c.db.engine.begin() as session:
+        rows = session.execute(text("SELECT status FROM run WHERE campaign_id = :c ORDER BY id"), {"c": c.id})
+        return [r[0] for r in rows]
+
+
+def test_runs_read_as_starved_before_a_budget_raise_are_not_ended_after_it(database, tmp_path) -> None:
+    """The chaos budget_edit failure: the dispatch tick read the starved runs while the budget was low;
+    the raise committed and resumed none (none had ended yet); then the tick ended them all
+    budget_exhausted, for good. The starved list here is read before the raise, as the tick read it."""
+    settings = Settings()
+    wake = wake_tokens(settings.token_block, settings.min_trajectory_tokens)
+    c = Campaign(database, tmp_path, "raised-late", problems=2, k=1, budget=wake - 1)
+    for tid in c.trajectories:
+        assert claims.hand_back(database, c.claim(tid), "w", claims.Spent(), "waiting for budget")
+    with database.store() as store:
+        starved = store.starved_runs()
+    assert [(s.run_id, s.shared, s.all_starved) for s in starved] == [(r, wake - 1, True) for r in c.runs]
+    with database.store() as store:
+        assert set_campaign_budget(store, "raised-late", 100 * wake) == (0, 0, 0), "none had ended"
+    with database.store() as store:
+        assert end_starved_runs(store, starved, wake) == []
+    assert run_statuses(c) == ["running", "running"], "the raise leaves room: they go on"
+
+    with database.store() as store:  # lowered again, the same call ends them
+        set_campaign_budget(store, "raised-late", wake - 1)
+    with database.store() as store:
+        assert end_starved_runs(store, starved, wake) == c.runs
+    assert run_statuses(c) == ["budget_exhausted", "budget_exhausted"]
+
+
+def test_a_round_planned_on_counters_read_before_a_budget_raise_is_planned_again(database, tmp_path) -> None:
+    """The same race in planning: a round's counters are read without a lock (with the round before,
+    or with the pending run); a raise that commits after that read must not see the run end
+    budget_exhausted after it resumed the runs that had ended."""
+    path = tmp_path / "late.jsonl"
+    path.write_text('{"id": "a", "problem": "A"}\n{"id": "b", "problem": "B"}\n')
+    config = CampaignConfig(rounds=[2], model="m", campaign_budget=1)
+    submitted = submit(database, path, "late", config)
+    with database.store() as store:
+        pending = store.lock_pending_runs(store.pending_runs_round_robin(10, 0))
+    assert [p.counters.campaign.limit for p in pending] == [1, 1]
+    with database.store() as store:
+        assert set_campaign_budget(store, "late", 100_000) == (0, 0, 0)
+    raised, control = pending
+    with database.store() as store:
+        for p in pending:
+            store.start_run(p.run_id)
+        run = RunContext(raised.run_id, raised.campaign_id, config, raised.messages)
+        planned = next_round(store, Settings(), run, 1, raised.messages, 0, raised.counters)
+        assert planned is not None and len(planned.trajectories) == 2, "planned on the raised budget"
+    with database.store() as store:  # lowered again, the same call ends the other run
+        set_campaign_budget(store, "late", 1)
+    with database.store() as store:
+        run = RunContext(control.run_id, control.campaign_id, config, control.messages)
+        assert next_round(store, Settings(), run, 1, control.messages, 0, control.counters) is None
+    with database.engine.begin() as session:
+        rows = session.execute(
+            text("SELECT status FROM run WHERE campaign_id = :c ORDER BY id"), {"c": submitted.campaign_id}
+        )
+        assert [r[0] for r in rows] == ["running", "budget_exhausted"]
 
 
 @pytest.mark.parametrize("a_first", [True, False])

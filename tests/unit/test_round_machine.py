@@ -55,6 +55,12 @@ class MemoryStore:
     def fail_round(self, round_id: int) -> None:
         self.written["round_failed"] = True
 
+    def lock_run(self, run_id: int) -> bool:
+        return "run" not in self.written
+
+    def run_tokens(self, run_id: int) -> tuple[RunTokens, CampaignTokens]:
+        return self.run_row, self.campaign_row
+
     def end_runs(
         self,
         status: str,

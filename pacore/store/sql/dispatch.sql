@@ -27,7 +27,7 @@ ORDER BY t.waiting_since IS NOT NULL, run.id, r.index DESC, t.round_id, t.index
 LIMIT 10000;
 
 -- name: starved_runs
--- Running runs whose unfinished trajectories all wait for budget (none running or pending otherwise), with what is left to them: `own` of their problem budget and `shared` of their campaign's (with their free grant; null: unlimited), and whether every other unfinished run of their campaign is starved too.
+-- Running runs whose unfinished trajectories all wait for budget (none running or pending otherwise), with what is left to them: `own` of their problem budget and `shared` of their campaign's (with their free grant; null: unlimited), and whether every other unfinished run of their campaign is starved too. Only run :run's row when it is given (the others still count for `all_starved`).
 WITH waiting AS (  -- from the waiting trajectories (none, most ticks), not from every running run
   SELECT DISTINCT r.run_id FROM trajectory t JOIN round r ON r.id = t.round_id
   WHERE t.status = 'pending' AND t.waiting_since IS NOT NULL
@@ -46,7 +46,7 @@ s AS (
 SELECT s.id AS run_id, s.campaign_id, s.own, s.shared,
        NOT EXISTS (SELECT 1 FROM run o WHERE o.campaign_id = s.campaign_id AND o.status IN ('pending', 'running')
                    AND o.id NOT IN (SELECT id FROM s)) AS all_starved
-FROM s ORDER BY s.id;
+FROM s WHERE CAST(:run AS bigint) IS NULL OR s.id = :run ORDER BY s.id;
 
 -- name: active_models
 -- The models that active campaigns generate with (their queues are the ones to watch).

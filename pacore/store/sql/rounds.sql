@@ -113,6 +113,17 @@ RETURNING round.run_id AS run_id, round.index AS index, round.is_final AS is_fin
                                OFFSET 0) x
            WHERE r.run_id = run.id) AS mean;
 
+-- name: lock_run
+-- Lock a run that has not ended, before its campaign's row (the order every grant takes them). A run is ended for want of budget only on counters read after this: a budget change holds the locks of every unfinished run until it commits, and a raise resumes the runs that had ended before it.
+SELECT id FROM run WHERE id = :id AND status IN ('pending', 'running', 'quarantined') FOR NO KEY UPDATE;
+
+-- name: run_tokens
+-- A run's token counters and its campaign's, as planning reads them (`win_round`, `lock_pending_runs`).
+SELECT run.token_limit AS run_limit, run.tokens_granted AS run_granted, run.tokens_used AS run_used,
+       run.tokens_reserved AS run_reserved, c.campaign_budget AS campaign_limit, c.tokens_used AS campaign_used,
+       c.tokens_reserved AS campaign_reserved
+FROM run JOIN campaign c ON c.id = run.campaign_id WHERE run.id = :id;
+
 -- name: record_round_decision
 -- Store how a round advanced, in one statement: the reference each of its trajectories gives the next round (null: none), its official response order, its completion order and the decision.
 WITH refs AS (
