@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import Celery
 from celery.backends.redis import RedisBackend
+from kombu.transport.redis import Channel as RedisChannel
 
 from pacore.settings import Settings
 from pacore.store.database import Database
@@ -27,6 +28,13 @@ CONTROL_QUEUE = "control"
 def generation_queue(model: str) -> str:
     """One queue per served model (and revision, written `name@revision`)."""
     return "generate." + re.sub(r"[^A-Za-z0-9_.@/-]", "_", model)
+
+
+def priority_lists(queue: str) -> list[str]:
+    """The Redis lists of a queue, one per message priority, highest first (the order a consumer takes
+    them), as kombu's Redis transport names them."""
+    sep, steps = RedisChannel.sep, RedisChannel.priority_steps
+    return [queue if pri == 0 else f"{queue}{sep}{pri}" for pri in steps]
 
 
 @dataclass

@@ -6,9 +6,10 @@ restart without persistence, a failover to an empty replica): when the key is go
 trajectory is published again. Duplicates are harmless: a message for a row already claimed exits.
 
 A message can also be lost on its own: a worker fetched it and died before its claim committed (the
-message waits, unacknowledged, for Redis's visibility timeout: hours). Queues are FIFO, so a pending
-trajectory published well before the oldest message still waiting in its queue is no longer in the
-queue; a live worker would have claimed it within milliseconds: it is published again.
+message waits, unacknowledged, for Redis's visibility timeout: hours). A queue is FIFO within each
+priority (a list per priority), so a pending trajectory published well before the oldest message still
+waiting in any of its lists is no longer in the queue; a live worker would have claimed it within
+milliseconds: it is published again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import timedelta
 
 from celery import Celery
 
-from scheduler.app import generation_queue, runtime
+from scheduler.app import generation_queue, priority_lists, runtime
 from scheduler.sweep import sweep
 from scheduler.unqueue import carried
 
@@ -83,14 +84,19 @@ class Reconciler:
         with rt.db.store() as store:
             cutoffs = {}
             for model in store.active_models():
-                try:
-                    head = _oldest_queued(self.redis.lindex(generation_queue(model), -1))
+                try:  # the oldest message of each priority's list (scheduler/publish.py)
+                    heads = [
+                        head
+                        for key in priority_lists(generation_queue(model))
+                        if (head := _oldest_queued(self.redis.lindex(key, -1))) is not None
+                    ]
                 except (ValueError, KeyError, IndexError, TypeError):
                     log.warning("cannot read the oldest message queued for %s; skipping it", model)
                     continue
-                since = store.published_at_or_now(head)
-                if since is not None:
-                    cutoffs[model] = (since - slack).isoformat()
+                since = [store.published_at_or_now(head) for head in heads or [None]]
+                known = [at for at in since if at is not None]  # not: its row is gone or unstamped
+                if len(known) == len(since):
+                    cutoffs[model] = (min(known) - slack).isoformat()
         return cutoffs
 
 

@@ -170,6 +170,12 @@ def next_round(
         plan = _plan(
             settings, run, index, gathered, replace(counters, run=run_tokens, campaign=campaign_tokens)
         )
+        if plan.action != "exhausted":
+            log.info(
+                "run %d: its budget grew since it was read; round %d planned again under its lock",
+                run.run_id,
+                index,
+            )
     if plan.action == "exhausted":
         _finish_run(store, run, RunStatus.BUDGET_EXHAUSTED, plan.reason, None)
         return None
@@ -201,7 +207,11 @@ def end_starved_runs(store: Store, starved: list[Starved], wake: int) -> list[in
             (starved_end(r.own, r.shared, r.all_starved, wake) for r in store.starved_runs(candidate.run_id)),
             None,
         )
-        if reason is not None and store.end_runs(RunStatus.BUDGET_EXHAUSTED, reason, ids=[candidate.run_id]):
+        if reason is None:
+            log.info(
+                "run %d: no longer out of budget when read again under its lock; it goes on", candidate.run_id
+            )
+        elif store.end_runs(RunStatus.BUDGET_EXHAUSTED, reason, ids=[candidate.run_id]):
             log.warning("run %d of campaign %d ended %s", candidate.run_id, candidate.campaign_id, reason)
             store.finish_campaign_if_done(candidate.campaign_id)
             ended.append(candidate.run_id)

@@ -13,7 +13,7 @@ from pacore.core.budget import wake_tokens
 from pacore.settings import Settings
 from scheduler.advance import advance_and_publish
 from scheduler.app import runtime
-from scheduler.publish import publish
+from scheduler.publish import NEW_RUNS, publish
 from scheduler.rounds import Publish, end_starved_runs, start_runs
 
 log = logging.getLogger("pacore.scheduler")
@@ -56,7 +56,7 @@ def dispatch_tick(app: Celery) -> int:
     sent = _publish_unpublished(app, admit)
     with rt.db.store() as store:
         started = start_runs(store, rt.settings, rt.settings.dispatch_batch, rt.admission)
-    sent += publish(app, started)
+    sent += publish(app, started, NEW_RUNS)
     if time.monotonic() >= rt.checks_due:
         rt.checks_due = time.monotonic() + rt.settings.dispatch_interval
         _end_starved_runs(app)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from celery import Celery
 
-from scheduler.app import generation_queue
+from scheduler.app import generation_queue, priority_lists
 
 log = logging.getLogger("pacore.scheduler")
 
@@ -38,7 +38,7 @@ def unqueue(app: Celery, model: str, trajectory_ids: Iterable[int]) -> int:
     with app.connection_for_write() as connection:
         channel = connection.default_channel
         client = channel.client
-        for key in {channel._q_for_pri(queue, pri) for pri in channel.priority_steps}:
+        for key in priority_lists(queue):
             for raw in client.lrange(key, 0, -1):
                 ids, group = carried(raw)
                 if ids and set(ids) <= gone and client.lrem(key, 1, raw):

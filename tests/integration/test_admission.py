@@ -10,6 +10,8 @@ from pathlib import Path
 
 import redis
 
+from scheduler.app import priority_lists
+
 SLOTS = 2  # one worker, concurrency 2: the bound is 2 x 2 = 4 trajectories in flight
 
 
@@ -40,7 +42,8 @@ def test_in_flight_work_stays_within_twice_the_fleet_and_campaigns_take_turns(
                     "OR (status = 'pending' AND published_at IS NOT NULL)"
                 )[0][0]
                 seen["in_flight"] = max(seen["in_flight"], in_flight)
-                seen["queued"] = max(seen["queued"], broker.llen(f"generate.{fake_engine.model}"))
+                queued = sum(broker.llen(key) for key in priority_lists(f"generate.{fake_engine.model}"))
+                seen["queued"] = max(seen["queued"], queued)
                 seen["samples"] += 1
                 time.sleep(0.05)
 

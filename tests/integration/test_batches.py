@@ -11,6 +11,7 @@ from pathlib import Path
 
 import redis
 
+from scheduler.app import priority_lists
 from tests.fleet import wait_until
 
 
@@ -50,11 +51,13 @@ def test_a_round_within_one_batch_runs_on_one_worker_and_callbacks_advance_every
 
 
 def carried(broker: redis.Redis, queue: str) -> list[set[int]]:
-    """The trajectory ids each queued generation message carries (kombu's envelope, JSON in base64)."""
+    """The trajectory ids each queued generation message carries (kombu's envelope, JSON in base64), over
+    the queue's list of each priority."""
     out = []
-    for raw in broker.lrange(queue, 0, -1):
-        args = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
-        out.append({tid for tid, _attempt in args[0]})
+    for key in priority_lists(queue):  # in the order a consumer takes them
+        for raw in reversed(broker.lrange(key, 0, -1)):
+            args = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
+            out.append({tid for tid, _attempt in args[0]})
     return out
 
 
@@ -106,7 +109,7 @@ def test_cancel_and_delete_take_their_messages_out_of_the_broker_and_an_ended_ca
 
         fleet.start("worker-0", "worker", "--engine-url", fleet.engine_url, "--model", fleet.model)
         assert fleet.wait_finished("kept")["runs"] == {"total": 2, "done": 2}
-        wait_until(lambda: broker.llen(queue) == 0, "the queue to drain", 30)
+        wait_until(lambda: not carried(broker, queue), "the queue to drain", 30)
         left = sorted(k.decode() for k in broker.keys("celery-*"))
         # no task result and no chord counter: only the claims Celery's Redis backend keeps a few
         # minutes after each chord's callback fired (so that it fires once), each expiring

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 import redis
 
+from scheduler.app import priority_lists
 from tests.fake_engine import FakeEngine
 from tests.fleet import Fleet, running_fleet, wait_until
 
@@ -319,7 +320,8 @@ def test_a_message_fetched_by_a_worker_that_died_before_claiming_it_is_published
             assert time.monotonic() < deadline
             time.sleep(0.1)
         slow_campaign(fleet, tmp_path, "fetched", "an ordinary problem", problems=2)
-        queue = f"generate.{fake_engine.model}"
+        # the runs' first rounds: in the lowest priority's list, where new runs' first rounds go (scheduler/publish.py)
+        queue = priority_lists(f"generate.{fake_engine.model}")[-1]
         while broker.llen(queue) < 2:  # a message per round: a batch of its 4 trajectories
             assert time.monotonic() < deadline + 30
             time.sleep(0.1)
