@@ -118,7 +118,7 @@ def test_a_worker_frozen_inside_a_transaction_does_not_hold_the_reconciler(
         lock.execute("SELECT 1 FROM trajectory WHERE id = %s FOR NO KEY UPDATE", [held[0][0]])
         spot_fleet.until(
             "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = %s "
-            "AND wait_event_type = 'Lock' AND query LIKE 'UPDATE trajectory t SET lease_until%%'",
+            "AND wait_event_type = 'Lock' AND query LIKE '%%SET lease_until%%'",
             sessions,
             timeout=30,
         )

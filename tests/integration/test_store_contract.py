@@ -460,7 +460,45 @@ def _until_a_backend_waits_on_a_lock(db: Database) -> None:
             ).scalar()
         if waiting:
             return
-    raise AssertionError("the second ending never waited on the campaign row")
+    raise AssertionError("no backend waited on a lock")
+
+
+def test_a_heartbeat_locks_its_trajectories_in_id_order(database, tmp_path) -> None:
+    """Statements that lock several trajectories take them in id order (a claim, a result write), so
+    that two never wait for each other. A heartbeat given its trajectories highest first, and blocked
+    on the highest, must already hold the lowest: in the array's order it would hold nothing yet, and
+    a result write of both (lowest first) would then wait on it while it waits on the result write."""
+    c = Campaign(database, tmp_path, "heartbeat-order", k=2)
+    low, high = sorted(c.trajectories)
+    for tid in (low, high):
+        c.claim(tid)
+    # A fleet's other running trajectories, so that the heartbeat is planned as in production: each of
+    # its trajectories looked up by key in the order given, not one scan of a few rows.
+    others = Campaign(database, tmp_path, "others", problems=100, k=4)
+    with database.engine.begin() as session:
+        session.execute(
+            text("UPDATE trajectory SET status = 'running', worker_id = 'x' WHERE id = ANY(:ids)"),
+            {"ids": others.trajectories},
+        )
+        session.execute(text("ANALYZE trajectory"))
+    extended: list[set[int]] = []
+
+    def heartbeat() -> None:
+        with database.store() as store:
+            extended.append(store.extend_leases("w", 60, {high: 1, low: 1}))
+
+    with database.engine.connect() as holder, holder.begin():
+        holder.execute(text("SELECT 1 FROM trajectory WHERE id = :a FOR NO KEY UPDATE"), {"a": high})
+        beating = threading.Thread(target=heartbeat)
+        beating.start()
+        _until_a_backend_waits_on_a_lock(database)
+        with database.engine.connect() as other, other.begin():
+            free = other.execute(
+                text("SELECT id FROM trajectory WHERE id = :a FOR NO KEY UPDATE SKIP LOCKED"), {"a": low}
+            ).all()
+        assert free == [], "the heartbeat holds the lowest row while it waits for the highest"
+    beating.join(30)
+    assert extended == [{low, high}]
 
 
 class SideBySide:

@@ -8,10 +8,15 @@ VALUES (:id, :host, :pid, :queue, :model, :revision, :url, :concurrency);
 UPDATE worker SET status = 'down' WHERE id = :id;
 
 -- name: extend_leases
--- A heartbeat extends the leases of the trajectories a worker process is generating; returns those still its own.
+-- A heartbeat extends the leases of the trajectories a worker process is generating; returns those still its own. Their rows are locked in id order, as every statement that locks several trajectories takes them (a claim, a result write, a re-drive): in the order of the array, a heartbeat and a result write of the same rows could each wait for the other.
+WITH mine AS (
+  SELECT t.id FROM trajectory t
+  JOIN unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS h(id, attempt) ON t.id = h.id
+  WHERE t.attempt = h.attempt AND t.worker_id = :worker AND t.status = 'running'
+  ORDER BY t.id FOR NO KEY UPDATE OF t
+)
 UPDATE trajectory t SET lease_until = now() + make_interval(secs => :lease)
-FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS h(id, attempt)
-WHERE t.id = h.id AND t.attempt = h.attempt AND t.worker_id = :worker AND t.status = 'running'
+FROM mine WHERE t.id = mine.id
 RETURNING t.id;
 
 -- name: touch_worker
