@@ -471,6 +471,9 @@ def main() -> None:
     parser.add_argument("--no-sweep", action="store_true")
     parser.add_argument("--no-block-run", action="store_true")
     args = parser.parse_args()
+    for name in ("problems", "repeats", "sweep_problems", "sweep_repeats", "stream_interval", "workers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)})")
     if FLEET_CORES:  # this process and its children off the engine's core
         os.sched_setaffinity(0, {int(c) for c in range(int(FLEET_CORES.split("-")[0]), os.cpu_count() or 2)})
     root = Path(tempfile.mkdtemp(prefix="pacore-e2e-"))
