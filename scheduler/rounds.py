@@ -192,30 +192,26 @@ def _plan(
     )
 
 
-def end_starved_runs(store: Store, starved: list[Starved], wake: int) -> list[int]:
-    """Runs whose trajectories all wait for budget that none can give them end `budget_exhausted`
-    (`starved_end`); their waiting trajectories stay pending, so that a raised budget (or `retry
-    --budget-exhausted`) resumes them where they stopped. `starved` was read without a lock: each run
-    is decided again under its lock (as in `next_round`). Returns the runs it ended."""
-    ended = []
-    for candidate in starved:
-        if starved_end(candidate.own, candidate.shared, candidate.all_starved, wake) is None:
-            continue
-        if not store.lock_run(candidate.run_id):
-            continue
-        reason = next(
-            (starved_end(r.own, r.shared, r.all_starved, wake) for r in store.starved_runs(candidate.run_id)),
-            None,
-        )
-        if reason is None:
-            log.info(
-                "run %d: no longer out of budget when read again under its lock; it goes on", candidate.run_id
-            )
-        elif store.end_runs(RunStatus.BUDGET_EXHAUSTED, reason, ids=[candidate.run_id]):
-            log.warning("run %d of campaign %d ended %s", candidate.run_id, candidate.campaign_id, reason)
-            store.finish_campaign_if_done(candidate.campaign_id)
-            ended.append(candidate.run_id)
-    return ended
+def end_starved_run(store: Store, starved: Starved, wake: int) -> bool:
+    """A run whose trajectories all wait for budget that none can give it ends `budget_exhausted`
+    (`starved_end`); its waiting trajectories stay pending, so that a raised budget (or `retry
+    --budget-exhausted`) resumes them where they stopped. `starved` was read without a lock: the run is
+    decided again under its lock (as in `next_round`). Returns whether it ended. One run per
+    transaction: its end locks the campaign's row, which another run's lock must not be taken behind."""
+    if starved_end(starved.own, starved.shared, starved.all_starved, wake) is None:
+        return False
+    if not store.lock_run(starved.run_id):
+        return False
+    now = store.starved_runs(starved.run_id)
+    reason = starved_end(now[0].own, now[0].shared, now[0].all_starved, wake) if now else None
+    if reason is None:
+        log.info("run %d: no longer out of budget when read again under its lock; it goes on", starved.run_id)
+        return False
+    if not store.end_runs(RunStatus.BUDGET_EXHAUSTED, reason, ids=[starved.run_id]):
+        return False
+    log.warning("run %d of campaign %d ended %s", starved.run_id, starved.campaign_id, reason)
+    store.finish_campaign_if_done(starved.campaign_id)
+    return True
 
 
 def _estimate(mean: float | None, run: RunContext, settings: Settings) -> int:

@@ -14,7 +14,7 @@ from pacore.settings import Settings
 from scheduler.advance import advance_and_publish
 from scheduler.app import runtime
 from scheduler.publish import NEW_RUNS, publish
-from scheduler.rounds import Publish, end_starved_runs, start_runs
+from scheduler.rounds import Publish, end_starved_run, start_runs
 
 log = logging.getLogger("pacore.scheduler")
 
@@ -95,9 +95,13 @@ def _publish_unpublished(app: Celery, admit: Callable[[int], bool] | None) -> in
 
 
 def _end_starved_runs(app: Celery) -> None:
+    """Runs starved of budget for good end (`end_starved_run`), each in a transaction of its own."""
     rt = runtime(app)
     with rt.db.store() as store:
-        end_starved_runs(store, store.starved_runs(), _wake(rt.settings))
+        starved = store.starved_runs()
+    for run in starved:
+        with rt.db.store() as store:
+            end_starved_run(store, run, _wake(rt.settings))
 
 
 def _wake(settings: Settings) -> int:

@@ -38,7 +38,7 @@ from pacore.store.budgets import Holder
 from pacore.store.claims import Result
 from pacore.store.database import Database
 from pacore.store.endings import Scope
-from scheduler.rounds import RunContext, end_starved_runs, next_round, start_runs
+from scheduler.rounds import RunContext, end_starved_run, next_round, start_runs
 from worker import claims
 
 RUNNING, PENDING = [TrajectoryStatus.RUNNING], TrajectoryStatus.PENDING
@@ -342,14 +342,16 @@ def test_runs_read_as_starved_before_a_budget_raise_are_not_ended_after_it(datab
     assert [(s.run_id, s.shared, s.all_starved) for s in starved] == [(r, wake - 1, True) for r in c.runs]
     with database.store() as store:
         assert set_campaign_budget(store, "raised-late", 100 * wake) == (0, 0, 0), "none had ended"
-    with database.store() as store:
-        assert end_starved_runs(store, starved, wake) == []
+    for run in starved:
+        with database.store() as store:
+            assert not end_starved_run(store, run, wake)
     assert run_statuses(c) == ["running", "running"], "the raise leaves room: they go on"
 
     with database.store() as store:  # lowered again, the same call ends them
         set_campaign_budget(store, "raised-late", wake - 1)
-    with database.store() as store:
-        assert end_starved_runs(store, starved, wake) == c.runs
+    for run in starved:
+        with database.store() as store:
+            assert end_starved_run(store, run, wake)
     assert run_statuses(c) == ["budget_exhausted", "budget_exhausted"]
 
 
