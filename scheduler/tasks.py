@@ -99,9 +99,10 @@ def _end_starved_runs(app: Celery) -> None:
     rt = runtime(app)
     with rt.db.store() as store:
         starved = store.starved_runs()
+    wake = _wake(rt.settings)
     for run in starved:
         with rt.db.store() as store:
-            end_starved_run(store, run, _wake(rt.settings))
+            end_starved_run(store, run, wake)
 
 
 def _wake(settings: Settings) -> int:

@@ -322,9 +322,11 @@ def test_a_retried_run_counts_its_tokens_once(database, tmp_path) -> None:
     assert c.tokens() == (25, 0), "ended again: counted once"
 
 
-def run_statuses(c: Campaign) -> list[str]:
-    with c.db.engine.begin() as session:
-        rows = session.execute(text("SELECT status FROM run WHERE campaign_id = :c ORDER BY id"), {"c": c.id})
+def run_statuses(db: Database, campaign_id: int) -> list[str]:
+    with db.engine.begin() as session:
+        rows = session.execute(
+            text("SELECT status FROM run WHERE campaign_id = :c ORDER BY id"), {"c": campaign_id}
+        )
         return [r[0] for r in rows]
 
 
@@ -345,14 +347,14 @@ def test_runs_read_as_starved_before_a_budget_raise_are_not_ended_after_it(datab
     for run in starved:
         with database.store() as store:
             assert not end_starved_run(store, run, wake)
-    assert run_statuses(c) == ["running", "running"], "the raise leaves room: they go on"
+    assert run_statuses(database, c.id) == ["running", "running"], "the raise leaves room: they go on"
 
     with database.store() as store:  # lowered again, the same call ends them
         set_campaign_budget(store, "raised-late", wake - 1)
     for run in starved:
         with database.store() as store:
             assert end_starved_run(store, run, wake)
-    assert run_statuses(c) == ["budget_exhausted", "budget_exhausted"]
+    assert run_statuses(database, c.id) == ["budget_exhausted", "budget_exhausted"]
 
 
 def test_a_round_planned_on_counters_read_before_a_budget_raise_is_planned_again(database, tmp_path) -> None:
@@ -380,11 +382,7 @@ def test_a_round_planned_on_counters_read_before_a_budget_raise_is_planned_again
     with database.store() as store:
         run = RunContext(control.run_id, control.campaign_id, config, control.messages)
         assert next_round(store, Settings(), run, 1, control.messages, 0, control.counters) is None
-    with database.engine.begin() as session:
-        rows = session.execute(
-            text("SELECT status FROM run WHERE campaign_id = :c ORDER BY id"), {"c": submitted.campaign_id}
-        )
-        assert [r[0] for r in rows] == ["running", "budget_exhausted"]
+    assert run_statuses(database, submitted.campaign_id) == ["running", "budget_exhausted"]
 
 
 @pytest.mark.parametrize("a_first", [True, False])
